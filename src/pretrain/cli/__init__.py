@@ -1,0 +1,44 @@
+"""The `pretrain` command line: a thin Typer layer over the importable Python API.
+
+Each stage registers its commands from its own module here (``register(app)``), so the CLI of a stage
+lives next to nothing but argument parsing. Errors the user can fix (bad config, missing or corrupt
+file) print one line naming the culprit and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="pretrain",
+    help="Raw files to a trained, evaluated base language model: curate, tokenize, train, evaluate, plan, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# One module per stage; each defines register(app).
+_MODULES = ["corpus", "config", "curate", "tokenizer", "model", "train", "eval", "scaling", "report", "quickstart"]
+for _name in _MODULES:
+    _mod = importlib.import_module(f"pretrain.cli.{_name}")
+    _mod.register(app)
+
+
+class UserError(Exception):
+    """An error caused by input the user controls; printed as one line."""
+
+
+def main() -> None:
+    from pretrain.configlib import ConfigError
+
+    try:
+        app()
+    except (ConfigError, UserError, FileNotFoundError, NotADirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ValueError as exc:  # data and shard errors name their file in the message
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,10 @@
+"""CLI commands of the eval stage (argument parsing only; the work is in pretrain.eval)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's commands to the main app."""
+    return None

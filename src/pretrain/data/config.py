@@ -1,0 +1,26 @@
+"""Data stage configuration: raw inputs, curation, mixture and loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pretrain.configlib import check
+from pretrain.data.curate.config import CurateConfig
+from pretrain.data.loader_config import LoaderConfig, MixtureConfig
+
+
+@dataclass
+class DataConfig:
+    inputs: list[str] = field(default_factory=list)
+    """Raw input files or directories to curate (['builtin'] = the built-in corpus)."""
+    val_fraction: float = 0.05
+    """Fraction of documents per domain held out for validation (chosen by document hash)."""
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    """Curation pipeline."""
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    """Domain weights over training."""
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    """Packing loader."""
+
+    def validate(self) -> None:
+        check(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1) (got {self.val_fraction})")

@@ -1,0 +1,98 @@
+"""The document record used by every data stage, and JSONL(.zst/.gz) reading and writing.
+
+A record is one JSON object per line: ``id`` (stable hash of the text), ``text``, ``source`` (where it
+came from: path plus line or offset), ``domain``, ``lang`` and ``meta`` (free-form dict).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+
+def doc_id(text: str) -> str:
+    """Stable id of a document: the first 16 hex digits of the SHA-1 of its UTF-8 text."""
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass
+class Document:
+    text: str
+    source: str = ""
+    domain: str = "default"
+    id: str = ""
+    lang: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = doc_id(self.text)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "source": self.source, "domain": self.domain,
+                "lang": self.lang, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], text_field: str = "text") -> Document:
+        text = d[text_field]
+        if not isinstance(text, str):
+            raise ValueError(f"field {text_field!r} is not a string")
+        return cls(text=text, source=str(d.get("source", "")), domain=str(d.get("domain") or "default"),
+                   id=str(d.get("id") or ""), lang=str(d.get("lang") or ""), meta=dict(d.get("meta") or {}))
+
+
+def open_text(path: str | Path, mode: str = "rt"):
+    """Open a plain, .gz or .zst file as text (``rt``) or for writing (``wt``)."""
+    path = Path(path)
+    if path.suffix == ".zst":
+        if "r" in mode:
+            raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))
+            return io.TextIOWrapper(raw, encoding="utf-8")
+        raw = zstandard.ZstdCompressor(level=3).stream_writer(open(path, "wb"))
+        return io.TextIOWrapper(raw, encoding="utf-8")
+    if path.suffix == ".gz":
+        return gzip.open(path, mode, encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def write_jsonl(path: str | Path, docs: Iterable[Document | dict]) -> int:
+    """Write documents (or dicts) as JSON lines, atomically; compression by extension. Returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")  # keeps the suffix, so compression matches
+    n = 0
+    with open_text(tmp, "wt") as f:
+        for d in docs:
+            f.write(json.dumps(d.to_dict() if isinstance(d, Document) else d, ensure_ascii=False))
+            f.write("\n")
+            n += 1
+    tmp.replace(path)
+    return n
+
+
+def read_jsonl(path: str | Path, text_field: str = "text") -> Iterator[Document]:
+    """Read documents from a JSONL(.gz/.zst) file; a bad line raises ValueError naming file and line."""
+    with open_text(path, "rt") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield Document.from_dict(json.loads(line), text_field)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{lineno}: bad record: {exc}") from None
+
+
+def read_dir(path: str | Path) -> Iterator[Document]:
+    """Every document of every ``*.jsonl*`` file below ``path`` in sorted path order."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(x for x in p.rglob("*.jsonl*") if x.is_file())
+    for f in files:
+        yield from read_jsonl(f)

@@ -1,0 +1,132 @@
+"""Model configuration: the shape of a Llama-style decoder and its optional parts (RoPE scaling, MoE, MTP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pretrain.configlib import check
+
+
+@dataclass
+class RopeScalingConfig:
+    type: Literal["none", "linear", "dynamic", "yarn", "llama3"] = "none"
+    """RoPE scaling for context extension: none, linear (position interpolation), dynamic NTK, YaRN, Llama-3."""
+    factor: float = 1.0
+    """Context extension factor s (new context / original context)."""
+    original_max_position: int = 0
+    """Context length the model was trained at before scaling (0 = model.max_seq_len)."""
+    beta_fast: float = 32.0
+    """YaRN: rotations above which dimensions are left unscaled."""
+    beta_slow: float = 1.0
+    """YaRN: rotations below which dimensions are fully interpolated."""
+    attn_factor: float = 0.0
+    """YaRN attention temperature multiplier (0 = the default 0.1 ln s + 1)."""
+    low_freq_factor: float = 1.0
+    """Llama-3: wavelengths above original/low_freq_factor are divided by factor."""
+    high_freq_factor: float = 4.0
+    """Llama-3: wavelengths below original/high_freq_factor are kept."""
+
+    def validate(self) -> None:
+        check(self.factor >= 1.0, "factor", f"must be >= 1 (got {self.factor})")
+
+
+@dataclass
+class MoEConfig:
+    n_experts: int = 0
+    """Routed experts per MoE layer (0 = dense model)."""
+    top_k: int = 2
+    """Experts each token is sent to."""
+    n_shared: int = 0
+    """Shared experts every token always uses (DeepSeek-MoE)."""
+    expert_hidden: int = 0
+    """Hidden size of each expert's SwiGLU (0 = the dense ffn hidden size / top_k)."""
+    balance: Literal["aux_loss", "aux_free", "none"] = "aux_free"
+    """Load balancing: Switch/GShard auxiliary loss, DeepSeek-V3 auxiliary-loss-free bias, or none."""
+    aux_loss_coef: float = 1e-2
+    """Weight of the Switch/GShard auxiliary loss (balance = aux_loss)."""
+    bias_update_speed: float = 1e-3
+    """Gamma: per-step bias change of the auxiliary-loss-free balancing (DeepSeek-V3: 0.001)."""
+    seq_aux_alpha: float = 0.0
+    """Weight of the sequence-wise balance loss (DeepSeek-V3 uses ~1e-4; 0 = off)."""
+    z_loss_coef: float = 0.0
+    """Router z-loss weight (0 = off)."""
+    first_dense_layers: int = 0
+    """Number of leading layers kept dense."""
+
+    def validate(self) -> None:
+        check(self.n_experts >= 0, "n_experts", "must be >= 0")
+        if self.n_experts:
+            check(1 <= self.top_k <= self.n_experts, "top_k", f"must be in 1..n_experts={self.n_experts}")
+
+
+@dataclass
+class MTPConfig:
+    depth: int = 0
+    """Number of sequential multi-token-prediction modules (DeepSeek-V3 uses 1; 0 = off)."""
+    weight: float = 0.3
+    """Loss weight lambda of the MTP losses (DeepSeek-V3: 0.3, then 0.1 late in training)."""
+    weight_late: float = 0.1
+    """Lambda after `late_fraction` of training."""
+    late_fraction: float = 0.7
+    """Fraction of training after which `weight_late` applies."""
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0
+    """Vocabulary size (0 = taken from the tokenizer)."""
+    dim: int = 256
+    """Residual stream width."""
+    n_layers: int = 4
+    """Number of transformer blocks."""
+    n_heads: int = 4
+    """Attention (query) heads."""
+    n_kv_heads: int = 0
+    """Key/value heads for grouped-query attention (0 = n_heads, i.e. multi-head; 1 = multi-query)."""
+    ffn_hidden: int = 0
+    """SwiGLU hidden size (0 = 8/3 * dim rounded up to multiple_of)."""
+    multiple_of: int = 64
+    """Round the automatic SwiGLU hidden size up to a multiple of this."""
+    max_seq_len: int = 256
+    """Longest context the model is trained or used at."""
+    rope_theta: float = 10000.0
+    """RoPE base frequency."""
+    rope_scaling: RopeScalingConfig = field(default_factory=RopeScalingConfig)
+    """RoPE scaling for context extension."""
+    norm_eps: float = 1e-5
+    """RMSNorm epsilon."""
+    qk_norm: bool = False
+    """RMSNorm on queries and keys per head (stabilises large learning rates)."""
+    tie_embeddings: bool = True
+    """Share the token embedding with the LM head."""
+    init_std: float = 0.02
+    """Standard deviation of the weight initialisation; output projections are scaled by 1/sqrt(2 n_layers)."""
+    moe: MoEConfig = field(default_factory=MoEConfig)
+    """Mixture-of-experts options (off when n_experts = 0)."""
+    mtp: MTPConfig = field(default_factory=MTPConfig)
+    """Multi-token prediction options (off when depth = 0)."""
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def hidden_dim(self) -> int:
+        if self.ffn_hidden:
+            return self.ffn_hidden
+        h = int(8 * self.dim / 3)
+        return self.multiple_of * ((h + self.multiple_of - 1) // self.multiple_of)
+
+    def validate(self) -> None:
+        check(self.dim > 0, "dim", "must be > 0")
+        check(self.n_layers > 0, "n_layers", "must be > 0")
+        check(self.n_heads > 0 and self.dim % self.n_heads == 0, "n_heads", f"must divide dim={self.dim}")
+        check(self.head_dim % 2 == 0, "n_heads", "head dimension dim/n_heads must be even for RoPE")
+        check(self.n_heads % self.kv_heads == 0, "n_kv_heads", f"must divide n_heads={self.n_heads}")
+        check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
+        check(self.vocab_size >= 0, "vocab_size", "must be >= 0")

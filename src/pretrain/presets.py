@@ -1,0 +1,51 @@
+"""Named presets: partial run configs merged over the defaults (a config file can start from one).
+
+Shapes follow published models where named (GPT-2 124M: 12 x 768, 12 heads, context 1024; Llama 3.2 1B:
+16 x 2048, 32 heads, 8 KV heads, SwiGLU 8192, RoPE base 500000 with Llama-3 scaling).
+"""
+
+from __future__ import annotations
+
+PRESETS: dict[str, dict] = {
+    # Seconds on a CPU: for tests.
+    "tiny": {
+        "name": "tiny",
+        "data": {"inputs": ["builtin"]},
+        "tokenizer": {"vocab_size": 512, "sample_bytes_per_domain": 200_000},
+        "model": {"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 64, "multiple_of": 32},
+        "train": {"seq_len": 64, "micro_batch": 4, "max_steps": 30, "warmup_steps": 5, "lr": 3e-3, "log_interval": 5},
+        "eval": {"batch_size": 8, "max_docs_per_domain": 10, "max_tokens_per_domain": 4096, "sample_tokens": 16},
+    },
+    # The default recipe of `pretrain quickstart`: about ten minutes end to end on 2 CPU cores.
+    "quickstart": {
+        "name": "quickstart",
+        "data": {"inputs": ["builtin"]},
+        "tokenizer": {"vocab_size": 4096, "sample_bytes_per_domain": 4_000_000},
+        "model": {"dim": 256, "n_layers": 4, "n_heads": 4, "max_seq_len": 256},
+        "train": {"seq_len": 256, "micro_batch": 16, "max_steps": 600, "warmup_steps": 50, "lr": 2e-3,
+                  "time_limit_s": 300.0, "log_interval": 10},
+        "eval": {"batch_size": 16, "max_docs_per_domain": 100, "max_tokens_per_domain": 60_000},
+    },
+    # A bigger CPU model (an hour or so).
+    "small": {
+        "name": "small",
+        "tokenizer": {"vocab_size": 8192},
+        "model": {"dim": 384, "n_layers": 6, "n_heads": 6, "max_seq_len": 512},
+        "train": {"seq_len": 512, "micro_batch": 8, "max_steps": 5000, "warmup_steps": 200, "lr": 1e-3},
+    },
+    "gpt2-124m": {
+        "name": "gpt2-124m",
+        "tokenizer": {"vocab_size": 50304},
+        "model": {"dim": 768, "n_layers": 12, "n_heads": 12, "max_seq_len": 1024, "tie_embeddings": True},
+        "train": {"seq_len": 1024, "micro_batch": 16, "grad_accum": 32, "max_steps": 19073, "warmup_steps": 700,
+                  "lr": 6e-4},
+    },
+    "llama-1b": {
+        "name": "llama-1b",
+        "tokenizer": {"vocab_size": 128256},
+        "model": {"dim": 2048, "n_layers": 16, "n_heads": 32, "n_kv_heads": 8, "ffn_hidden": 8192,
+                  "max_seq_len": 2048, "rope_theta": 500000.0, "tie_embeddings": True},
+        "train": {"seq_len": 2048, "micro_batch": 4, "grad_accum": 64, "max_steps": 100000, "warmup_steps": 2000,
+                  "lr": 3e-4},
+    },
+}
