@@ -13,6 +13,8 @@ from pretrain.data.loader_config import LoaderConfig, MixtureConfig
 class DataConfig:
     inputs: list[str] = field(default_factory=list)
     """Raw input files or directories to curate (['builtin'] = the built-in corpus)."""
+    tokens: str = ""
+    """Token shard directory with train/ and val/ splits ('' = <run>/tokens)."""
     val_fraction: float = 0.05
     """Fraction of documents per domain held out for validation (chosen by document hash)."""
     curate: CurateConfig = field(default_factory=CurateConfig)
