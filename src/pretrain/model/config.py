@@ -29,6 +29,14 @@ class RopeScalingConfig:
 
     def validate(self) -> None:
         check(self.factor >= 1.0, "factor", f"must be >= 1 (got {self.factor})")
+        check(self.original_max_position >= 0, "original_max_position", "must be >= 0")
+        check(self.beta_fast > self.beta_slow > 0, "beta_fast", f"must exceed beta_slow > 0 (got {self.beta_fast}, {self.beta_slow})")
+        check(self.attn_factor >= 0, "attn_factor", "must be >= 0")
+        check(
+            self.high_freq_factor > self.low_freq_factor > 0,
+            "high_freq_factor",
+            f"must exceed low_freq_factor > 0 (got {self.high_freq_factor}, {self.low_freq_factor})",
+        )
 
 
 @dataclass
@@ -41,6 +49,9 @@ class MoEConfig:
     """Shared experts every token always uses (DeepSeek-MoE)."""
     expert_hidden: int = 0
     """Hidden size of each expert's SwiGLU (0 = the dense ffn hidden size / top_k)."""
+    router_score: Literal["sigmoid", "softmax"] = "sigmoid"
+    """Expert affinity: sigmoid per expert (DeepSeek-V3) or softmax over experts (Switch, Mixtral); the
+    selected experts' scores are renormalised to sum to 1 either way."""
     balance: Literal["aux_loss", "aux_free", "none"] = "aux_free"
     """Load balancing: Switch/GShard auxiliary loss, DeepSeek-V3 auxiliary-loss-free bias, or none."""
     aux_loss_coef: float = 1e-2
@@ -58,6 +69,13 @@ class MoEConfig:
         check(self.n_experts >= 0, "n_experts", "must be >= 0")
         if self.n_experts:
             check(1 <= self.top_k <= self.n_experts, "top_k", f"must be in 1..n_experts={self.n_experts}")
+        check(self.n_shared >= 0, "n_shared", "must be >= 0")
+        check(self.expert_hidden >= 0, "expert_hidden", "must be >= 0")
+        check(self.aux_loss_coef >= 0, "aux_loss_coef", "must be >= 0")
+        check(self.bias_update_speed >= 0, "bias_update_speed", "must be >= 0")
+        check(self.seq_aux_alpha >= 0, "seq_aux_alpha", "must be >= 0")
+        check(self.z_loss_coef >= 0, "z_loss_coef", "must be >= 0")
+        check(self.first_dense_layers >= 0, "first_dense_layers", "must be >= 0")
 
 
 @dataclass
@@ -70,6 +88,15 @@ class MTPConfig:
     """Lambda after `late_fraction` of training."""
     late_fraction: float = 0.7
     """Fraction of training after which `weight_late` applies."""
+
+    def weight_at(self, progress: float) -> float:
+        """Lambda at training progress in [0, 1]: `weight`, then `weight_late` (DeepSeek-V3's step schedule)."""
+        return self.weight if progress < self.late_fraction else self.weight_late
+
+    def validate(self) -> None:
+        check(self.depth >= 0, "depth", "must be >= 0")
+        check(self.weight >= 0 and self.weight_late >= 0, "weight", "MTP loss weights must be >= 0")
+        check(0.0 <= self.late_fraction <= 1.0, "late_fraction", "must be in [0, 1]")
 
 
 @dataclass
@@ -122,6 +149,38 @@ class ModelConfig:
         h = int(8 * self.dim / 3)
         return self.multiple_of * ((h + self.multiple_of - 1) // self.multiple_of)
 
+    @property
+    def expert_hidden_dim(self) -> int:
+        """Hidden size of one routed (or shared) expert."""
+        return self.moe.expert_hidden or max(1, self.hidden_dim // self.moe.top_k)
+
+    @property
+    def rope_original_max_position(self) -> int:
+        """Context the RoPE scaling is relative to."""
+        return self.rope_scaling.original_max_position or self.max_seq_len
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return self.moe.n_experts > 0 and layer >= self.moe.first_dense_layers
+
+    # Size helpers that need no model (the scaling-law code calls them); see pretrain.model.size.
+    def num_params(self, exclude_embeddings: bool = False, include_mtp: bool = True) -> int:
+        """Parameter count of the model this config builds (vocab_size must be set)."""
+        from pretrain.model.size import count_params
+
+        return count_params(self, exclude_embeddings=exclude_embeddings, include_mtp=include_mtp)
+
+    def num_active_params(self, exclude_embeddings: bool = False, include_mtp: bool = False) -> int:
+        """Parameters one token passes through (MoE: top_k routed plus shared experts)."""
+        from pretrain.model.size import count_params
+
+        return count_params(self, exclude_embeddings=exclude_embeddings, include_mtp=include_mtp, active=True)
+
+    def flops_per_token(self, seq_len: int | None = None, include_mtp: bool = True) -> float:
+        """Training FLOPs per token: 6 N (N = active non-embedding params + LM head) + 12 L H d_head T."""
+        from pretrain.model.size import flops_per_token
+
+        return flops_per_token(self, seq_len or self.max_seq_len, include_mtp=include_mtp)
+
     def validate(self) -> None:
         check(self.dim > 0, "dim", "must be > 0")
         check(self.n_layers > 0, "n_layers", "must be > 0")
@@ -130,3 +189,13 @@ class ModelConfig:
         check(self.n_heads % self.kv_heads == 0, "n_kv_heads", f"must divide n_heads={self.n_heads}")
         check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
         check(self.vocab_size >= 0, "vocab_size", "must be >= 0")
+        check(self.ffn_hidden >= 0, "ffn_hidden", "must be >= 0")
+        check(self.multiple_of > 0, "multiple_of", "must be > 0")
+        check(self.rope_theta > 0, "rope_theta", "must be > 0")
+        check(self.norm_eps > 0, "norm_eps", "must be > 0")
+        check(self.init_std > 0, "init_std", "must be > 0")
+        check(
+            self.moe.first_dense_layers <= self.n_layers,
+            "moe.first_dense_layers",
+            f"must be <= n_layers={self.n_layers}",
+        )

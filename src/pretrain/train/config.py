@@ -1,4 +1,8 @@
-"""Trainer configuration: optimisation, schedule, batch, precision, stages, stability and checkpoints."""
+"""Trainer configuration: optimisation, schedule, batch, precision, stages, stability and checkpoints.
+
+A run is a table of stages (``[[train.stages]]``): bulk pre-training at short context, long-context
+extension steps, and a final anneal. With no stages the whole run is one bulk stage.
+"""
 
 from __future__ import annotations
 
@@ -9,49 +13,198 @@ from pretrain.configlib import check
 
 
 @dataclass
+class GateConfig:
+    """Advance gate of a long-context stage: keep training the stage until the model has adapted."""
+
+    enabled: bool = True
+    """Check the gate at the end of a long_context stage (False = always advance)."""
+    short_loss_tolerance: float = 0.05
+    """Short-context validation loss must be within this fraction of its value before the stage."""
+    needle: bool = True
+    """Also require needle-in-a-haystack retrieval to pass at the stage's context length."""
+    needle_min_accuracy: float = 0.5
+    """Needle accuracy required at the stage's length."""
+    extra_steps: int = 0
+    """Steps added each time the gate fails (0 = a quarter of the stage's steps)."""
+    max_extensions: int = 2
+    """Give up (advance anyway, with an event logged) after this many failed checks."""
+
+    def validate(self) -> None:
+        check(self.short_loss_tolerance >= 0, "short_loss_tolerance", "must be >= 0")
+        check(0.0 <= self.needle_min_accuracy <= 1.0, "needle_min_accuracy", "must be in [0, 1]")
+        check(self.extra_steps >= 0, "extra_steps", "must be >= 0")
+        check(self.max_extensions >= 0, "max_extensions", "must be >= 0")
+
+
+@dataclass
+class StageConfig:
+    """One row of the stage table."""
+
+    name: str = "bulk"
+    """Stage name (shown in metrics rows and events)."""
+    kind: Literal["bulk", "long_context", "anneal"] = "bulk"
+    """bulk = main pre-training; long_context = context extension step; anneal = LR to zero + averaging."""
+    steps: int = 0
+    """Optimizer steps of this stage (0 = use `fraction`)."""
+    fraction: float = 0.0
+    """Fraction of train.max_steps (used when steps = 0; both 0 = the remainder, one stage at most)."""
+    seq_len: int = 0
+    """Sequence length in this stage (0 = train.seq_len)."""
+    micro_batch: int = 0
+    """Micro-batch in this stage (0 = train.micro_batch scaled to keep tokens per micro-batch constant)."""
+    rope_scaling: str = ""
+    """RoPE scaling type in this stage ('' = unchanged; none, linear, dynamic, yarn, llama3)."""
+    rope_factor: float = 0.0
+    """RoPE scaling factor (0 = seq_len / the bulk sequence length)."""
+    doc_mask: bool = True
+    """Attention never crosses document boundaries (Llama 3 long-context practice)."""
+    mixture: dict[str, float] = field(default_factory=dict)
+    """Domain weights for this stage ({} = the run's mixture); the anneal's high-quality mix goes here."""
+    gate: GateConfig = field(default_factory=GateConfig)
+    """Advance gate (long_context stages)."""
+
+    def validate(self) -> None:
+        check(self.steps >= 0, "steps", "must be >= 0")
+        check(0.0 <= self.fraction <= 1.0, "fraction", f"must be in [0, 1] (got {self.fraction})")
+        check(self.seq_len >= 0, "seq_len", "must be >= 0")
+        check(self.micro_batch >= 0, "micro_batch", "must be >= 0")
+        check(
+            self.rope_scaling in ("", "none", "linear", "dynamic", "yarn", "llama3"),
+            "rope_scaling",
+            f"must be one of '', none, linear, dynamic, yarn, llama3 (got {self.rope_scaling!r})",
+        )
+        check(self.rope_factor == 0 or self.rope_factor >= 1.0, "rope_factor", "must be 0 (auto) or >= 1")
+        check(all(w >= 0 for w in self.mixture.values()), "mixture", "weights must be >= 0")
+
+
+@dataclass
+class SpikeConfig:
+    """Loss-spike and NaN/Inf handling."""
+
+    policy: Literal["skip", "rewind", "log", "off"] = "skip"
+    """skip = drop the step's update; rewind = reload the last good checkpoint and skip the batches; log = only report."""
+    window: int = 50
+    """Rolling window of recent steps the statistics are taken over."""
+    min_history: int = 10
+    """Steps of history needed before spikes (not NaN/Inf) are flagged."""
+    sigma: float = 6.0
+    """A step is a spike when loss or grad norm exceeds the window mean by this many standard deviations."""
+    max_rewinds: int = 5
+    """Stop with an error after this many rewinds (the run is diverging)."""
+    max_consecutive_skips: int = 20
+    """Stop with an error after this many consecutive skipped steps."""
+
+    def validate(self) -> None:
+        check(self.window >= 2, "window", "must be >= 2")
+        check(1 <= self.min_history <= self.window, "min_history", "must be in 1..window")
+        check(self.sigma > 0, "sigma", "must be > 0")
+
+
+@dataclass
+class BatchRampPoint:
+    tokens: int = 0
+    """From this many tokens seen on ..."""
+    batch: int = 0
+    """... the global batch is this many sequences (a multiple of micro_batch x processes)."""
+
+
+@dataclass
+class AveragingConfig:
+    """Weight averaging at the end of training (annealing)."""
+
+    ema_decay: float = 0.0
+    """Polyak/EMA decay of the weights during anneal stages (0 = off; e.g. 0.99)."""
+    last_n: int = 0
+    """Average the last N checkpoints of the anneal (0 = off)."""
+    interval: int = 0
+    """Checkpoint interval inside the anneal for last_n averaging (0 = anneal steps / last_n)."""
+    select: Literal["best", "ema", "last_n", "raw"] = "best"
+    """Which model becomes checkpoints/final: the lowest validation loss, or a fixed choice."""
+
+    def validate(self) -> None:
+        check(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
+        check(self.last_n >= 0 and self.last_n != 1, "last_n", "must be 0 or >= 2")
+        check(self.interval >= 0, "interval", "must be >= 0")
+
+
+@dataclass
 class TrainConfig:
     seq_len: int = 256
     """Tokens per training sequence."""
     micro_batch: int = 8
     """Sequences per forward/backward pass on one process."""
     grad_accum: int = 1
-    """Micro-batches accumulated per optimizer step."""
+    """Micro-batches accumulated per optimizer step (ignored when global_batch is set)."""
+    global_batch: int = 0
+    """Sequences per optimizer step over all processes (0 = micro_batch x grad_accum x processes)."""
     max_steps: int = 1000
     """Optimizer steps of the whole run (all stages together unless stages set their own)."""
     time_limit_s: float = 0.0
     """Stop after this many seconds of training wall time (0 = no limit); the schedule is sized to it."""
     lr: float = 1e-3
-    """Peak learning rate."""
+    """Peak learning rate (at the base global batch)."""
     min_lr_ratio: float = 0.1
     """Final learning rate as a fraction of the peak (cosine floor)."""
     warmup_steps: int = 100
     """Linear warmup steps."""
     schedule: Literal["cosine", "wsd", "linear", "constant"] = "cosine"
-    """Learning-rate shape after warmup."""
+    """Learning-rate shape after warmup: cosine to the floor, WSD, linear to zero, constant."""
     decay_fraction: float = 0.2
-    """WSD: fraction of the run spent in the final decay."""
+    """WSD: fraction of the run spent in the final decay (an anneal stage replaces it)."""
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    """adamw everywhere, or Muon for 2-D weight matrices of the blocks and AdamW for the rest."""
     weight_decay: float = 0.1
     """AdamW decoupled weight decay (not applied to norms, biases, embeddings)."""
+    decay_embeddings: bool = False
+    """Apply weight decay to embeddings too."""
     beta1: float = 0.9
     """AdamW beta1."""
     beta2: float = 0.95
     """AdamW beta2."""
     eps: float = 1e-8
     """AdamW epsilon."""
+    muon_lr: float = 0.02
+    """Muon learning rate (peak; follows the same schedule)."""
+    muon_momentum: float = 0.95
+    """Muon Nesterov momentum."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = off)."""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    batch_ramp: list[BatchRampPoint] = field(default_factory=list)
+    """Global batch ramp by tokens seen (Llama 3: 4M -> 8M -> 16M tokens); [] = fixed batch."""
+    lr_batch_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
+    """LR rule when the ramp changes the batch B: lr x (B / B_base)^(1/2), ^1, or unchanged."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """auto = fp32 on CPU, bf16 autocast with fp32 master weights on GPU."""
-    device: str = "auto"
-    """auto, cpu, cuda, cuda:N."""
+    reduce_dtype: Literal["fp32", "bf16"] = "fp32"
+    """Gradient reduction dtype under FSDP (master weights and optimizer state stay fp32)."""
+    fp32_modules: list[str] = field(default_factory=lambda: ["norm", "router"])
+    """Precision map: modules whose name contains one of these run outside autocast, in fp32."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer block in the backward pass (less memory, ~30% more compute)."""
     compile: bool = False
     """Wrap the model in torch.compile."""
+    distributed: Literal["auto", "ddp", "fsdp"] = "auto"
+    """Under torchrun: ddp (replicated) or fsdp (FSDP2 fully_shard); auto = ddp."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N."""
+    stages: list[StageConfig] = field(default_factory=list)
+    """The stage table; [] = one bulk stage of max_steps."""
+    spike: SpikeConfig = field(default_factory=SpikeConfig)
+    """Loss-spike detection and policy."""
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
+    """EMA and last-N checkpoint averaging for the final model."""
     log_interval: int = 10
     """Log a metrics row every this many steps."""
     checkpoint_interval: int = 0
-    """Save a checkpoint every this many steps (0 = only at the end)."""
+    """Save a checkpoint every this many steps (0 = only at stage ends and the end)."""
     keep_last: int = 2
     """Checkpoints to keep besides milestones."""
+    milestone_interval: int = 0
+    """Keep every checkpoint whose step is a multiple of this forever (0 = none besides stage ends)."""
+    gns: bool = True
+    """Estimate the gradient noise scale (critical batch, McCandlish et al. 2018) when accumulating."""
+    peak_flops: float = 0.0
+    """Peak FLOP/s per process for MFU (0 = GPU table or a measured CPU matmul benchmark)."""
     seed: int = 0
     """Seed for initialisation and data order."""
 
@@ -63,10 +216,45 @@ class TrainConfig:
         check(self.seq_len > 0, "seq_len", "must be > 0")
         check(self.micro_batch > 0, "micro_batch", "must be > 0")
         check(self.grad_accum > 0, "grad_accum", "must be > 0")
+        check(self.global_batch >= 0, "global_batch", "must be >= 0")
+        check(
+            self.global_batch == 0 or self.global_batch % self.micro_batch == 0,
+            "global_batch",
+            f"must be a multiple of micro_batch={self.micro_batch} (got {self.global_batch})",
+        )
         check(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
         check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", f"must be in [0, 1] (got {self.min_lr_ratio})")
         check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         check(self.max_steps > 0, "max_steps", "must be > 0")
+        check(self.time_limit_s >= 0, "time_limit_s", "must be >= 0")
+        check(0.0 < self.decay_fraction <= 1.0, "decay_fraction", "must be in (0, 1]")
         check(0.0 <= self.beta1 < 1.0, "beta1", "must be in [0, 1)")
         check(0.0 <= self.beta2 < 1.0, "beta2", "must be in [0, 1)")
         check(self.grad_clip >= 0, "grad_clip", "must be >= 0")
+        check(self.log_interval > 0, "log_interval", "must be > 0")
+        check(self.checkpoint_interval >= 0, "checkpoint_interval", "must be >= 0")
+        check(self.keep_last >= 1, "keep_last", "must be >= 1")
+        check(self.peak_flops >= 0, "peak_flops", "must be >= 0")
+        check(
+            not (self.optimizer == "muon" and self.distributed == "fsdp"),
+            "optimizer",
+            "muon needs whole matrices; use distributed = 'ddp' with it",
+        )
+        prev = -1
+        for i, p in enumerate(self.batch_ramp):
+            check(p.tokens > prev, f"batch_ramp[{i}].tokens", "must increase along the ramp")
+            check(
+                p.batch > 0 and p.batch % self.micro_batch == 0,
+                f"batch_ramp[{i}].batch",
+                f"must be a positive multiple of micro_batch={self.micro_batch} (got {p.batch})",
+            )
+            prev = p.tokens
+        remainder = [i for i, s in enumerate(self.stages) if s.steps == 0 and s.fraction == 0]
+        check(len(remainder) <= 1, "stages", "at most one stage may leave both steps and fraction at 0")
+        names = [s.name for s in self.stages]
+        check(len(set(names)) == len(names), "stages", f"stage names must be unique (got {names})")
+        kinds = [s.kind for s in self.stages]
+        if "anneal" in kinds:
+            check(kinds[-1] == "anneal" and kinds.count("anneal") == 1, "stages", "the anneal must be the one last stage")
+        fixed = sum(s.steps for s in self.stages) + sum(s.fraction for s in self.stages) * self.max_steps
+        check(fixed <= self.max_steps + 1e-6, "stages", f"stage steps add up to {fixed:.0f} > max_steps={self.max_steps}")
