@@ -1,0 +1,217 @@
+"""`pretrain tokenize`: encode curated documents into per-domain token shards, in parallel.
+
+Documents are read in order (curated ``data/*.jsonl.zst``, any JSONL(.gz/.zst) or Parquet file), sent in
+batches to the encoder and appended to the shard writer of their split and domain. The split is decided
+by the document id hash (:func:`pretrain.data.split.is_heldout`), so a document always lands on the
+same side whatever the worker count. Encoding runs either in-process with the tokenizer's own Rust
+thread pool (``workers=1``: `encode_batch` parallelises over cores itself) or in ``workers`` processes
+each encoding single-threaded, with results written back in input order. Records are never dropped:
+an empty document is kept as a zero-length entry, and a bad record stops the job naming file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pretrain.data.record import Document, read_jsonl
+from pretrain.data.shards import ShardWriter
+from pretrain.data.split import is_heldout
+
+
+def _parquet_docs(path: Path) -> Iterator[Document]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = set(pf.schema_arrow.names)
+    if "text" not in names:
+        raise ValueError(f"{path}: Parquet file has no 'text' column (columns: {', '.join(sorted(names))})")
+    cols = [c for c in ("text", "id", "source", "domain", "lang") if c in names]
+    row = 0
+    for batch in pf.iter_batches(columns=cols, batch_size=4096):
+        data = batch.to_pydict()
+        for i, text in enumerate(data["text"]):
+            if not isinstance(text, str):
+                raise ValueError(f"{path}@{row + i}: bad record: 'text' is not a string")
+            yield Document(text=text, id=str(data.get("id", [""] * (i + 1))[i] or ""),
+                           source=str(data.get("source", [""] * (i + 1))[i] or f"{path}@{row + i}"),
+                           domain=str(data.get("domain", [None] * (i + 1))[i] or "default"),
+                           lang=str(data.get("lang", [""] * (i + 1))[i] or ""))
+        row += batch.num_rows
+
+
+def input_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand inputs: a curated directory means its ``data/``; directories are searched for
+    ``*.jsonl*`` and ``*.parquet`` files (sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            root = p / "data" if (p / "data").is_dir() and (p / "stats.json").is_file() else p
+            found = sorted(x for x in root.rglob("*") if x.is_file() and (".jsonl" in x.name or x.suffix == ".parquet"))
+            if not found:
+                raise FileNotFoundError(f"no *.jsonl* or *.parquet files under {root}")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+    return files
+
+
+def read_documents(inputs: Iterable[str | Path]) -> Iterator[Document]:
+    """Every document of the inputs, in order (see :func:`input_files`)."""
+    for f in input_files(inputs):
+        yield from (_parquet_docs(f) if f.suffix == ".parquet" else read_jsonl(f))
+
+
+# -- encoding workers ---------------------------------------------------------------------------------
+_WORKER_TOK = None
+
+
+def _worker_init(path: str) -> None:
+    global _WORKER_TOK
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per process; the pool gives the parallelism
+    from pretrain.tokenizer import load_tokenizer
+
+    _WORKER_TOK = load_tokenizer(path)
+
+
+def _encode(texts: list[str], tok=None) -> tuple[np.ndarray, np.ndarray]:
+    """Encode a batch -> (all ids concatenated, uint32; ids per text). Raises ValueError on a bad text."""
+    tok = tok or _WORKER_TOK
+    ids = [np.asarray(x, dtype=np.uint32) for x in tok.encode_batch(texts)]
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint32)
+    return flat, lengths
+
+
+def _named(exc: ValueError, batch: list[Document]) -> ValueError:
+    """Turn "text #i is not valid ..." into a message naming the record's source."""
+    from pretrain.tokenizer.wrapper import bad_text_index
+
+    i = bad_text_index([d.text for d in batch])
+    where = f"{batch[i].source or batch[i].id}" if i is not None else "a batch"
+    return ValueError(f"{where}: cannot tokenize record: {exc}")
+
+
+def _batches(docs: Iterator[Document], batch_docs: int, batch_bytes: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    size = 0
+    for d in docs:
+        batch.append(d)
+        size += len(d.text)
+        if len(batch) >= batch_docs or size >= batch_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_dir: str | Path,
+                    val_fraction: float = 0.05, workers: int | None = None, batch_docs: int = 512,
+                    batch_bytes: int = 4_000_000, shard_tokens: int = 1 << 30) -> dict:
+    """Encode documents into ``out_dir/{train,val}/<domain>/`` shards; returns (and writes) stats.json.
+
+    ``tokenizer``: a :class:`pretrain.tokenizer.Tokenizer` or a path to one. ``workers``: None = 1 if
+    the machine has <= 2 cores (the in-process Rust pool is then fastest), else the core count.
+    Previous shards in ``out_dir/train`` and ``out_dir/val`` are replaced once the new ones are complete.
+    """
+    from pretrain.tokenizer import Tokenizer, load_tokenizer
+
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1) (got {val_fraction})")
+    cores = os.cpu_count() or 1
+    workers = workers if workers is not None else (1 if cores <= 2 else cores)
+    if workers > 1 and tok.path is None:
+        raise ValueError("tokenize_corpus: a tokenizer loaded from a file is needed for worker processes")
+    out = Path(out_dir)
+    tmp = out / f".tmp-tokenize-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    writers: dict[tuple[str, str], ShardWriter] = {}
+    t0 = time.perf_counter()
+    n_docs = n_chars = 0
+    batches = _batches(read_documents(inputs), batch_docs, batch_bytes)
+
+    def write(batch: list[Document], flat: np.ndarray, lengths: np.ndarray) -> None:
+        nonlocal n_docs
+        ends = np.cumsum(lengths)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, d in enumerate(batch):
+            split = "val" if val_fraction > 0 and is_heldout(d.id, val_fraction) else "train"
+            groups.setdefault((split, d.domain), []).append(i)
+        for key, rows in groups.items():
+            if key not in writers:
+                if not key[1] or "/" in key[1] or key[1].startswith("."):
+                    raise ValueError(f"{batch[rows[0]].source}: bad domain name {key[1]!r}")
+                writers[key] = ShardWriter(tmp / key[0] / key[1], tok.hash, tok.vocab_size, shard_tokens)
+            sel = np.asarray(rows)
+            parts = [flat[ends[i] - lengths[i]:ends[i]] for i in rows]
+            writers[key].add(np.concatenate(parts) if parts else flat[:0], lengths[sel],
+                             [len(batch[i].text.encode("utf-8", "surrogatepass")) for i in rows],
+                             [batch[i].id for i in rows], [batch[i].source for i in rows])
+        n_docs += len(batch)
+
+    try:
+        if workers <= 1:
+            for batch in batches:
+                n_chars += sum(len(d.text) for d in batch)
+                try:
+                    encoded = _encode([d.text for d in batch], tok)
+                except ValueError as exc:
+                    raise _named(exc, batch) from None
+                write(batch, *encoded)
+        else:
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(workers, initializer=_worker_init, initargs=(str(tok.path),)) as pool:
+                pending: list[list[Document]] = []
+
+                def texts() -> Iterator[list[str]]:
+                    for batch in batches:
+                        pending.append(batch)
+                        yield [d.text for d in batch]
+
+                results = pool.imap(_encode, texts(), chunksize=1)
+                while True:
+                    try:
+                        flat, lengths = next(results)
+                    except StopIteration:
+                        break
+                    except ValueError as exc:
+                        raise _named(exc, pending[0]) from None
+                    batch = pending.pop(0)
+                    n_chars += sum(len(d.text) for d in batch)
+                    write(batch, flat, lengths)
+        metas = {key: w.close() for key, w in writers.items()}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not metas:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"no documents found in {', '.join(map(str, inputs))}")
+    for split in ("train", "val"):
+        shutil.rmtree(out / split, ignore_errors=True)
+        (tmp / split).mkdir(parents=True, exist_ok=True)
+        (tmp / split).rename(out / split)
+    shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    total_bytes = sum(m["bytes"] for m in metas.values())
+    stats = {
+        "tokenizer_hash": tok.hash, "vocab_size": tok.vocab_size, "val_fraction": val_fraction,
+        "documents": n_docs, "tokens": sum(m["tokens"] for m in metas.values()), "bytes": total_bytes,
+        "seconds": seconds, "mb_per_s": total_bytes / 1e6 / max(seconds, 1e-9), "workers": workers,
+        "splits": {s: {d: {k: metas[(s2, d)][k] for k in ("documents", "tokens", "bytes", "dtype")}
+                       for (s2, d) in sorted(metas) if s2 == s} for s in ("train", "val")},
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    return stats

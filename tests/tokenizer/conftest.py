@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("synthetic_corpus", Path(__file__).with_name("synthetic_corpus.py"))
+synthetic_corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(synthetic_corpus)
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return synthetic_corpus.make_corpus()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(corpus, tmp_path_factory):
+    from pretrain.tokenizer import TokenizerConfig, train_tokenizer
+
+    cfg = TokenizerConfig(vocab_size=600, min_frequency=2, sample_bytes_per_domain=200_000, n_reserved=4)
+    return train_tokenizer(corpus, cfg, tmp_path_factory.mktemp("tok"), val_fraction=0.1)
