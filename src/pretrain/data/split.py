@@ -18,3 +18,17 @@ def heldout_score(doc_id: str) -> float:
 def is_heldout(doc_id: str, fraction: float) -> bool:
     """True when the document belongs to the validation split of the given fraction."""
     return heldout_score(doc_id) < fraction
+
+
+def split_key(doc) -> str:
+    """What the split hashes: ``meta["split_key"]`` when the producer groups documents, else the id.
+
+    Documents derived from one source (a module's code and its docstrings, say) share a split key, so
+    they land on the same side and validation never sees text that training saw in another form.
+    """
+    return str(doc.meta.get("split_key") or doc.id)
+
+
+def doc_is_heldout(doc, fraction: float) -> bool:
+    """:func:`is_heldout` applied to the document's :func:`split_key`."""
+    return fraction > 0 and is_heldout(split_key(doc), fraction)

@@ -2,7 +2,7 @@
 
 Documents are read in order (curated ``data/*.jsonl.zst``, any JSONL(.gz/.zst) or Parquet file), sent in
 batches to the encoder and appended to the shard writer of their split and domain. The split is decided
-by the document id hash (:func:`pretrain.data.split.is_heldout`), so a document always lands on the
+by the document's split key hash (:func:`pretrain.data.split.doc_is_heldout`), so a document always lands on the
 same side whatever the worker count. Encoding runs either in-process with the tokenizer's own Rust
 thread pool (``workers=1``: `encode_batch` parallelises over cores itself) or in ``workers`` processes
 each encoding single-threaded, with results written back in input order. Records are never dropped:
@@ -23,7 +23,7 @@ import numpy as np
 
 from pretrain.data.record import Document, read_jsonl
 from pretrain.data.shards import ShardWriter
-from pretrain.data.split import is_heldout
+from pretrain.data.split import doc_is_heldout
 
 
 def _parquet_docs(path: Path) -> Iterator[Document]:
@@ -148,7 +148,7 @@ def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_di
         ends = np.cumsum(lengths)
         groups: dict[tuple[str, str], list[int]] = {}
         for i, d in enumerate(batch):
-            split = "val" if val_fraction > 0 and is_heldout(d.id, val_fraction) else "train"
+            split = "val" if doc_is_heldout(d, val_fraction) else "train"
             groups.setdefault((split, d.domain), []).append(i)
         for key, rows in groups.items():
             if key not in writers:

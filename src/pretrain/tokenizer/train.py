@@ -22,7 +22,7 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from pretrain.configlib import validate
 from pretrain.data.record import Document
-from pretrain.data.split import heldout_score, is_heldout
+from pretrain.data.split import doc_is_heldout, heldout_score
 from pretrain.tokenizer import specials
 from pretrain.tokenizer.config import TokenizerConfig
 from pretrain.tokenizer.wrapper import Tokenizer, load_tokenizer
@@ -53,7 +53,7 @@ def domain_balanced_sample(docs: Iterable[Document], bytes_per_domain: int, val_
     heaps: dict[str, list[tuple[float, int, str, int]]] = {}
     sizes: dict[str, int] = {}
     for n, doc in enumerate(docs):
-        if val_fraction > 0 and is_heldout(doc.id, val_fraction):
+        if doc_is_heldout(doc, val_fraction):
             continue  # held-out text stays unseen, so `tokenizer stats` measures generalisation
         nbytes = len(doc.text.encode("utf-8", "surrogatepass"))
         if not nbytes:
