@@ -2,9 +2,89 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+export_app = typer.Typer(help="Export a checkpoint to other formats.", no_args_is_help=True)
+import_app = typer.Typer(help="Import checkpoints from other formats.", no_args_is_help=True)
+
+
+def generate(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory, or a run directory (its final model)."),
+    prompt: list[str] = typer.Option([""], "--prompt", "-p", help="Prompt text; repeat for several prompts."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n", help="Tokens to generate per prompt."),
+    temperature: float = typer.Option(0.8, help="Sampling temperature (0 = greedy)."),
+    top_k: int = typer.Option(50, help="Sample among the k most likely tokens (0 = all)."),
+    top_p: float = typer.Option(0.95, help="Nucleus sampling: smallest set of tokens with this probability mass."),
+    greedy: bool = typer.Option(False, "--greedy", help="Deterministic argmax decoding."),
+    speculative: bool = typer.Option(False, "--speculative", help="Greedy self-speculative decoding with the MTP module."),
+    seed: int = typer.Option(0, help="Random seed for sampling."),
+    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend <|bos|> to the prompt."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
+) -> None:
+    """Continue prompts with a trained model (KV cache; temperature, top-k, top-p or greedy)."""
+    import torch
+
+    from pretrain.model.generate import generate as run_generate
+    from pretrain.model.io import find_tokenizer, load_model, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(checkpoint)
+    tok_path = find_tokenizer(ckpt)
+    if tok_path is None:
+        raise FileNotFoundError(f"no tokenizer.json in checkpoint {ckpt} (nor in its run's tokenizer/)")
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_path))
+    model = load_model(ckpt, device=device)
+    bos, eos = tok.token_to_id("<|bos|>"), tok.token_to_id("<|eos|>")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for text in prompt:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        if bos is not None and not no_bos:
+            ids = [bos] + ids
+        if not ids:
+            raise ValueError("prompt encodes to no tokens; pass --prompt TEXT or drop --no-bos")
+        stats: dict = {}
+        out = run_generate(model, torch.tensor([ids], device=device), max_new_tokens, temperature=temperature,
+                           top_k=top_k, top_p=top_p, greedy=greedy or speculative, eos_id=eos, generator=gen,
+                           speculative=speculative, stats=stats)
+        new = out[0, len(ids):].tolist()
+        print(text + tok.decode(new, skip_special_tokens=True))
+        if speculative:
+            acc = stats["accepted"] / max(stats["drafted"], 1)
+            print(f"[speculative: {len(new)} tokens in {stats['forwards']} forwards, draft acceptance {acc:.0%}]")
+
+
+@export_app.command("hf")
+def export_hf(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory, or a run directory (its final model)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for the Hugging Face files."),
+    dtype: str = typer.Option("float32", help="Weight dtype: float32, bfloat16 or float16."),
+    tokenizer: Path = typer.Option(None, help="tokenizer.json to include (default: the checkpoint's copy)."),
+) -> None:
+    """Write config.json + model.safetensors + tokenizer files loadable by transformers' AutoModelForCausalLM."""
+    from pretrain.model.hf import export_hf as run_export
+
+    path = run_export(checkpoint, out, tokenizer=tokenizer, dtype=dtype)
+    arch = __import__("json").loads((path / "config.json").read_text())["architectures"][0]
+    print(f"exported {arch} to {path}")
+
+
+@import_app.command("hf")
+def import_hf(
+    directory: Path = typer.Argument(..., help="Hugging Face model directory (config.json + *.safetensors)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
+) -> None:
+    """Load a Llama-family Hugging Face checkpoint (Llama, Mistral, Qwen3, Qwen3-MoE, Mixtral, GLM-4.5 MoE) to continue pre-training."""
+    from pretrain.model.hf import import_hf as run_import
+
+    model = run_import(directory, out)
+    print(f"imported {model.num_params() / 1e6:.2f}M parameters into {out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
-    return None
+    app.command("generate")(generate)
+    app.add_typer(export_app, name="export")
+    app.add_typer(import_app, name="import")

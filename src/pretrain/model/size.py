@@ -1,0 +1,77 @@
+"""Parameter and FLOP counts from a ModelConfig alone, without building the model.
+
+The scaling-law code sizes models from configs, and MFU needs FLOPs per token, so both live here as
+closed-form sums over the same pieces :mod:`pretrain.model.transformer` builds. A test checks
+``count_params(cfg)`` against ``sum(p.numel())`` of the real model.
+
+FLOPs per token follow Kaplan et al. (2020) and PaLM (Chowdhery et al. 2022, appendix B): a matmul
+with N weights costs 2N FLOPs per token forward and 4N backward, so training costs 6N, plus the
+attention scores and weighted values, 2 * 2 * T * d_attn per layer forward, i.e. 12 * L * H * d_head * T
+for training. Like PaLM and nanoGPT we count the full T x T score matrix (a causal kernel skips about
+half of it), so MFU figures are comparable with theirs. N is the parameters a token actually multiplies
+by: non-embedding parameters (top_k routed plus shared experts for MoE) plus the LM head (an embedding
+lookup costs no FLOPs, the head's matmul does, tied or not).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pretrain.model.config import ModelConfig
+
+
+def _attention_params(cfg: ModelConfig) -> int:
+    hd = cfg.head_dim
+    q_and_o = 2 * cfg.dim * cfg.n_heads * hd
+    k_and_v = 2 * cfg.dim * cfg.kv_heads * hd
+    return q_and_o + k_and_v + (2 * hd if cfg.qk_norm else 0)
+
+
+def _ffn_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
+    if not moe:
+        return 3 * cfg.dim * cfg.hidden_dim
+    expert = 3 * cfg.dim * cfg.expert_hidden_dim
+    routed = cfg.moe.top_k if active else cfg.moe.n_experts
+    router = cfg.moe.n_experts * cfg.dim
+    return router + (routed + cfg.moe.n_shared) * expert
+
+
+def _block_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
+    return 2 * cfg.dim + _attention_params(cfg) + _ffn_params(cfg, moe, active)
+
+
+def _mtp_module_params(cfg: ModelConfig, active: bool) -> int:
+    # Two input norms, the 2d -> d projection, one block, its own output norm (head and embedding are shared).
+    return 2 * cfg.dim + 2 * cfg.dim * cfg.dim + _block_params(cfg, cfg.is_moe_layer(cfg.n_layers - 1), active) + cfg.dim
+
+
+def count_params(
+    cfg: ModelConfig, exclude_embeddings: bool = False, include_mtp: bool = True, active: bool = False
+) -> int:
+    """Parameters of ``Transformer(cfg)``.
+
+    exclude_embeddings drops the token embedding and, when untied, the LM head (Kaplan's non-embedding
+    count). active counts only the experts one token uses. include_mtp adds the MTP modules.
+    """
+    if cfg.vocab_size <= 0:
+        raise ValueError("model.vocab_size must be set (> 0) to count parameters")
+    n = sum(_block_params(cfg, cfg.is_moe_layer(i), active) for i in range(cfg.n_layers)) + cfg.dim  # + final norm
+    if include_mtp:
+        n += cfg.mtp.depth * _mtp_module_params(cfg, active)
+    if not exclude_embeddings:
+        n += cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2)
+    return n
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, include_mtp: bool = True) -> float:
+    """Training FLOPs per token (forward + backward) at context ``seq_len``; see the module docstring."""
+    n_matmul = count_params(cfg, exclude_embeddings=True, include_mtp=False, active=True)
+    n_matmul += cfg.vocab_size * cfg.dim  # the LM head
+    layers = cfg.n_layers
+    if include_mtp and cfg.mtp.depth:
+        # Each MTP module runs its projection, one block and the shared head again.
+        n_matmul += cfg.mtp.depth * (_mtp_module_params(cfg, active=True) + cfg.vocab_size * cfg.dim)
+        layers += cfg.mtp.depth
+    attention = 12 * layers * cfg.n_heads * cfg.head_dim * seq_len
+    return float(6 * n_matmul + attention)

@@ -1,0 +1,30 @@
+"""Helpers shared by the model tests: tiny configs and a tiny byte-level BPE tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pretrain.model.config import ModelConfig
+
+SPECIALS = ["<|bos|>", "<|eos|>", "<|pad|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"]
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    base = dict(vocab_size=96, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32, multiple_of=16)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+def build_tokenizer(path: Path, vocab_size: int = 300) -> Path:
+    """Train a small byte-level BPE with our special tokens on a few sentences (milliseconds)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    text = ["To be, or not to be, that is the question.", "def add(a, b):\n    return a + b\n"] * 20
+    tok.train_from_iterator(text, trainer)
+    tok.save(str(path))
+    return path
