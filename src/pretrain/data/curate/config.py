@@ -5,6 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pretrain.configlib import check
+
+DEFAULT_DOMAIN_GLOBS: dict[str, str] = {
+    **{f"*.{ext}": "code" for ext in ("py", "pyi", "rs", "c", "h", "cc", "cpp", "hpp", "cxx", "go", "java", "js",
+                                      "mjs", "ts", "tsx", "jsx", "rb", "php", "cs", "swift", "kt", "scala", "sh",
+                                      "bash", "lua", "pl", "r", "jl", "hs", "ml", "sql", "toml", "yaml", "yml",
+                                      "ipynb", "cmake", "mk", "zig")},
+    "Makefile": "code",
+    "Dockerfile": "code",
+    "*.html": "web",
+    "*.htm": "web",
+    "*.xhtml": "web",
+    "*.md": "prose",
+    "*.markdown": "prose",
+    "*.rst": "prose",
+    "*.txt": "prose",
+    "*.tex": "prose",
+}
+
 
 @dataclass
 class CurateConfig:
@@ -15,4 +34,40 @@ class CurateConfig:
     keep_removed: bool = True
     """Write every dropped document with its reason under removed/."""
     shard_docs: int = 10_000
-    """Documents per output shard."""
+    """Records per input shard of a JSONL/Parquet file (the unit of parallel work and of resumption)."""
+    shard_bytes: int = 4_000_000
+    """A JSONL file is also cut every this many bytes (uncompressed), so big documents still spread over workers."""
+    files_per_shard: int = 500
+    """Loose files (text, code, HTML) grouped per shard."""
+    text_field: str = "text"
+    """Field (JSONL) or column (Parquet) that holds the document text."""
+    domain_globs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DOMAIN_GLOBS))
+    """File-name glob -> domain for files read from directories (first match wins; JSONL records that
+    carry a `domain` keep it)."""
+    default_domain: str = "prose"
+    """Domain of loose files that match no glob."""
+    max_record_bytes: int = 64_000_000
+    """Records (JSONL lines, files) larger than this go to quarantine instead of memory."""
+    samples_per_reason: int = 3
+    """Removed documents kept as samples per reason in stats.json (for inspection)."""
+    sample_chars: int = 400
+    """Characters of each sample's text kept in stats.json."""
+    output_format: str = "jsonl.zst"
+    """Format of the kept documents under data/: 'jsonl.zst' or 'parquet' (removed/ and quarantine/ are
+    always JSONL.zst)."""
+    keep_work: bool = False
+    """Keep the scratch directory work/ (dedup indexes, intermediate shards) after a successful run."""
+
+    def validate(self) -> None:
+        check(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
+        check(self.shard_docs >= 1, "shard_docs", f"must be >= 1 (got {self.shard_docs})")
+        check(self.shard_bytes >= 1, "shard_bytes", f"must be >= 1 (got {self.shard_bytes})")
+        check(self.files_per_shard >= 1, "files_per_shard", f"must be >= 1 (got {self.files_per_shard})")
+        check(bool(self.text_field), "text_field", "must not be empty")
+        check(self.max_record_bytes >= 1024, "max_record_bytes", f"must be >= 1024 (got {self.max_record_bytes})")
+        check(self.output_format in ("jsonl.zst", "parquet"), "output_format",
+              f"must be 'jsonl.zst' or 'parquet' (got {self.output_format!r})")
+        check(self.samples_per_reason >= 0, "samples_per_reason", "must be >= 0")
+        from pretrain.data.curate.pipeline import build_steps
+
+        build_steps(self)  # step types and options are checked here, naming e.g. steps[2].min_words

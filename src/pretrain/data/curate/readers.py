@@ -1,0 +1,356 @@
+"""Input discovery, sharding and reading: every input record becomes a Document or a quarantine record.
+
+Formats by extension: ``.jsonl`` / ``.jsonl.gz`` / ``.jsonl.zst`` (and ``.json`` lines), ``.parquet``,
+``.html`` / ``.htm`` (domain 'web' and ``meta.format = 'html'``), and anything else read as one text
+document per file (source code, Markdown, plain text). Reading never raises on bad data: invalid UTF-8,
+binary or empty files, NUL bytes, malformed JSON lines, records without the text field, lines over the
+size limit and truncated compressed streams each yield a :class:`Quarantined` naming file, line and
+reason, and reading goes on with the next record where that is possible.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from pretrain.data.record import Document
+
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".json.gz", ".json.zst")
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+PARQUET_SUFFIXES = (".parquet",)
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Quarantined:
+    """A record that could not be read: where it was and why."""
+
+    source: str
+    reason: str
+    domain: str = "unknown"
+    snippet: str = ""
+
+    def to_document(self) -> Document:
+        return Document(text=self.snippet, source=self.source, domain=self.domain,
+                        meta={"reason": self.reason, "quarantined_by": "reader"})
+
+
+@dataclass
+class Shard:
+    """A unit of work: either a slice of one record file or a group of whole files."""
+
+    index: int
+    kind: str  # "records" (jsonl/parquet slice) or "files"
+    files: list[str]
+    start: int = 0
+    stop: int = -1  # record slice [start, stop); -1 = to the end
+
+    def describe(self) -> str:
+        if self.kind == "records":
+            return f"{self.files[0]}[{self.start}:{self.stop}]"
+        return f"{len(self.files)} files from {self.files[0]}"
+
+
+def file_format(path: str | Path) -> str:
+    name = str(path).lower()
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(HTML_SUFFIXES):
+        return "html"
+    return "text"
+
+
+def domain_for(path: str | Path, globs: dict[str, str], default: str = "prose") -> str:
+    """First glob (in the mapping's order) matching the file name or its path; else ``default``."""
+    p = Path(path)
+    for pattern, domain in globs.items():
+        if fnmatch.fnmatch(p.name, pattern) or fnmatch.fnmatch(p.as_posix(), pattern):
+            return domain
+    return default
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files named and every file under directories named, recursively, in sorted order; hidden files skipped."""
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file()
+                              and not any(part.startswith(".") for part in f.relative_to(p).parts)))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+    seen: set[Path] = set()
+    return [f for f in out if not (f in seen or seen.add(f))]
+
+
+def _open_binary(path: Path):
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+class TruncatedInput(Exception):
+    pass
+
+
+def _zstd_chunks(path: Path) -> Iterator[bytes]:
+    """Decompressed chunks of a (multi-frame) .zst file; raises TruncatedInput if the last frame is cut."""
+    with open(path, "rb") as f:
+        dctx = zstandard.ZstdDecompressor()
+        obj = dctx.decompressobj()
+        pending = b""
+        while True:
+            data = pending or f.read(_CHUNK)
+            pending = b""
+            if not data:
+                break
+            try:
+                out = obj.decompress(data)
+            except zstandard.ZstdError as exc:
+                raise TruncatedInput(f"corrupt zstd stream: {exc}") from None
+            if out:
+                yield out
+            if obj.eof:
+                pending = obj.unused_data
+                obj = dctx.decompressobj()
+                if not pending and not (pending := f.read(_CHUNK)):
+                    return
+        if not obj.eof:
+            raise TruncatedInput("truncated zstd stream (file ends inside a frame)")
+
+
+def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, raw line) of a plain/.gz/.zst file; ``None`` for a line over ``max_bytes``, which is
+    skipped without holding it in memory. Raises TruncatedInput at a cut or corrupt compressed stream."""
+    if path.name.endswith(".zst"):
+        chunks = _zstd_chunks(path)
+    else:
+        def plain() -> Iterator[bytes]:
+            try:
+                with _open_binary(path) as f:
+                    # read1: what is decodable so far, so records before a cut gzip stream still come out
+                    read = f.read1 if hasattr(f, "read1") else f.read
+                    while chunk := read(_CHUNK):
+                        yield chunk
+            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+                raise TruncatedInput(f"corrupt or truncated compressed stream: {exc}") from None
+        chunks = plain()
+    lineno = 0
+    buf = bytearray()
+    too_long = False
+    for chunk in chunks:
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            piece = chunk[start:] if nl < 0 else chunk[start:nl]
+            if not too_long:
+                buf += piece
+                if len(buf) > max_bytes:
+                    too_long, buf = True, bytearray()
+            if nl < 0:
+                break
+            lineno += 1
+            yield lineno, (None if too_long else bytes(buf))
+            buf, too_long, start = bytearray(), False, nl + 1
+    if buf or too_long:
+        yield lineno + 1, (None if too_long else bytes(buf))
+
+
+def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_shard: int) -> list[int] | None:
+    """Record indices where shards of a record file start (a new shard every ``records_per_shard``
+    records or ``bytes_per_shard`` bytes, whichever comes first), followed by the record count; None when
+    the file cannot be read to the end (it becomes one shard that quarantines the bad part at read time)."""
+    try:
+        if file_format(path) == "parquet":
+            import pyarrow.parquet as pq
+
+            n = pq.ParquetFile(path).metadata.num_rows
+            return list(range(0, n, records_per_shard)) + [n] if n else [0, 0]
+        cuts, n, size = [0], 0, 0
+        for _, raw in iter_lines(path, max_bytes):
+            if n - cuts[-1] >= records_per_shard or size >= bytes_per_shard:
+                cuts.append(n)
+                size = 0
+            size += len(raw) if raw is not None else max_bytes
+            n += 1
+        return cuts + [n]
+    except Exception:  # noqa: BLE001 - anything unreadable becomes one shard that quarantines at read time
+        return None
+
+
+def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int, max_bytes: int,
+                bytes_per_shard: int = 1 << 62) -> list[Shard]:
+    """Cut the inputs into shards, independently of the number of workers (so outputs do not depend on it)."""
+    shards: list[Shard] = []
+    loose: list[str] = []
+
+    def flush() -> None:
+        while loose:
+            shards.append(Shard(len(shards), "files", loose[:files_per_shard]))
+            del loose[:files_per_shard]
+
+    for f in files:
+        if file_format(f) in ("jsonl", "parquet"):
+            flush()
+            cuts = record_cuts(f, max_bytes, records_per_shard, bytes_per_shard)
+            if cuts is None or len(cuts) <= 2:
+                shards.append(Shard(len(shards), "records", [str(f)], 0, -1))
+            else:
+                for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+                    shards.append(Shard(len(shards), "records", [str(f)], a, -1 if b == cuts[-1] else b))
+        else:
+            loose.append(str(f))
+            if len(loose) >= files_per_shard:
+                flush()
+    flush()
+    return shards
+
+
+def _snippet(raw: bytes, limit: int = 500) -> str:
+    return raw[:limit].decode("utf-8", "replace").replace("\x00", "\\x00")
+
+
+def _binary(raw: bytes) -> bool:
+    """NUL bytes, or over 30% control characters in the first 8 KB, mean a binary file."""
+    head = raw[:8192]
+    if b"\x00" in head:
+        return True
+    ctrl = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
+    return bool(head) and ctrl / len(head) > 0.3
+
+
+def read_file_document(path: Path, domain: str, max_bytes: int) -> Document | Quarantined:
+    src = f"{path}"
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return Quarantined(src, f"file too large ({size} bytes > {max_bytes})", domain)
+        raw = path.read_bytes()
+    except OSError as exc:
+        return Quarantined(src, f"unreadable: {exc.strerror or exc}", domain)
+    if not raw.strip():
+        return Quarantined(src, "empty file", domain)
+    if _binary(raw):
+        return Quarantined(src, "binary file", domain, _snippet(raw, 100))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Quarantined(src, f"invalid UTF-8 at byte {exc.start}", domain, _snippet(raw))
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    meta = {"format": "html"} if file_format(path) == "html" else {}
+    return Document(text=text, source=src, domain=domain, meta=meta)
+
+
+def _record_to_doc(rec: object, src: str, text_field: str, default_domain: str, raw: str) -> Document | Quarantined:
+    if not isinstance(rec, dict):
+        return Quarantined(src, "record is not a JSON object", default_domain, raw[:500])
+    domain = str(rec.get("domain") or default_domain)
+    if text_field not in rec:
+        return Quarantined(src, f"missing text field {text_field!r}", domain, raw[:500])
+    text = rec[text_field]
+    if text is None:
+        return Quarantined(src, f"text field {text_field!r} is null", domain, raw[:500])
+    if not isinstance(text, str):
+        return Quarantined(src, f"text field {text_field!r} is not a string", domain, raw[:500])
+    if "\x00" in text:
+        return Quarantined(src, "NUL byte in text", domain, text[:500].replace("\x00", "\\x00"))
+    if not text.strip():
+        return Quarantined(src, "empty text", domain)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return Quarantined(src, "invalid Unicode (lone surrogate) in text", domain,
+                           text[:500].encode("utf-8", "replace").decode())
+    meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
+    meta = dict(meta)
+    meta["input"] = src
+    return Document(text=text, source=str(rec.get("source") or src), domain=domain,
+                    id=str(rec.get("id") or ""), lang=str(rec.get("lang") or ""), meta=meta)
+
+
+def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domain: str,
+                       max_bytes: int) -> Iterator[Document | Quarantined]:
+    lineno = 0
+    try:
+        for lineno, raw in iter_lines(path, max_bytes):
+            idx = lineno - 1
+            if idx < start:
+                continue
+            if stop >= 0 and idx >= stop:
+                return
+            src = f"{path}:{lineno}"
+            if raw is None:
+                yield Quarantined(src, f"line longer than {max_bytes} bytes", domain)
+                continue
+            if not raw.strip():
+                yield Quarantined(src, "empty line", domain)
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Quarantined(src, f"invalid UTF-8 at byte {exc.start}", domain, _snippet(raw))
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield Quarantined(src, f"malformed JSON: {exc.msg}", domain, line[:500])
+                continue
+            yield _record_to_doc(rec, src, text_field, domain, line)
+    except TruncatedInput as exc:
+        if stop < 0 or lineno < stop:
+            yield Quarantined(f"{path}:{lineno + 1}", str(exc), domain)
+
+
+def read_parquet_records(path: Path, start: int, stop: int, text_field: str, domain: str) -> Iterator[Document | Quarantined]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+        yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain)
+        return
+    if text_field not in names:
+        yield Quarantined(str(path), f"missing text column {text_field!r} (columns: {', '.join(names)})", domain)
+        return
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=1024):
+            for rec in batch.to_pylist():
+                if row >= start and (stop < 0 or row < stop):
+                    yield _record_to_doc(rec, f"{path}@{row}", text_field, domain, "")
+                row += 1
+                if stop >= 0 and row >= stop:
+                    return
+    except Exception as exc:  # noqa: BLE001
+        yield Quarantined(f"{path}@{row}", f"unreadable Parquet data: {str(exc).splitlines()[0][:200]}", domain)
+
+
+def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: int,
+               default_domain: str = "prose") -> Iterator[Document | Quarantined]:
+    if shard.kind == "records":
+        path = Path(shard.files[0])
+        domain = domain_for(path, globs, default="default")
+        if file_format(path) == "parquet":
+            yield from read_parquet_records(path, shard.start, shard.stop, text_field, domain)
+        else:
+            yield from read_jsonl_records(path, shard.start, shard.stop, text_field, domain, max_bytes)
+        return
+    for name in shard.files:
+        path = Path(name)
+        yield read_file_document(path, domain_for(path, globs, default_domain), max_bytes)
+
+
+__all__ = ["Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "plan_shards", "read_shard"]
