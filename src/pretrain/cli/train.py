@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+
+def train_command(
+    config: str = typer.Argument(..., help="A preset name (tiny, quickstart, ...) or a TOML/YAML config file."),
+    overrides: list[str] = typer.Argument(None, help="Dotted overrides such as train.lr=3e-4 train.max_steps=100."),
+    run_dir: Path = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore (and delete) existing checkpoints; start from step 0."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the live console line."),
+) -> None:
+    """Train a model; resumes from the latest valid checkpoint in the run directory unless --fresh.
+
+    Under torchrun (`torchrun --nproc_per_node 8 -m pretrain.train CONFIG ...`) it trains with DDP or FSDP2
+    (train.distributed) on the same global batch.
+    """
+    from rich.console import Console
+
+    from pretrain.config import resolve
+    from pretrain.rundir import RunDir
+    from pretrain.train import train
+
+    cfg = resolve(config, overrides or [])
+    run = RunDir(run_dir) if run_dir else RunDir.for_name(cfg.name)
+    result = train(cfg, run, fresh=fresh, progress=progress)
+    if result.final_checkpoint is not None:
+        losses = " ".join(f"{k}={v:.4f}" for k, v in result.losses.items() if isinstance(v, float))
+        Console(stderr=True).print(f"trained {result.step} steps, {result.tokens:,} tokens ({result.stopped}); "
+                                   f"{losses}; final model: {result.final_checkpoint}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
-    return None
+    app.command("train")(train_command)

@@ -49,11 +49,11 @@ class StageConfig:
     fraction: float = 0.0
     """Fraction of train.max_steps (used when steps = 0; both 0 = the remainder, one stage at most)."""
     seq_len: int = 0
-    """Sequence length in this stage (0 = train.seq_len)."""
+    """Sequence length in this stage (0 = the previous stage's; the first stage: train.seq_len)."""
     micro_batch: int = 0
     """Micro-batch in this stage (0 = train.micro_batch scaled to keep tokens per micro-batch constant)."""
     rope_scaling: str = ""
-    """RoPE scaling type in this stage ('' = unchanged; none, linear, dynamic, yarn, llama3)."""
+    """RoPE scaling from this stage on ('' = as the previous stage; none, linear, dynamic, yarn, llama3)."""
     rope_factor: float = 0.0
     """RoPE scaling factor (0 = seq_len / the bulk sequence length)."""
     doc_mask: bool = True

@@ -1,0 +1,121 @@
+"""``train(cfg, run_dir)``: wire the run's tokenizer, shards, model, loader and evaluation into a Trainer.
+
+Data: token shards at ``cfg.data.tokens`` or ``<run>/tokens`` (train/ and val/ splits), tokenizer at
+``cfg.tokenizer.path`` or ``<run>/tokenizer/tokenizer.json``; ``cfg.model.vocab_size == 0`` takes the
+vocabulary size from the tokenizer.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from pretrain.config import RunConfig, save
+from pretrain.rundir import RunDir
+from pretrain.train.stages import Stage
+from pretrain.train.trainer import Trainer, TrainResult
+
+
+def resolve_paths(cfg: RunConfig, run: RunDir) -> tuple[Path, Path]:
+    tokens = Path(cfg.data.tokens) if cfg.data.tokens else run.tokens
+    tok = Path(cfg.tokenizer.path) if cfg.tokenizer.path else run.tokenizer / "tokenizer.json"
+    if tok.is_dir():
+        tok = tok / "tokenizer.json"
+    if not tok.is_file():
+        raise FileNotFoundError(f"tokenizer not found: {tok} (set tokenizer.path or run `pretrain tokenizer train`)")
+    if not (tokens / "train").is_dir():
+        raise FileNotFoundError(f"no train/ split under token directory {tokens} (set data.tokens or run `pretrain tokenize`)")
+    return tokens, tok
+
+
+def stage_seed(seed: int, stage: Stage) -> int:
+    """Each stage reads its own document order (a new stage does not replay the first documents)."""
+    return seed + 7919 * stage.index
+
+
+def build_loader_factory(cfg: RunConfig, tokens_dir: Path, tokenizer):
+    """(stage) -> PackedLoader over the train split with the stage's context, micro-batch and mixture."""
+    from pretrain.data.loader import PackedLoader
+    from pretrain.data.loader_config import MixtureConfig
+    from pretrain.data.mixture import Mixture
+    from pretrain.data.shards import load_split
+
+    shards = load_split(tokens_dir, "train", tokenizer.hash)
+    domain_tokens = {d: s.num_tokens for d, s in shards.items()}
+
+    def make(stage: Stage):
+        mix_cfg = cfg.data.mixture
+        if stage.cfg.mixture:
+            mix_cfg = MixtureConfig(weights=dict(stage.cfg.mixture))
+        elif stage.kind == "anneal" and cfg.data.mixture.anneal_weights:
+            mix_cfg = MixtureConfig(weights=dict(cfg.data.mixture.anneal_weights))
+        loader_cfg = copy.deepcopy(cfg.data.loader)
+        loader_cfg.doc_mask = stage.cfg.doc_mask
+        # Every rank reads the same stream (world_size=1 here) and keeps its share of micro-batches:
+        # see pretrain.train.distributed for why.
+        return PackedLoader(shards, stage.seq_len, stage.micro_batch, Mixture(mix_cfg, domain_tokens), loader_cfg,
+                            special=tokenizer, seed=stage_seed(cfg.train.seed, stage))
+
+    return make
+
+
+def build_evaluator(cfg: RunConfig, tokens_dir: Path, tokenizer):
+    """(model, seq_len) -> eval row (val_loss, val_bpb, per domain) on the held-out split, or None if absent."""
+    if not (tokens_dir / "val").is_dir():
+        return None, None
+    from pretrain.eval.heldout import evaluate_heldout, load_split_docs, metrics_row
+
+    docs = load_split_docs(tokens_dir, "val", cfg.eval.max_docs_per_domain, cfg.eval.max_tokens_per_domain)
+
+    def evaluate(model, seq_len: int) -> dict:
+        device = next(model.parameters()).device
+        result = evaluate_heldout(model, docs, cfg.eval.seq_len or seq_len, cfg.eval.batch_size, device,
+                                  tokenizer.bos_id)
+        return metrics_row(result)
+
+    def needle(model, seq_len: int) -> float | None:
+        from pretrain.eval.needle import run_needle
+
+        texts = [tokenizer.decode(list(map(int, d.tokens))) for ds in docs.values() for d in ds[:50]]
+        device = next(model.parameters()).device
+        res = run_needle(model, tokenizer, texts, [seq_len], depths=(0.0, 0.5, 1.0), trials=2,
+                         batch_size=cfg.eval.batch_size, device=device, seed=cfg.train.seed)
+        return float(res.overall_accuracy)
+
+    return evaluate, needle
+
+
+def train(cfg: RunConfig, run_dir: RunDir | Path, fresh: bool = False, progress: bool = True) -> TrainResult:
+    """Train ``cfg`` in ``run_dir`` (resuming from its latest valid checkpoint unless ``fresh``)."""
+    from pretrain.model import Transformer
+    from pretrain.tokenizer import load_tokenizer
+
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    run.make()
+    tokens_dir, tok_path = resolve_paths(cfg, run)
+    tokenizer = load_tokenizer(tok_path)
+    cfg = copy.deepcopy(cfg)
+    if cfg.model.vocab_size == 0:
+        cfg.model.vocab_size = tokenizer.vocab_size
+    elif cfg.model.vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"config field 'model.vocab_size': {cfg.model.vocab_size} < the tokenizer's "
+                         f"{tokenizer.vocab_size} ({tok_path})")
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        save(cfg, run.config)
+    torch.manual_seed(cfg.train.seed)
+    model = Transformer(cfg.model)
+    make_loader = build_loader_factory(cfg, tokens_dir, tokenizer)
+    evaluator, needle = build_evaluator(cfg, tokens_dir, tokenizer)
+    trainer = Trainer(cfg, run, model, make_loader, evaluator=evaluator, needle=needle,
+                      tokenizer_path=tok_path, fresh=fresh, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        from pretrain.train.distributed import shutdown
+
+        trainer.log.close()  # idempotent; stops the live line if the run failed
+        shutdown(trainer.dist)

@@ -1,0 +1,243 @@
+"""Atomic checkpoints: write into a hidden temporary directory, fsync, record a manifest, then rename.
+
+A checkpoint directory is valid only if its ``meta.json`` exists and every file its manifest lists has
+the recorded size. ``meta.json`` is written last and the directory is renamed into place after that, so
+a crash (or kill -9) in the middle of a save leaves only a ``.tmp-*`` directory, which readers ignore
+and the next run deletes.
+
+Layout (docs/architecture.md): model.safetensors, model_config.json, tokenizer.json, config.toml,
+trainer_state.pt (optimizer, scheduler, loader, RNG state; loads with weights_only=True), meta.json.
+With FSDP the optimizer state is sharded and saved with torch.distributed.checkpoint into ``optim/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+STEP_RE = re.compile(r"^step_(\d{8})$")
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"step_{step:08d}"
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _storage_key(t: torch.Tensor) -> tuple:
+    """Identity of a tensor's memory: equal for tied parameters, different for distinct views."""
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
+
+
+def save_model_weights(model: nn.Module, directory: Path, state_dict: dict | None = None) -> None:
+    """model.safetensors (+ model_config.json when the model has a config), via the model package if it applies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        from pretrain.model import Transformer
+        from pretrain.model.io import save_model
+    except ImportError:  # the model package is optional for generic modules
+        Transformer, save_model = None, None  # type: ignore[assignment]
+    if state_dict is None and Transformer is not None and isinstance(model, Transformer):
+        save_model(model, directory)
+        return
+    from safetensors.torch import save_file
+
+    sd = state_dict if state_dict is not None else model.state_dict()
+    # safetensors refuses shared storage: store each tensor once, contiguous (tied weights are re-tied on load).
+    seen: set[tuple] = set()
+    out = {}
+    for k, v in sd.items():
+        key = _storage_key(v)
+        if key in seen:
+            continue
+        seen.add(key)
+        out[k] = v.detach().to("cpu").contiguous()
+    save_file(out, str(directory / "model.safetensors"))
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None:
+        import dataclasses
+
+        from pretrain import configlib
+
+        if dataclasses.is_dataclass(cfg):
+            (directory / "model_config.json").write_text(json.dumps(configlib.to_dict(cfg), indent=2))
+
+
+def load_model_weights(model: nn.Module, directory: Path) -> dict[str, torch.Tensor]:
+    """Full state dict from model.safetensors, completed with tied weights the file stores once."""
+    from safetensors.torch import load_file
+
+    path = directory / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint has no model weights: {path}")
+    sd = load_file(str(path))
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    # Tied parameters: fill a missing key from another name of the same Parameter object (this also
+    # works for FSDP's DTensor parameters, whose storage cannot be inspected).
+    names: dict[int, list[str]] = {}
+    for k, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(k)
+    alias = {k: group for group in names.values() for k in group}
+    for k in missing:
+        for other in alias.get(k, []):
+            if other in sd:
+                sd[k] = sd[other]
+                break
+    still = [k for k in own if k not in sd]
+    if still:
+        raise ValueError(f"{path}: missing tensors {still[:3]}{'...' if len(still) > 3 else ''}")
+    return sd
+
+
+def write_checkpoint(
+    root: Path,
+    name: str,
+    write_files: Callable[[Path], None],
+    meta: dict,
+    is_main: bool = True,
+    barrier: Callable[[], None] = lambda: None,
+) -> Path:
+    """Create ``root/name`` atomically; ``write_files(tmpdir)`` writes the payload (on every rank).
+
+    Rank 0 prepares and finalises; every rank calls ``write_files`` between the barriers (sharded
+    optimizer state is written by all ranks).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    tmp = root / f".tmp-{name}"
+    if is_main:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    barrier()
+    write_files(tmp)
+    barrier()
+    if is_main:
+        files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        meta = dict(meta, files=files, saved_at=time.time())
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        _fsync_tree(tmp)
+        if final.exists():  # re-saving the same step (e.g. after a rewind): replace it atomically enough
+            old = root / f".old-{name}"
+            if old.exists():
+                shutil.rmtree(old)
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, final)
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    barrier()
+    return final
+
+
+def is_valid(path: Path) -> bool:
+    """True if ``path`` is a complete checkpoint: meta.json present and every manifest file of the right size."""
+    meta_path = path / "meta.json"
+    if path.name.startswith(".") or not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, OSError):
+        return False
+    files = meta.get("files")
+    if not isinstance(files, dict) or "trainer_state.pt" not in files and "model.safetensors" not in files:
+        return False
+    for rel, size in files.items():
+        f = path / rel
+        if not f.is_file() or f.stat().st_size != size:
+            return False
+    return True
+
+
+def read_meta(path: Path) -> dict:
+    return json.loads((path / "meta.json").read_text())
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Valid step checkpoints under ``root`` in step order."""
+    if not root.is_dir():
+        return []
+    out = [p for p in root.iterdir() if STEP_RE.match(p.name) and is_valid(p)]
+    return sorted(out, key=lambda p: int(STEP_RE.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    cps = list_checkpoints(root)
+    return cps[-1] if cps else None
+
+
+def clean_temporaries(root: Path) -> list[Path]:
+    """Remove leftovers of interrupted saves; returns what was removed."""
+    removed = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith((".tmp-", ".old-")):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
+def prune(root: Path, keep_last: int) -> list[Path]:
+    """Delete step checkpoints beyond the newest ``keep_last``, sparing milestones (meta "milestone": true)."""
+    cps = list_checkpoints(root)
+    candidates = [p for p in cps if not read_meta(p).get("milestone")]
+    doomed = candidates[:-keep_last] if keep_last > 0 else candidates
+    for p in doomed:
+        # Rename first so a crash while deleting never leaves a half-deleted directory that looks valid.
+        tmp = p.with_name(f".old-{p.name}")
+        os.rename(p, tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return doomed
+
+
+def save_trainer_state(state: dict, path: Path) -> None:
+    torch.save(state, path)
+
+
+def load_trainer_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the model weights of several checkpoints (accumulated in float64)."""
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    from safetensors.torch import load_file
+
+    acc: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for p in paths:
+        sd = load_file(str(p / "model.safetensors"))
+        if acc and set(sd) != set(acc):
+            raise ValueError(f"{p}: tensors differ from {paths[0]}; cannot average")
+        for k, v in sd.items():
+            dtypes[k] = v.dtype
+            if k in acc:
+                acc[k] += v.double()
+            else:
+                acc[k] = v.double().clone()
+    return {k: (v / len(paths)).to(dtypes[k]) for k, v in acc.items()}

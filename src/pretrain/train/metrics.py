@@ -1,0 +1,130 @@
+"""Metrics sinks: metrics.jsonl (the contract other stages read), TensorBoard, and a live console line.
+
+Rows follow docs/architecture.md: ``{"type": "train", "step", "tokens", "loss", "lr", "grad_norm",
+"tokens_per_s", "mfu", ...}``, ``{"type": "eval", ...}`` and ``{"type": "event", "step", "event",
+"detail"}``. Only rank 0 writes. On resume the log is cut back to the checkpoint's step, so a run that
+was killed and resumed reads exactly like one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/Inf; keep the fact visible
+    return v
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop rows logged after ``step`` (and a torn last line); returns how many lines were dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if int(row.get("step", 0)) > step:
+            dropped += 1
+            continue
+        kept.append(line)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
+    return dropped
+
+
+class MetricsLogger:
+    def __init__(self, run_root: Path, enabled: bool = True, tensorboard: bool = True, progress: bool = True):
+        self.enabled = enabled
+        self.path = run_root / "metrics.jsonl"
+        self._fh = None
+        self._tb = None
+        self._live = None
+        if not enabled:
+            return
+        run_root.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(run_root / "tensorboard"))
+            except ImportError:  # tensorboard is a declared dependency; degrade to jsonl only if absent
+                self._tb = None
+        if progress:
+            self._live = LiveLine()
+
+    def log(self, row: dict) -> None:
+        if not self.enabled or self._fh is None:
+            return
+        row = {k: _clean(v) for k, v in row.items()}
+        self._fh.write(json.dumps(row) + "\n")  # type: ignore[union-attr]
+        self._fh.flush()  # type: ignore[union-attr]
+        if self._tb is not None:
+            step = int(row.get("step", 0))
+            prefix = {"train": "train/", "eval": "eval/"}.get(row.get("type", ""), "")
+            if row.get("type") == "event":
+                self._tb.add_text("events", f"step {step}: {row.get('event')} {row.get('detail', '')}", step)
+            else:
+                for k, v in row.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step",):
+                        self._tb.add_scalar(prefix + k, v, step)
+        if self._live is not None:
+            self._live.show(row)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class LiveLine:
+    """One rich status line (step, loss, lr, tokens/s, ETA) redrawn in place; events print above it."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.live = Live("", console=self.console, refresh_per_second=4, transient=False)
+        self.live.start()
+        self.total = 0
+        self.t0 = time.time()
+
+    def show(self, row: dict) -> None:
+        kind = row.get("type")
+        if kind == "train":
+            step, total = row.get("step", 0), row.get("total_steps", 0) or 0
+            eta = ""
+            if total and row.get("step_time_s"):
+                left = (total - step) * row["step_time_s"]
+                eta = f" eta {int(left // 60)}m{int(left % 60):02d}s"
+            mfu = row.get("mfu")
+            self.live.update(
+                f"[bold]{row.get('stage', '')}[/] step {step}/{total} loss {row.get('loss', float('nan')):.4f} "
+                f"lr {row.get('lr', 0):.2e} gnorm {row.get('grad_norm', 0):.2f} "
+                f"{row.get('tokens_per_s', 0):,.0f} tok/s" + (f" mfu {mfu:.1%}" if mfu else "") + eta
+            )
+        elif kind == "eval":
+            self.console.print(f"eval step {row.get('step')}: val_loss {row.get('val_loss', float('nan')):.4f}"
+                               + (f" ({row['model']})" if row.get("model") else ""))
+        elif kind == "event" and row.get("event") not in ("checkpoint",):
+            self.console.print(f"[yellow]{row.get('event')}[/] step {row.get('step')}: {row.get('detail', '')}")
+
+    def stop(self) -> None:
+        self.live.stop()

@@ -1,0 +1,95 @@
+"""Device and precision policy: fp32 on CPU, bf16 autocast over fp32 master weights on GPU.
+
+Why fp32 on CPU: without AMX/AVX512-BF16, PyTorch's CPU bf16 matmuls are emulated and run ~100x slower
+than fp32 on AVX2 machines. On GPU the weights, gradients and optimizer state stay fp32 (master
+weights) and autocast runs matmuls in bf16 (Micikevicius et al. 2018 "Mixed Precision Training";
+bf16 needs no loss scaling). fp16 uses a GradScaler.
+
+The precision map (``train.fp32_modules``) names modules that must run in fp32 even under autocast:
+RMSNorm and MoE routers by default (their reductions and softmax over experts are precision-sensitive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config field 'train.device': {spec!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def resolve_precision(spec: str, device: torch.device) -> str:
+    if spec == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    return spec
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def _fp32_forward(forward, *args, **kwargs):
+    with torch.autocast(device_type="cuda" if torch.cuda.is_available() else "cpu", enabled=False):
+        args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+        return forward(*args, **kwargs)
+
+
+def apply_precision_map(model: nn.Module, patterns: list[str], precision: str) -> list[str]:
+    """Make modules whose name contains one of ``patterns`` run outside autocast; returns their names."""
+    if precision == "fp32" or not patterns:
+        return []
+    hit = []
+    for name, m in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if name and any(p in leaf for p in patterns):
+            m.forward = functools.partial(_fp32_forward, m.forward)  # instance attribute: state dict unchanged
+            hit.append(name)
+    return hit
+
+
+def find_blocks(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks: ``model.layers`` (the Llama layout), else the longest ModuleList."""
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, nn.ModuleList) and len(layers):
+        return list(layers)
+    best: list[nn.Module] = []
+    for m in model.modules():
+        if isinstance(m, nn.ModuleList) and len(m) > len(best):
+            best = list(m)
+    return best
+
+
+def apply_activation_checkpointing(model: nn.Module) -> int:
+    """Recompute every block in the backward pass (Chen et al. 2016); returns the number of blocks wrapped.
+
+    The block's ``forward`` is replaced on the instance, so parameter names and checkpoints are unchanged.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    blocks = find_blocks(model)
+    for block in blocks:
+        block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
+    return len(blocks)
+
+
+@contextlib.contextmanager
+def no_op() -> Iterator[None]:
+    yield

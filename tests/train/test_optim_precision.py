@@ -1,0 +1,131 @@
+"""Optimizer groups, Muon, activation checkpointing, the precision map, peak FLOP/s, GNS, ramp, time limit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from trainkit import make_trainer, toy_cfg
+
+from pretrain.train.gns import GradientNoiseScale
+from pretrain.train.hardware import cpu_peak, gpu_peak, peak_flops
+from pretrain.train.optim import _zeropower_newton_schulz, build_optimizer, param_groups
+
+
+def _model(cfg):
+    from pretrain.model import Transformer
+
+    torch.manual_seed(0)
+    return Transformer(cfg.model)
+
+
+def test_no_weight_decay_on_norms_biases_and_embeddings():
+    cfg = toy_cfg()
+    groups = param_groups(_model(cfg), cfg.train)
+    no_decay = {n for n, _ in groups["no_decay"]}
+    decay = {n for n, _ in groups["decay"]}
+    assert "tok_emb.weight" in no_decay and "norm.weight" in no_decay
+    assert all("norm" not in n for n in decay) and any("attn" in n for n in decay)
+    assert "lm_head.weight" not in decay | no_decay  # tied to the embedding: listed once
+    opt = build_optimizer(_model(cfg), cfg.train)
+    wd = {g["name"]: g["weight_decay"] for g in opt.param_groups}
+    assert wd == {"decay": cfg.train.weight_decay, "no_decay": 0.0}
+
+
+def test_muon_orthogonalises_and_trains(tmp_path):
+    g = torch.randn(24, 16)
+    o = _zeropower_newton_schulz(g)
+    s = torch.linalg.svdvals(o)
+    assert 0.5 < float(s.min()) and float(s.max()) < 1.3  # singular values pushed towards 1
+    cfg = toy_cfg('train.optimizer="muon"', "train.max_steps=6")
+    groups = param_groups(_model(cfg), cfg.train)
+    muon = {n for n, _ in groups["muon"]}
+    assert muon and all(p.ndim == 2 for _, p in groups["muon"]) and "tok_emb.weight" not in muon
+    res = make_trainer(cfg, tmp_path).fit()
+    assert res.history[-1] < res.history[0]
+
+
+def test_activation_checkpointing_gives_the_same_training(tmp_path):
+    a = make_trainer(toy_cfg("train.max_steps=3"), tmp_path / "a").fit().history
+    b = make_trainer(toy_cfg("train.max_steps=3", "train.activation_checkpointing=true"), tmp_path / "b").fit().history
+    assert a == pytest.approx(b, rel=1e-5)
+
+
+def test_precision_map_runs_named_modules_in_fp32():
+    from pretrain.train.precision import apply_precision_map
+
+    cfg = toy_cfg()
+    model = _model(cfg)
+    hit = apply_precision_map(model, ["norm"], "bf16")
+    assert "norm" in hit and "layers.0.attn_norm" in hit
+    seen = {}
+    model.norm.register_forward_hook(lambda m, i, o: seen.update(dtype=o.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.zeros(1, 8, dtype=torch.long))
+    assert seen["dtype"] == torch.float32
+    assert apply_precision_map(_model(cfg), ["norm"], "fp32") == []  # nothing to do without autocast
+
+
+def test_peak_flops_is_stated_never_guessed(tmp_path, monkeypatch):
+    assert gpu_peak("NVIDIA H100 80GB HBM3", True) == pytest.approx(989.4e12)
+    assert gpu_peak("NVIDIA H100 PCIe", True) == pytest.approx(756e12)
+    assert gpu_peak("NVIDIA A100-SXM4-40GB", False) == pytest.approx(19.5e12)
+    assert gpu_peak("Some Future GPU", True) is None
+    assert peak_flops(torch.device("cpu"), False, 5e10) == (5e10, "train.peak_flops (config)")
+    monkeypatch.setenv("PRETRAIN_CACHE", str(tmp_path))
+    monkeypatch.setattr("pretrain.train.hardware.measure_cpu_peak", lambda seconds=0.5: 1.25e11)
+    value, source = cpu_peak()
+    assert value == 1.25e11 and "measured" in source
+    monkeypatch.setattr("pretrain.train.hardware.measure_cpu_peak", lambda seconds=0.5: 0.5e11)
+    assert cpu_peak()[0] == 1.25e11  # a slower re-measurement (a busy machine) keeps the best rate
+
+
+def test_gradient_noise_scale_recovers_a_known_value():
+    # Per-token gradients g_i = G + noise with |G|^2 = 4 and tr(cov) = 64: B_simple = 16.
+    torch.manual_seed(0)
+    G = torch.zeros(64)
+    G[0] = 2.0
+    est = GradientNoiseScale(ema=0.99)
+    for _ in range(400):
+        small = G + torch.randn(4, 64).mean(0)  # B_small = 4 (noise variance 1 per dim)
+        big = G + torch.randn(64, 64).mean(0)  # B_big = 64
+        est.update(float(small.pow(2).sum()), 4, float(big.pow(2).sum()), 64)
+    assert est.value == pytest.approx(16.0, rel=0.25)
+
+
+def test_gns_batch_ramp_and_metrics_rows(tmp_path):
+    cfg = toy_cfg("train.micro_batch=2", "train.grad_accum=2", "train.max_steps=6",
+                  "train.batch_ramp=[{tokens = 128, batch = 8}]")
+    tr = make_trainer(cfg, tmp_path)
+    tr.fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert [r["batch"] for r in rows] == [4, 4, 8, 8, 8, 8]  # 4 x 16 tokens per step: the ramp point at 128
+    assert rows[2]["lr"] / rows[2]["batch"] ** 0.5 == pytest.approx(
+        cfg.train.lr * tr.plan.lr_factor(2) / 4**0.5)  # sqrt rule against the base batch of 4
+    assert any("gns_tokens" in r for r in rows)
+    assert all(r["mfu"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+    assert "loss/even" in rows[0] and "loss/odd" in rows[0]
+
+
+def test_time_limit_sizes_the_schedule_and_stops(tmp_path):
+    cfg = toy_cfg("train.max_steps=100000", "train.time_limit_s=4.0", "train.warmup_steps=4")
+    tr = make_trainer(cfg, tmp_path)
+    res = tr.fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    budget = [r for r in rows if r.get("event") == "time_budget"]
+    assert len(budget) == 1 and res.step < 100000
+    assert res.step == budget[0]["total_steps"] or res.stopped == "time_limit"
+    assert tr.train_time < 4.0 + 2.0
+    assert tr.plan.total == budget[0]["total_steps"]
+
+
+def test_bf16_autocast_path_trains_with_fp32_master_weights(tmp_path):
+    # The GPU recipe (bf16 autocast over fp32 weights, norms kept in fp32) exercised on CPU autocast.
+    tr = make_trainer(toy_cfg('train.precision="bf16"', "train.max_steps=3"), tmp_path)
+    res = tr.fit()
+    assert tr.precision == "bf16" and "norm" in tr.fp32_modules
+    assert all(p.dtype == torch.float32 for p in tr.raw.parameters())
+    assert all(torch.isfinite(torch.tensor(h)) for h in res.history)
+    events = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"start"' in x]
+    assert "precision=bf16" in events[0]["detail"]

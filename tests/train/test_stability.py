@@ -1,0 +1,103 @@
+"""Spike / NaN detection, and the skip and rewind policies on an injected spike."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+from torch import nn
+from trainkit import make_trainer, toy_cfg
+
+from pretrain.train.stability import SpikeDetector
+
+
+def test_detector_flags_nan_inf_and_k_sigma_outliers_only():
+    d = SpikeDetector(window=20, min_history=5, sigma=6)
+    for i in range(10):
+        assert not d.check(3.0 - 0.01 * i + 0.003 * (-1) ** i, 1.0 + 0.01 * (-1) ** i).spike
+    assert d.check(float("nan"), 1.0).spike
+    assert d.check(2.9, float("inf")).spike
+    assert d.check(6.0, 1.0).spike  # loss far above the band
+    assert d.check(2.9, 50.0).spike  # grad norm far above the band
+    assert not d.check(2.9, 1.0).spike
+    assert len(d.loss) == 11  # flagged steps were kept out of the window
+    fresh = SpikeDetector(window=20, min_history=5, sigma=6)
+    assert not fresh.check(100.0, 100.0).spike  # no history yet: only NaN/Inf can be judged
+    fresh.load_state_dict(d.state_dict())
+    assert list(fresh.loss) == list(d.loss)
+
+
+class SpikyModel(nn.Module):
+    """Wraps a Transformer; the forward passes numbered in ``spike_calls`` return a 100x loss."""
+
+    def __init__(self, inner, spike_calls):
+        super().__init__()
+        self.inner = inner
+        self.spike_calls = set(spike_calls)
+        self.calls = 0
+
+    def forward(self, input_ids, targets=None, doc_ids=None):
+        out = self.inner(input_ids, targets, doc_ids)
+        if self.calls in self.spike_calls:
+            out.ce_sum = out.ce_sum * 100.0
+        self.calls += 1
+        return out
+
+
+def _run(tmp_path, policy, spike_calls, **over):
+    from pretrain.model import Transformer
+
+    cfg = toy_cfg("train.max_steps=10", "train.spike.min_history=3", "train.spike.window=8",
+                  "train.spike.sigma=10", f"train.spike.policy=\"{policy}\"", "train.checkpoint_interval=4",
+                  *[f"{k}={v}" for k, v in over.items()])
+    torch.manual_seed(0)
+    model = SpikyModel(Transformer(cfg.model), spike_calls)
+    tr = make_trainer(cfg, tmp_path, model=model)
+    res = tr.fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    return tr, res, rows
+
+
+def test_skip_policy_drops_the_update_and_logs_lineage(tmp_path):
+    tr, res, rows = _run(tmp_path, "skip", {6})  # forward 6 = step 7 (one micro-batch per step)
+    events = [r for r in rows if r["type"] == "event"]
+    spike = [e for e in events if e["event"] == "spike"]
+    assert len(spike) == 1 and spike[0]["step"] == 6 and "loss" in spike[0]["detail"]
+    assert spike[0]["lineage"] and spike[0]["lineage"][0][0] == "rows.bin"  # which documents
+    assert any(e["event"] == "skip" for e in events)
+    adam = tr.opt.optimizers[0]
+    steps = {int(s["step"]) for s in adam.state.values()}
+    assert steps == {9}  # 10 steps, one update skipped
+    assert math.isfinite(res.losses["train_loss"])
+
+
+def test_rewind_policy_reloads_last_checkpoint_and_skips_the_batches(tmp_path):
+    tr, res, rows = _run(tmp_path, "rewind", {5})  # spike in step 6; last checkpoint at step 4
+    events = [r["event"] for r in rows if r["type"] == "event"]
+    assert events.index("spike") < events.index("rewind") < events.index("skip")
+    rewind = next(r for r in rows if r.get("event") == "rewind")
+    assert "step_00000004" in rewind["detail"]
+    # Steps 5 and 6 are retrained after the rewind; the log keeps a train row for each step 1..10.
+    train_steps = [r["step"] for r in rows if r["type"] == "train"]
+    assert sorted(set(train_steps)) == list(range(1, 11))
+    assert res.step == 10 and tr.rewinds == 1
+    adam = tr.opt.optimizers[0]
+    assert {int(s["step"]) for s in adam.state.values()} == {9}  # the spike step's batches never trained
+
+
+def test_nan_loss_is_caught(tmp_path):
+    from pretrain.model import Transformer
+
+    class NaNModel(SpikyModel):
+        def forward(self, *a, **k):
+            out = super().forward(*a, **k)
+            if self.calls == 3:
+                out.ce_sum = out.ce_sum * float("nan")
+            return out
+
+    cfg = toy_cfg("train.max_steps=5", 'train.spike.policy="skip"')
+    torch.manual_seed(0)
+    tr = make_trainer(cfg, tmp_path, model=NaNModel(Transformer(cfg.model), set()))
+    tr.fit()
+    assert all(torch.isfinite(p).all() for p in tr.raw.parameters())
