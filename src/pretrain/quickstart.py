@@ -67,7 +67,8 @@ def run_quickstart(cfg: RunConfig, run_dir: str | Path, fresh: bool = False, pro
     def corpus() -> None:
         inputs = [i for i in cfg.data.inputs if i != "builtin"]
         if "builtin" in cfg.data.inputs or not inputs:
-            stats = build_builtin_corpus(rd.corpus, val_fraction=val_fraction)
+            stats = build_builtin_corpus(rd.corpus, val_fraction=val_fraction,
+                                         domains=tuple(cfg.data.builtin_domains), max_docs=cfg.data.builtin_max_docs)
             for d, s in stats.items():
                 console.print(f"  {d:11s} {s['documents']:6d} documents {s['bytes'] / 1e6:7.2f} MB")
 

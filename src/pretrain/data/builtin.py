@@ -167,9 +167,10 @@ def literature_documents(chunk_chars: int = 8000, parts: int = 10) -> Iterator[D
             yield doc
 
 
-def build_builtin_corpus(out_dir: str | Path, val_fraction: float = 0.05,
-                         domains: tuple[str, ...] = DOMAINS) -> dict[str, dict[str, int]]:
-    """Write ``out_dir/<domain>.jsonl.zst`` for each domain; returns per-domain counts."""
+def build_builtin_corpus(out_dir: str | Path, val_fraction: float = 0.05, domains: tuple[str, ...] = DOMAINS,
+                         max_docs: int = 0) -> dict[str, dict[str, int]]:
+    """Write ``out_dir/<domain>.jsonl.zst`` for each domain (at most ``max_docs`` documents each when
+    > 0: the first ones, so a small corpus is a prefix of the full one); returns per-domain counts."""
     makers = {"code": code_documents, "docs": docs_documents, "literature": literature_documents}
     unknown = [d for d in domains if d not in makers]
     if unknown:
@@ -180,7 +181,9 @@ def build_builtin_corpus(out_dir: str | Path, val_fraction: float = 0.05,
         counts = {"documents": 0, "bytes": 0, "val_documents": 0}
 
         def tagged(domain=domain, counts=counts) -> Iterator[Document]:
-            for doc in makers[domain]():
+            for n, doc in enumerate(makers[domain]()):
+                if max_docs and n >= max_docs:
+                    break
                 held = doc_is_heldout(doc, val_fraction)
                 doc.meta["split"] = "val" if held else "train"
                 counts["documents"] += 1
