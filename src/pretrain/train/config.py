@@ -88,7 +88,7 @@ class SpikeConfig:
     min_history: int = 10
     """Steps of history needed before spikes (not NaN/Inf) are flagged."""
     sigma: float = 6.0
-    """A step is a spike when loss or grad norm exceeds the window mean by this many standard deviations."""
+    """A step is a spike when loss or grad norm exceeds the window median by this many robust standard deviations."""
     max_rewinds: int = 5
     """Stop with an error after this many rewinds (the run is diverging)."""
     max_consecutive_skips: int = 20

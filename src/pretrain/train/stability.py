@@ -1,8 +1,11 @@
 """Loss-spike and NaN/Inf detection over a rolling window of recent steps.
 
 A step is flagged when its loss or gradient norm is not finite, or (once ``min_history`` steps are in
-the window) exceeds the window's mean by ``sigma`` standard deviations. Flagged steps are not added to
-the window, so one spike does not widen the band for the next. The policy (skip the update, rewind to
+the window) exceeds the window's median by ``sigma`` robust standard deviations (1.4826 x the median
+absolute deviation). Robust statistics are why one spike does not widen the band for the next, so every
+finite step can go into the window: a lasting change of level (grad norms often drift up as the loss
+falls, and small batches are noisy) is absorbed within half a window instead of flagging every later
+step. Excluding flagged steps from a mean/std window, the obvious design, deadlocks on such a drift. The policy (skip the update, rewind to
 the last good checkpoint and skip the batches, or only log) is applied by the trainer; OLMo 2 and
 PaLM (Chowdhery et al. 2022, "we restarted ... about 100 steps before the spike, and skipped roughly
 200-500 data batches") are the precedents.
@@ -31,27 +34,32 @@ class SpikeDetector:
 
     @staticmethod
     def _band(values: deque[float]) -> tuple[float, float]:
-        n = len(values)
-        mean = sum(values) / n
-        var = sum((v - mean) ** 2 for v in values) / max(1, n - 1)
-        return mean, math.sqrt(var)
+        """(median, robust standard deviation) of the window."""
+        ordered = sorted(values)
+        median = ordered[len(ordered) // 2] if len(ordered) % 2 else 0.5 * sum(ordered[len(ordered) // 2 - 1:][:2])
+        deviations = sorted(abs(v - median) for v in values)
+        mad = deviations[len(deviations) // 2]
+        return median, 1.4826 * mad
 
     def check(self, loss: float, grad_norm: float) -> SpikeVerdict:
-        """Judge one step; a normal step is added to the window, a flagged one is not."""
+        """Judge one step; every finite step joins the window (the statistics are robust to outliers)."""
         if not math.isfinite(loss):
             return SpikeVerdict(True, f"loss is {loss}")
         if not math.isfinite(grad_norm):
             return SpikeVerdict(True, f"grad norm is {grad_norm}")
+        verdict = SpikeVerdict(False)
         if len(self.loss) >= self.min_history:
             for label, value, hist in (("loss", loss, self.loss), ("grad norm", grad_norm, self.grad)):
-                mean, std = self._band(hist)
-                # A floor on std keeps a perfectly flat window from flagging rounding noise.
-                limit = mean + self.sigma * max(std, 1e-3 * abs(mean), 1e-8)
+                median, std = self._band(hist)
+                # A floor on the scale keeps a perfectly flat window from flagging rounding noise.
+                limit = median + self.sigma * max(std, 1e-3 * abs(median), 1e-8)
                 if value > limit:
-                    return SpikeVerdict(True, f"{label} {value:.4g} > {limit:.4g} (mean {mean:.4g} + {self.sigma:g} sigma)")
+                    verdict = SpikeVerdict(True, f"{label} {value:.4g} > {limit:.4g} (median {median:.4g} + "
+                                                 f"{self.sigma:g} robust sigma)")
+                    break
         self.loss.append(loss)
         self.grad.append(grad_norm)
-        return SpikeVerdict(False)
+        return verdict
 
     def state_dict(self) -> dict:
         return {"loss": list(self.loss), "grad": list(self.grad)}
