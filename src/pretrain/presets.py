@@ -16,15 +16,17 @@ PRESETS: dict[str, dict] = {
         "train": {"seq_len": 64, "micro_batch": 4, "max_steps": 30, "warmup_steps": 5, "lr": 3e-3, "log_interval": 5},
         "eval": {"batch_size": 8, "max_docs_per_domain": 10, "max_tokens_per_domain": 4096, "sample_tokens": 16},
     },
-    # The default recipe of `pretrain quickstart`: about ten minutes end to end on 2 CPU cores.
+    # The default recipe of `pretrain quickstart`, taken from the CPU speedrun (docs/performance.md): for a
+    # few minutes of 2-core CPU a ~1M-parameter model with a 1024-token vocabulary, short context and
+    # small batches (many steps) beats bigger models, which see too few tokens in the time.
     "quickstart": {
         "name": "quickstart",
         "data": {"inputs": ["builtin"]},
-        "tokenizer": {"vocab_size": 4096, "sample_bytes_per_domain": 4_000_000},
-        "model": {"dim": 256, "n_layers": 4, "n_heads": 4, "max_seq_len": 256},
-        "train": {"seq_len": 256, "micro_batch": 16, "max_steps": 600, "warmup_steps": 50, "lr": 2e-3,
+        "tokenizer": {"vocab_size": 1024, "sample_bytes_per_domain": 4_000_000},
+        "model": {"dim": 128, "n_layers": 4, "n_heads": 2, "max_seq_len": 128},
+        "train": {"seq_len": 128, "micro_batch": 16, "max_steps": 100_000, "warmup_steps": 50, "lr": 5e-3,
                   "time_limit_s": 300.0, "log_interval": 10},
-        "eval": {"batch_size": 16, "max_docs_per_domain": 100, "max_tokens_per_domain": 60_000},
+        "eval": {"batch_size": 32, "max_docs_per_domain": 100, "max_tokens_per_domain": 60_000},
     },
     # A bigger CPU model (an hour or so).
     "small": {

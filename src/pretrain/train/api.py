@@ -80,8 +80,9 @@ def build_evaluator(cfg: RunConfig, tokens_dir: Path, tokenizer):
 
         texts = [tokenizer.decode(list(map(int, d.tokens))) for ds in docs.values() for d in ds[:50]]
         device = next(model.parameters()).device
-        res = run_needle(model, tokenizer, texts, [seq_len], depths=(0.0, 0.5, 1.0), trials=2,
-                         batch_size=cfg.eval.batch_size, device=device, seed=cfg.train.seed)
+        nc = cfg.eval.needle
+        res = run_needle(model, tokenizer, texts, [seq_len], depths=tuple(nc.depths), trials=nc.trials,
+                         batch_size=cfg.eval.batch_size, device=device, seed=nc.seed, value_digits=nc.value_digits)
         return float(res.overall_accuracy)
 
     return evaluate, needle
