@@ -113,3 +113,14 @@ def test_a_lasting_change_of_level_is_absorbed_not_flagged_forever():
     flagged = [d.check(3.0, 1.0 + 0.01 * (i % 3)).spike for i in range(30)]
     assert flagged[0]  # the jump itself is a spike
     assert not any(flagged[12:])  # within about half a window the new level is normal
+
+
+def test_grad_norm_outliers_only_count_when_asked():
+    loss_only = SpikeDetector(window=20, min_history=5, sigma=6, grad_norm=False)
+    both = SpikeDetector(window=20, min_history=5, sigma=6, grad_norm=True)
+    for i in range(10):
+        loss_only.check(3.0 + 0.01 * (-1) ** i, 1.0 + 0.01 * (-1) ** i)
+        both.check(3.0 + 0.01 * (-1) ** i, 1.0 + 0.01 * (-1) ** i)
+    assert not loss_only.check(3.0, 50.0).spike
+    assert both.check(3.0, 50.0).spike
+    assert loss_only.check(9.0, 1.0).spike

@@ -89,6 +89,9 @@ class SpikeConfig:
     """Steps of history needed before spikes (not NaN/Inf) are flagged."""
     sigma: float = 6.0
     """A step is a spike when loss or grad norm exceeds the window median by this many robust standard deviations."""
+    grad_norm: bool = False
+    """Also flag grad-norm outliers. Off by default: clipping already bounds their update, and with
+    one domain per row grad norms jump whenever the domain mix of a batch changes."""
     max_rewinds: int = 5
     """Stop with an error after this many rewinds (the run is diverging)."""
     max_consecutive_skips: int = 20

@@ -25,8 +25,9 @@ class SpikeVerdict:
 
 
 class SpikeDetector:
-    def __init__(self, window: int = 50, min_history: int = 10, sigma: float = 6.0):
+    def __init__(self, window: int = 50, min_history: int = 10, sigma: float = 6.0, grad_norm: bool = True):
         self.window = window
+        self.use_grad = grad_norm
         self.min_history = min_history
         self.sigma = sigma
         self.loss: deque[float] = deque(maxlen=window)
@@ -49,7 +50,8 @@ class SpikeDetector:
             return SpikeVerdict(True, f"grad norm is {grad_norm}")
         verdict = SpikeVerdict(False)
         if len(self.loss) >= self.min_history:
-            for label, value, hist in (("loss", loss, self.loss), ("grad norm", grad_norm, self.grad)):
+            checks = [("loss", loss, self.loss)] + ([("grad norm", grad_norm, self.grad)] if self.use_grad else [])
+            for label, value, hist in checks:
                 median, std = self._band(hist)
                 # A floor on the scale keeps a perfectly flat window from flagging rounding noise.
                 limit = median + self.sigma * max(std, 1e-3 * abs(median), 1e-8)

@@ -197,7 +197,8 @@ class Trainer:
         self.train_time = 0.0
         self.plan_total: int | None = None  # fixed by the time budget, when there is one
         self.plan = Plan(self.t)
-        self.detector = SpikeDetector(self.t.spike.window, self.t.spike.min_history, self.t.spike.sigma)
+        self.detector = SpikeDetector(self.t.spike.window, self.t.spike.min_history, self.t.spike.sigma,
+                                     grad_norm=self.t.spike.grad_norm)
         self.gns = GradientNoiseScale()
         self.ema: EMA | None = None
         self.skip_steps: set[int] = set()
