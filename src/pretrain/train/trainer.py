@@ -763,6 +763,7 @@ class Trainer:
             self._start_event()
         measuring = t.time_limit_s > 0 and self.plan_total is None
         measure_from, measure_steps, measure_t0 = self.step + 1, max(3, min(10, t.warmup_steps // 2 or 3)), None
+        replan = None  # (step, train time) where the first estimate was made; re-planned once at 25%
         stopped = "done"
         window_time, window_tokens = 0.0, 0
         wall0 = time.perf_counter()
@@ -824,7 +825,19 @@ class Trainer:
                 self.plan_total = max(total, self.step + 1)
                 self.plan = Plan(t, self.plan_total, self.plan.extensions)
                 measuring = False
+                replan = (measure_from, measure_t0)
                 self.event("time_budget", f"{per_step * 1000:.1f} ms/step measured over {measure_steps} steps: "
+                           f"{self.plan_total} steps fit in {t.time_limit_s:.0f}s", total_steps=self.plan_total)
+            elif replan is not None and self.train_time >= 0.25 * t.time_limit_s:
+                # A few warm-up steps misjudge the step time by ~15%; a quarter of the budget does not. The
+                # schedule is stretched or shrunk while the learning rate is still near its peak.
+                per_step = (self.train_time - replan[1]) / max(1, self.step - replan[0])
+                left = t.time_limit_s - self.train_time
+                total = min(t.max_steps, self.step + max(1, int(0.99 * left / per_step)))
+                self.plan_total = max(total, self.step + 1)
+                self.plan = Plan(t, self.plan_total, self.plan.extensions)
+                replan = None
+                self.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step over {self.step} steps: "
                            f"{self.plan_total} steps fit in {t.time_limit_s:.0f}s", total_steps=self.plan_total)
 
             if self.step % t.log_interval == 0 or self.step >= self.plan.total:
