@@ -108,3 +108,27 @@ def test_bad_inputs_fail_with_one_line_naming_the_culprit(tiny_data, tmp_path):
     result = CliRunner().invoke(__import__("pretrain.cli", fromlist=["app"]).app,
                                 ["train", "tiny", "train.lr=-1", "--run-dir", str(tmp_path / "r4")])
     assert result.exit_code != 0 and "train.lr" in str(result.exception)
+
+
+def test_init_from_continues_from_given_weights(tmp_path):
+    """train.init_from starts from a checkpoint's weights (e.g. one made by `pretrain import hf`)."""
+    import pytest as _pytest
+    from safetensors.torch import load_file
+
+    from pretrain.config import resolve
+    from pretrain.model import Transformer
+    from pretrain.model.io import save_model
+    from pretrain.train.api import init_weights
+
+    cfg = resolve("tiny", ["model.vocab_size=512"])
+    torch_seeded = Transformer(cfg.model)
+    save_model(torch_seeded, tmp_path / "src")
+    fresh = Transformer(cfg.model)
+    init_weights(fresh, tmp_path / "src")
+    saved = load_file(str(tmp_path / "src" / "model.safetensors"))
+    for k, v in fresh.state_dict().items():
+        if k in saved:
+            assert (v == saved[k]).all(), k
+    other = resolve("tiny", ["model.vocab_size=512", "model.dim=32"])
+    with _pytest.raises(ValueError, match="train.init_from"):
+        init_weights(Transformer(other.model), tmp_path / "src")

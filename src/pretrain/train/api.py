@@ -30,6 +30,19 @@ def resolve_paths(cfg: RunConfig, run: RunDir) -> tuple[Path, Path]:
     return tokens, tok
 
 
+def init_weights(model, source: str | Path) -> None:
+    """Copy the weights of the checkpoint at ``source`` into ``model`` (continued pre-training)."""
+    from pretrain.model.io import load_model
+
+    src = load_model(source)
+    ours, theirs = model.state_dict(), src.state_dict()
+    bad = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
+    if bad or len(theirs) != len(ours):
+        raise ValueError(f"config field 'train.init_from': the model in {source} does not match model.* "
+                         f"(first mismatch: {(bad or sorted(set(theirs) - set(ours)))[0]})")
+    model.load_state_dict(theirs)
+
+
 def stage_seed(seed: int, stage: Stage) -> int:
     """Each stage reads its own document order (a new stage does not replay the first documents)."""
     return seed + 7919 * stage.index
@@ -109,6 +122,8 @@ def train(cfg: RunConfig, run_dir: RunDir | Path, fresh: bool = False, progress:
         save(cfg, run.config)
     torch.manual_seed(cfg.train.seed)
     model = Transformer(cfg.model)
+    if cfg.train.init_from:
+        init_weights(model, cfg.train.init_from)
     make_loader = build_loader_factory(cfg, tokens_dir, tokenizer)
     evaluator, needle = build_evaluator(cfg, tokens_dir, tokenizer)
     trainer = Trainer(cfg, run, model, make_loader, evaluator=evaluator, needle=needle,

@@ -210,6 +210,9 @@ class TrainConfig:
     """Peak FLOP/s per process for MFU (0 = GPU table or a measured CPU matmul benchmark)."""
     seed: int = 0
     """Seed for initialisation and data order."""
+    init_from: str = ""
+    """Start from these weights (a checkpoint or run directory, e.g. one written by `pretrain import hf`)
+    instead of a random initialisation; the model shape must match. Ignored when the run resumes."""
 
     @property
     def tokens_per_step(self) -> int:
