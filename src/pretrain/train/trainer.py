@@ -763,7 +763,8 @@ class Trainer:
             self._start_event()
         measuring = t.time_limit_s > 0 and self.plan_total is None
         measure_from, measure_steps, measure_t0 = self.step + 1, max(3, min(10, t.warmup_steps // 2 or 3)), None
-        replan = None  # (step, train time) where the first estimate was made; re-planned once at 25%
+        replan = None  # (step, train time) where the first estimate was made; re-planned at 25% and 60%
+        replan_at = [0.25, 0.6]
         stopped = "done"
         window_time, window_tokens = 0.0, 0
         wall0 = time.perf_counter()
@@ -828,15 +829,15 @@ class Trainer:
                 replan = (measure_from, measure_t0)
                 self.event("time_budget", f"{per_step * 1000:.1f} ms/step measured over {measure_steps} steps: "
                            f"{self.plan_total} steps fit in {t.time_limit_s:.0f}s", total_steps=self.plan_total)
-            elif replan is not None and self.train_time >= 0.25 * t.time_limit_s:
-                # A few warm-up steps misjudge the step time by ~15%; a quarter of the budget does not. The
-                # schedule is stretched or shrunk while the learning rate is still near its peak.
+            elif replan is not None and replan_at and self.train_time >= replan_at[0] * t.time_limit_s:
+                # A few warm-up steps misjudge the step time by ~15%; a quarter of the budget does not, and
+                # 60% catches later drift. Each re-plan stretches or shrinks what is left of the schedule.
+                replan_at.pop(0)
                 per_step = (self.train_time - replan[1]) / max(1, self.step - replan[0])
                 left = t.time_limit_s - self.train_time
                 total = min(t.max_steps, self.step + max(1, int(0.99 * left / per_step)))
                 self.plan_total = max(total, self.step + 1)
                 self.plan = Plan(t, self.plan_total, self.plan.extensions)
-                replan = None
                 self.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step over {self.step} steps: "
                            f"{self.plan_total} steps fit in {t.time_limit_s:.0f}s", total_steps=self.plan_total)
 
