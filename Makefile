@@ -21,6 +21,7 @@ quickstart: $(STAMP)
 	$(VENV)/bin/pretrain quickstart
 
 test: $(STAMP)
+	@bash scripts/ensure-chromium.sh
 	$(VENV)/bin/pytest -q -x --durations=15
 
 lint: $(STAMP)
