@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pretrain.configlib import check
@@ -57,6 +58,9 @@ class CurateConfig:
     always JSONL.zst)."""
     keep_work: bool = False
     """Keep the scratch directory work/ (dedup indexes, intermediate shards) after a successful run."""
+    blocklist: str = ""
+    """Domain blocklist file (UT1 format, one domain per line, subdomains included): adds the
+    `domain_blocklist` step at the front of the pipeline ('' = none)."""
 
     def validate(self) -> None:
         check(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
@@ -68,6 +72,8 @@ class CurateConfig:
         check(self.output_format in ("jsonl.zst", "parquet"), "output_format",
               f"must be 'jsonl.zst' or 'parquet' (got {self.output_format!r})")
         check(self.samples_per_reason >= 0, "samples_per_reason", "must be >= 0")
+        check(not self.blocklist or "://" in self.blocklist or Path(self.blocklist).is_file(), "blocklist",
+              f"blocklist file not found: {self.blocklist}")
         from pretrain.data.curate.pipeline import build_steps
 
         build_steps(self)  # step types and options are checked here, naming e.g. steps[2].min_words

@@ -45,7 +45,8 @@ DEFAULT_STEPS: list[dict[str, Any]] = [
 
 
 def step_specs(cfg: CurateConfig) -> list[dict[str, Any]]:
-    return cfg.steps or DEFAULT_STEPS
+    front = [{"type": "domain_blocklist", "file": cfg.blocklist}] if cfg.blocklist else []
+    return front + (cfg.steps or DEFAULT_STEPS)
 
 
 def build_steps(cfg: CurateConfig) -> list[Step]:

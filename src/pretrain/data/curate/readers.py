@@ -1,10 +1,11 @@
 """Input discovery, sharding and reading: every input record becomes a Document or a quarantine record.
 
 Formats by extension: ``.jsonl`` / ``.jsonl.gz`` / ``.jsonl.zst`` (and ``.json`` lines), ``.parquet``,
-``.html`` / ``.htm`` (domain 'web' and ``meta.format = 'html'``), and anything else read as one text
-document per file (source code, Markdown, plain text). Reading never raises on bad data: invalid UTF-8,
+``.html`` / ``.htm`` (domain 'web' and ``meta.format = 'html'``), ``.warc`` / ``.warc.gz`` / ``.wet`` /
+``.wet.gz`` (see :mod:`pretrain.data.curate.warc`), and anything else read as one text document per file
+(source code, Markdown, plain text). Inputs may be local paths or fsspec URLs (:mod:`.storage`). Reading never raises on bad data: invalid UTF-8,
 binary or empty files, NUL bytes, malformed JSON lines, records without the text field, lines over the
-size limit and truncated compressed streams each yield a :class:`Quarantined` naming file, line and
+size limit, truncated compressed streams, symlink loops and broken symlinks each yield a :class:`Quarantined` naming file, line and
 reason, and reading goes on with the next record where that is possible.
 """
 
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import zstandard
 
+from pretrain.data.curate import storage
+from pretrain.data.curate.inputs import expand_inputs, file_identity, link_problem
+from pretrain.data.curate.warc import is_warc, read_warc_records
 from pretrain.data.record import Document
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".json.gz", ".json.zst")
@@ -66,38 +70,19 @@ def file_format(path: str | Path) -> str:
         return "parquet"
     if name.endswith(HTML_SUFFIXES):
         return "html"
+    if is_warc(name):
+        return "warc"
     return "text"
 
 
 def domain_for(path: str | Path, globs: dict[str, str], default: str = "prose") -> str:
     """First glob (in the mapping's order) matching the file name or its path; else ``default``."""
-    p = Path(path)
+    full = path.as_posix() if isinstance(path, Path) else str(path)
+    name = full.rstrip("/").rsplit("/", 1)[-1]
     for pattern, domain in globs.items():
-        if fnmatch.fnmatch(p.name, pattern) or fnmatch.fnmatch(p.as_posix(), pattern):
+        if fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(full, pattern):
             return domain
     return default
-
-
-def expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files named and every file under directories named, recursively, in sorted order; hidden files skipped."""
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file()
-                              and not any(part.startswith(".") for part in f.relative_to(p).parts)))
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"input not found: {p}")
-    seen: set[Path] = set()
-    return [f for f in out if not (f in seen or seen.add(f))]
-
-
-def _open_binary(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
 
 
 class TruncatedInput(Exception):
@@ -106,7 +91,7 @@ class TruncatedInput(Exception):
 
 def _zstd_chunks(path: Path) -> Iterator[bytes]:
     """Decompressed chunks of a (multi-frame) .zst file; raises TruncatedInput if the last frame is cut."""
-    with open(path, "rb") as f:
+    with storage.open_binary(path) as f:
         dctx = zstandard.ZstdDecompressor()
         obj = dctx.decompressobj()
         pending = b""
@@ -138,7 +123,8 @@ def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes | None]]
     else:
         def plain() -> Iterator[bytes]:
             try:
-                with _open_binary(path) as f:
+                with storage.open_binary(path) as raw:
+                    f = gzip.GzipFile(fileobj=raw, mode="rb") if path.name.endswith(".gz") else raw
                     # read1: what is decodable so far, so records before a cut gzip stream still come out
                     read = f.read1 if hasattr(f, "read1") else f.read
                     while chunk := read(_CHUNK):
@@ -167,6 +153,10 @@ def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes | None]]
         yield lineno + 1, (None if too_long else bytes(buf))
 
 
+def _parquet_source(path):
+    return storage.open_binary(path) if storage.is_remote(path) else path
+
+
 def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_shard: int) -> list[int] | None:
     """Record indices where shards of a record file start (a new shard every ``records_per_shard``
     records or ``bytes_per_shard`` bytes, whichever comes first), followed by the record count; None when
@@ -175,7 +165,7 @@ def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_sh
         if file_format(path) == "parquet":
             import pyarrow.parquet as pq
 
-            n = pq.ParquetFile(path).metadata.num_rows
+            n = pq.ParquetFile(_parquet_source(path)).metadata.num_rows
             return list(range(0, n, records_per_shard)) + [n] if n else [0, 0]
         cuts, n, size = [0], 0, 0
         for _, raw in iter_lines(path, max_bytes):
@@ -201,7 +191,10 @@ def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int,
             del loose[:files_per_shard]
 
     for f in files:
-        if file_format(f) in ("jsonl", "parquet"):
+        if file_format(f) == "warc" and not link_problem(f):
+            flush()
+            shards.append(Shard(len(shards), "records", [str(f)], 0, -1))
+        elif file_format(f) in ("jsonl", "parquet") and not link_problem(f):
             flush()
             cuts = record_cuts(f, max_bytes, records_per_shard, bytes_per_shard)
             if cuts is None or len(cuts) <= 2:
@@ -232,6 +225,8 @@ def _binary(raw: bytes) -> bool:
 
 def read_file_document(path: Path, domain: str, max_bytes: int) -> Document | Quarantined:
     src = f"{path}"
+    if problem := link_problem(path):
+        return Quarantined(src, problem, domain)
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -317,7 +312,7 @@ def read_parquet_records(path: Path, start: int, stop: int, text_field: str, dom
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(_parquet_source(path))
         names = pf.schema_arrow.names
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
         yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain)
@@ -341,16 +336,20 @@ def read_parquet_records(path: Path, start: int, stop: int, text_field: str, dom
 def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: int,
                default_domain: str = "prose") -> Iterator[Document | Quarantined]:
     if shard.kind == "records":
-        path = Path(shard.files[0])
+        path = storage.as_path(shard.files[0])
         domain = domain_for(path, globs, default="default")
-        if file_format(path) == "parquet":
+        if file_format(path) == "warc":
+            yield from read_warc_records(path, shard.files[0], max_bytes,
+                                         lambda src, why, url: Quarantined(src, why, "web", url))
+        elif file_format(path) == "parquet":
             yield from read_parquet_records(path, shard.start, shard.stop, text_field, domain)
         else:
             yield from read_jsonl_records(path, shard.start, shard.stop, text_field, domain, max_bytes)
         return
     for name in shard.files:
-        path = Path(name)
+        path = storage.as_path(name)
         yield read_file_document(path, domain_for(path, globs, default_domain), max_bytes)
 
 
-__all__ = ["Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "plan_shards", "read_shard"]
+__all__ = ["Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "file_identity", "link_problem",
+           "plan_shards", "read_shard"]

@@ -31,7 +31,8 @@ from pretrain import configlib
 from pretrain.data.curate import stats as st
 from pretrain.data.curate.config import CurateConfig
 from pretrain.data.curate.pipeline import build_steps, segments
-from pretrain.data.curate.readers import Quarantined, Shard, expand_inputs, plan_shards, read_shard
+from pretrain.data.curate import storage
+from pretrain.data.curate.readers import Quarantined, Shard, expand_inputs, file_identity, plan_shards, read_shard
 from pretrain.data.curate.steps import GlobalStep, Step
 from pretrain.data.curate.text import utf8_len
 from pretrain.data.curate.writers import JsonlWriter, open_writer
@@ -199,7 +200,7 @@ def _task(cfg: CurateConfig, out: str, key: str, k: int, shard: Shard) -> int:
 
 
 def fingerprint(files: list[Path], cfg: CurateConfig) -> str:
-    desc = {"config": configlib.to_dict(cfg), "files": [[str(f.resolve()), f.stat().st_size] for f in files],
+    desc = {"config": configlib.to_dict(cfg), "files": [file_identity(f) for f in files],
             "version": 1}
     desc["config"].pop("workers", None)  # the result does not depend on the worker count
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
@@ -214,6 +215,8 @@ def _clean(out: Path) -> None:
 def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | None = None,
            workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Curate ``inputs`` (files or directories) into ``out_dir``; returns the stats (also in stats.json)."""
+    if storage.is_url(out_dir):  # staged locally, uploaded when done (see storage.py)
+        return storage.curate_to_url(curate, str(out_dir), progress, inputs=inputs, cfg=cfg, workers=workers)
     t0 = time.perf_counter()
     cfg = cfg or CurateConfig()
     configlib.validate(cfg)

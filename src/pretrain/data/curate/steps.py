@@ -327,12 +327,13 @@ class GlobalStep(Step):
 def step_classes() -> dict[str, type[Step]]:
     from pretrain.data.curate.classifier import QualityClassifierStep, TopicStep
     from pretrain.data.curate.dedup import ExactDedup, LineDedup, MinHashDedup
+    from pretrain.data.curate.domain_blocklist import DomainBlocklist
     from pretrain.data.curate.kl import KLOutlier
     from pretrain.data.curate.semantic import SemanticDedup
 
     classes = [Extract, Normalize, LangId, PII, GopherQuality, GopherRepetition, C4, FineWeb, CodeQuality,
                WordList, Length, Decontaminate, QualityClassifierStep, TopicStep, ExactDedup, MinHashDedup,
-               LineDedup, KLOutlier, SemanticDedup]
+               LineDedup, KLOutlier, SemanticDedup, DomainBlocklist]
     return {c.type: c for c in classes}
 
 
