@@ -197,7 +197,7 @@ def main() -> None:
         make_pages(tmp / "in2", 2 * n, seed=1)
         big = peak_rss_mb(tmp / "in2", tmp / "rss2")
         print(f"peak RSS, 1 worker: {n} pages {small:.0f} MB, {2 * n} pages {big:.0f} MB (ratio {big / small:.2f})")
-        from pretrain.data.curate.dedup import MinHashOptions
+        from pretrain.data.curate.steps.minhash_dedup import MinHashOptions
 
         o = MinHashOptions()
         disk = o.num_perm * 4 + o.bands * 8 + 8 + 16

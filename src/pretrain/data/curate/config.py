@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pretrain.configlib import check
+from pretrain.data.curate.registry import build_step
 
 DEFAULT_DOMAIN_GLOBS: dict[str, str] = {
     **{f"*.{ext}": "code" for ext in ("py", "pyi", "rs", "c", "h", "cc", "cpp", "hpp", "cxx", "go", "java", "js",
@@ -74,6 +75,5 @@ class CurateConfig:
         check(self.samples_per_reason >= 0, "samples_per_reason", "must be >= 0")
         check(not self.blocklist or "://" in self.blocklist or Path(self.blocklist).is_file(), "blocklist",
               f"blocklist file not found: {self.blocklist}")
-        from pretrain.data.curate.pipeline import build_steps
-
-        build_steps(self)  # step types and options are checked here, naming e.g. steps[2].min_words
+        for i, spec in enumerate(self.steps):  # types and options checked here, naming e.g. steps[2].min_words
+            build_step(spec, f"steps[{i}]")

@@ -17,12 +17,10 @@ clean curated text: **web-calibrated rules run only on the domains they were cal
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pretrain.data.curate.steps import Step, build_step
-
-if TYPE_CHECKING:
-    from pretrain.data.curate.config import CurateConfig
+from pretrain.data.curate.config import CurateConfig
+from pretrain.data.curate.registry import Step, build_step
 
 WEB = ["web"]
 CRAWLED = ["web", "prose"]

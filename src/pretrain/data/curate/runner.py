@@ -34,7 +34,7 @@ from pretrain.data.curate.config import CurateConfig
 from pretrain.data.curate.inputs import file_identity
 from pretrain.data.curate.pipeline import build_steps, segments
 from pretrain.data.curate.readers import Quarantined, Shard, expand_inputs, plan_shards, read_shard
-from pretrain.data.curate.steps import GlobalStep, Step
+from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.text import utf8_len
 from pretrain.data.curate.writers import JsonlWriter, open_writer
 from pretrain.data.record import Document, read_jsonl

@@ -2,8 +2,7 @@
 similarity above a threshold are duplicates; the first in input order is kept.
 
 For corpora small enough to embed (MiniLM runs at some tens of documents per second per CPU core);
-``max_documents`` guards against starting an all-pairs comparison that would never finish.
-"""
+``max_documents`` guards against starting an all-pairs comparison that would never finish."""
 
 from __future__ import annotations
 
@@ -13,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate.dedup import UnionFind, _Collected, _save
+from pretrain.data.curate.dedup import CollectedStep, UnionFind, save
+from pretrain.data.curate.registry import register
 from pretrain.data.record import Document
 
 
@@ -29,8 +29,8 @@ class SemanticOptions:
     """Rows per block of the similarity matrix (bounds memory)."""
 
 
-class SemanticDedup(_Collected):
-    type = "semantic_dedup"
+@register("semantic_dedup")
+class SemanticDedup(CollectedStep):
     Options = SemanticOptions
 
     def validate(self) -> None:
@@ -48,7 +48,7 @@ class SemanticDedup(_Collected):
         from pretrain.data.curate.embed import embed
 
         self._save_ids()
-        _save(self.work / f"emb-s{self.shard:05d}.npy", embed(self.texts, self.o.max_chars))
+        save(self.work / f"emb-s{self.shard:05d}.npy", embed(self.texts, self.o.max_chars))
 
     def resolve(self, n_shards: int) -> dict[str, Any]:
         embs = [np.load(self.work / f"emb-s{s:05d}.npy") for s in range(n_shards)]
@@ -76,3 +76,4 @@ class SemanticDedup(_Collected):
                 removals.setdefault(s, []).append((int(ids[s][0][g - offsets[s]]), ids[rs][1][root - offsets[rs]]))
         self._write_decisions(removals, n_shards)
         return {"documents": n, "similar_pairs": pairs}
+

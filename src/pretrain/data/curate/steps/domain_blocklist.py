@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pretrain.configlib import check
 from pretrain.data.curate.blocklist import blocked_by, host_of, load_blocklist, parse_domains
-from pretrain.data.curate.steps import Step, Verdict
+from pretrain.data.curate.registry import Step, Verdict, register
 from pretrain.data.record import Document
 
 
@@ -22,8 +22,8 @@ class BlocklistOptions:
     """Extra domains to block, same rules as the file's lines."""
 
 
+@register("domain_blocklist")
 class DomainBlocklist(Step):
-    type = "domain_blocklist"
     Options = BlocklistOptions
 
     def validate(self) -> None:
