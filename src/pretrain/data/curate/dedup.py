@@ -1,54 +1,29 @@
-"""Deduplication steps: exact (normalized text hash), near-duplicate MinHash-LSH and ccNet-style lines.
+"""Shared machinery of the dedup steps: the collected-documents base class and connected components.
 
-All three are global steps that keep their index on disk: workers write per-shard arrays (hashes,
-signatures, band keys) into the step's scratch directory; ``resolve`` reads them back one hash bucket
-or one LSH band at a time, so its memory is a few arrays of n 8-byte values, never the texts. Clusters
-are resolved deterministically: **the document that comes first in input order is kept** (sorted input
-files, then position in file), and every other member is removed with ``meta.duplicate_of`` naming it.
+Keep rule (every dedup step): **in each duplicate cluster the document first in input order is kept**
+(sorted input files, then position in the file: the smallest document key, see
+:mod:`pretrain.data.curate.dedup_store`); every other member is removed with ``meta.duplicate_of`` =
+the kept document's whole id. URL dedup instead keeps the most recent capture, ties broken the same way.
+Clusters, pairs and keys never depend on the number of workers or of hash partitions, so neither do
+the decisions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from pretrain.data.curate.dedup_store import REMOVAL_DTYPE, Removals, auto_partitions, save_ids
 from pretrain.data.curate.registry import GlobalStep, Verdict
 from pretrain.data.record import Document
 
-KEY_DTYPE = np.dtype([("key", "<u8"), ("shard", "<i4"), ("idx", "<i8")])
-
-
-def save(path, arr) -> None:
-    """np.save atomically (a killed worker never leaves a half-written array that looks complete)."""
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    tmp.replace(path)
-
-
-class UnionFind:
-    """Union-find whose root is always the smallest index: the earliest document of a cluster."""
-
-    def __init__(self, n: int):
-        self.parent = np.arange(n, dtype=np.int64)
-
-    def find(self, x: int) -> int:
-        p = self.parent
-        root = x
-        while p[root] != root:
-            root = p[root]
-        while p[x] != root:  # path compression
-            p[x], x = root, p[x]
-        return int(root)
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            lo, hi = (ra, rb) if ra < rb else (rb, ra)
-            self.parent[hi] = lo
-
 
 class CollectedStep(GlobalStep):
-    """Shared plumbing: per-shard lists of (position, doc id) of the collected documents."""
+    """Collect the positions and ids of the documents a dedup step sees; apply its removal tables."""
+
+    partitions_option = "partitions"
+
+    def parts(self) -> int:
+        return int(getattr(self.o, self.partitions_option, 0) or auto_partitions(self.n_shards))
 
     def begin_collect(self, shard: int) -> None:
         self.shard = shard
@@ -60,22 +35,10 @@ class CollectedStep(GlobalStep):
         self.ids.append(doc.id)
 
     def _save_ids(self) -> None:
-        save(self.work / f"pos-s{self.shard:05d}.npy", np.asarray(self.positions, dtype=np.int64))
-        save(self.work / f"ids-s{self.shard:05d}.npy", np.asarray(self.ids, dtype="S16"))
-
-    def _load_ids(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
-        return (np.load(self.work / f"pos-s{shard:05d}.npy"), np.load(self.work / f"ids-s{shard:05d}.npy"))
-
-    def _write_decisions(self, removals: dict[int, list[tuple[int, bytes]]], n_shards: int) -> None:
-        for s in range(n_shards):
-            rows = sorted(removals.get(s, []))
-            arr = np.array(rows, dtype=[("idx", "<i8"), ("keep", "S16")]) if rows else np.zeros(
-                0, dtype=[("idx", "<i8"), ("keep", "S16")])
-            save(self.work / f"remove-s{s:05d}.npy", arr)
+        save_ids(self.work, self.shard, self.positions, self.ids)
 
     def begin_apply(self, shard: int) -> None:
-        arr = np.load(self.work / f"remove-s{shard:05d}.npy")
-        self.remove = {int(i): k.decode() for i, k in zip(arr["idx"], arr["keep"], strict=True)}
+        self.remove = Removals(self.work).for_shard(shard)
 
     def apply(self, doc: Document, idx: int) -> Verdict | None:
         keep = self.remove.get(idx)
@@ -85,3 +48,24 @@ class CollectedStep(GlobalStep):
         return "duplicate", f"duplicate of {keep} (the first of its cluster in input order is kept)"
 
 
+def components(edges: np.ndarray) -> np.ndarray:
+    """Removal rows (doc, keep) from undirected edges (n, 2) of document keys: every node of a
+    connected component is removed in favour of the component's smallest key. Memory is linear in
+    the number of edges (nodes that are in no pair never appear)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not len(edges):
+        return np.zeros(0, dtype=REMOVAL_DTYPE)
+    nodes, inv = np.unique(edges.reshape(-1), return_inverse=True)  # sorted: index order = input order
+    inv = inv.reshape(-1, 2).astype(np.int32)
+    n = len(nodes)
+    graph = coo_matrix((np.ones(len(inv), dtype=np.int8), (inv[:, 0], inv[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    root = np.full(label.max() + 1, n, dtype=np.int64)
+    np.minimum.at(root, label, np.arange(n))
+    keep_idx = root[label]
+    dup = keep_idx != np.arange(n)
+    out = np.zeros(int(dup.sum()), dtype=REMOVAL_DTYPE)
+    out["doc"], out["keep"] = nodes[dup], nodes[keep_idx[dup]]
+    return out

@@ -65,13 +65,6 @@ def link_problem(path) -> str | None:
     return None
 
 
-def file_identity(path) -> list:
-    """What the run fingerprint records of an input file: its full name and size (-1 for a bad link)."""
-    if link_problem(path):
-        return [str(path.absolute()), -1]
-    return [str(path.resolve()), path.stat().st_size]
-
-
 def expand_inputs(inputs: list[str | Path]) -> list:
     """Files named and every file under directories named, recursively, in sorted order; hidden files
     skipped. Local paths become Paths; fsspec URLs become UPaths (``s3://bucket/prefix/`` lists the prefix)."""
@@ -97,4 +90,4 @@ def expand_inputs(inputs: list[str | Path]) -> list:
     return [f for f in out if not (str(f) in seen or seen.add(str(f)))]
 
 
-__all__ = ["expand_inputs", "file_identity", "link_problem"]
+__all__ = ["expand_inputs", "link_problem"]

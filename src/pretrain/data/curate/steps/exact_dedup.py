@@ -1,4 +1,9 @@
-"""Exact dedup: documents whose normalized text repeats (first in input order kept)."""
+"""Exact dedup: documents whose normalized text (lower case, punctuation and spacing collapsed) repeats.
+
+Collect: a 64-bit hash of each document's normalized text into P hash partitions. Stage 0 (P parallel
+tasks): sort one partition by (hash, document key); every row after the first of its hash is removed
+in favour of that first one (the earliest in input order).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,30 @@ from typing import Any
 
 import numpy as np
 
-from pretrain.data.curate.dedup import KEY_DTYPE, CollectedStep, save
+from pretrain.data.curate.dedup import CollectedStep
+from pretrain.data.curate.dedup_store import (
+    doc_keys,
+    first_of_groups,
+    partition_of,
+    read_partition,
+    write_partitioned,
+    write_removals,
+)
 from pretrain.data.curate.registry import register
 from pretrain.data.curate.text import dedup_key, hash64
 from pretrain.data.record import Document
 
+KEY_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8")])
+
 
 @dataclass
 class ExactDedupOptions:
-    buckets: int = 16
-    """Hash buckets the on-disk index is split into (resolve holds one bucket at a time)."""
+    partitions: int = 0
+    """Hash partitions of the on-disk index, one parallel task each (0 = one per 4 input shards)."""
 
 
 @register("exact_dedup")
 class ExactDedup(CollectedStep):
-    """Remove documents whose normalized text (lower case, punctuation and spacing collapsed) repeats."""
-
     Options = ExactDedupOptions
 
     def begin_collect(self, shard: int) -> None:
@@ -35,31 +48,19 @@ class ExactDedup(CollectedStep):
 
     def end_collect(self) -> None:
         self._save_ids()
-        keys = np.asarray(self.keys, dtype=np.uint64)
-        local = np.arange(len(keys), dtype=np.int64)
-        for b in range(self.o.buckets):
-            sel = keys % np.uint64(self.o.buckets) == b
-            arr = np.zeros(int(sel.sum()), dtype=KEY_DTYPE)
-            arr["key"], arr["shard"], arr["idx"] = keys[sel], self.shard, local[sel]
-            save(self.work / f"b{b:03d}-s{self.shard:05d}.npy", arr)
+        rows = np.zeros(len(self.keys), dtype=KEY_DTYPE)
+        rows["key"] = np.asarray(self.keys, dtype=np.uint64)
+        rows["doc"] = doc_keys(self.shard, len(rows))
+        write_partitioned(self.work, "keys", self.shard, rows, partition_of(rows["key"], self.parts()), self.parts())
 
-    def resolve(self, n_shards: int) -> dict[str, Any]:
-        ids = {s: self._load_ids(s) for s in range(n_shards)}
-        removals: dict[int, list[tuple[int, bytes]]] = {}
-        clusters = 0
-        for b in range(self.o.buckets):
-            parts = [np.load(self.work / f"b{b:03d}-s{s:05d}.npy") for s in range(n_shards)]
-            arr = np.concatenate(parts) if parts else np.zeros(0, dtype=KEY_DTYPE)
-            arr = arr[np.lexsort((arr["idx"], arr["shard"], arr["key"]))]
-            key = arr["key"]
-            new = np.concatenate([[True], key[1:] != key[:-1]]) if len(arr) else np.zeros(0, dtype=bool)
-            head = np.maximum.accumulate(np.where(new, np.arange(len(arr)), 0)) if len(arr) else new
-            for i in np.flatnonzero(~new):
-                row, first = arr[i], arr[head[i]]
-                keep_id = ids[int(first["shard"])][1][first["idx"]]
-                pos = int(ids[int(row["shard"])][0][row["idx"]])
-                removals.setdefault(int(row["shard"]), []).append((pos, keep_id))
-            clusters += int(new.sum())
-        self._write_decisions(removals, n_shards)
-        return {"distinct_texts": clusters, "duplicates": sum(len(v) for v in removals.values())}
+    def stages(self) -> list[int]:
+        return [self.parts()]
 
+    def run_stage(self, stage: int, part: int) -> dict[str, Any]:
+        rows = read_partition(self.work, "keys", part, self.n_shards)
+        rows = rows[np.lexsort((rows["doc"], rows["key"]))] if len(rows) else rows
+        removals = first_of_groups(rows["key"], rows["doc"]) if len(rows) else first_of_groups(
+            np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+        write_removals(self.work, f"rm-p{part:05d}", removals, self.n_shards)
+        return {"documents": len(rows), "distinct_texts": len(rows) - len(removals), "duplicates": len(removals),
+                "partitions": 1}

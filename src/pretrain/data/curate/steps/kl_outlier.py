@@ -40,22 +40,40 @@ class KLOutlier(GlobalStep):
         np.add.at(c, word_bins(doc.text, self.o.bins), 1.0)
 
     def end_collect(self) -> None:
-        np.savez(self.work / f".tmp-counts-s{self.shard:05d}.npz", **self.counts)
-        (self.work / f".tmp-counts-s{self.shard:05d}.npz").replace(self.work / f"counts-s{self.shard:05d}.npz")
+        self._savez(f"counts-s{self.shard:05d}.npz", self.counts)
 
-    def resolve(self, n_shards: int) -> dict[str, Any]:
+    _GROUP = 8  # shards summed per stage-0 task
+
+    def stages(self) -> list[int]:
+        return [max(1, -(-self.n_shards // self._GROUP)), 1]
+
+    def _sum(self, paths) -> dict[str, np.ndarray]:
         total: dict[str, np.ndarray] = {}
-        for s in range(n_shards):
-            with np.load(self.work / f"counts-s{s:05d}.npz") as z:
+        for path in paths:  # a fixed order: the float sums are the same on every run
+            with np.load(path) as z:
                 for d in z.files:
                     total[d] = total.get(d, 0) + z[d]
+        return total
+
+    def _savez(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        tmp = self.work / f".tmp-{name}"
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        tmp.replace(self.work / name)
+
+    def run_stage(self, stage: int, part: int) -> dict[str, Any]:
+        if stage == 0:  # partial sums over a group of shards, in parallel
+            shards = range(part * self._GROUP, min(self.n_shards, (part + 1) * self._GROUP))
+            self._savez(f"partial-{part:05d}.npz", self._sum(self.work / f"counts-s{s:05d}.npz" for s in shards))
+            return {}
+        total = self._sum(self.work / f"partial-{g:05d}.npz" for g in range(self.stages()[0]))
         # Additive smoothing that gives unseen buckets 1% of the mass in all (add-one over 65536 buckets
         # would swamp a small corpus and make every document look like an outlier).
         q = {}
         for d, c in total.items():
             alpha = 0.01 * max(c.sum(), 1.0) / len(c)
             q[d] = (c + alpha) / (c.sum() + alpha * len(c))
-        np.savez(self.work / "q.npz", **q)
+        self._savez("q.npz", q)
         return {"domains": sorted(q)}
 
     def begin_apply(self, shard: int) -> None:

@@ -1,16 +1,29 @@
-"""ccNet-style line dedup: lines repeated across many documents are cut."""
+"""ccNet-style line dedup (Wenzek et al. 2020; Llama 3): lines found in more than ``max_repeats``
+documents (cookie banners, menus) are cut everywhere.
+
+Collect: the 64-bit hashes of each document's distinct lines, into P hash partitions per shard. Stage 0
+(P parallel tasks): count one partition's hashes over all shards and keep those above the limit. Apply:
+the frequent hashes of all partitions as one sorted array (loaded once per process), looked up with a
+binary search per line; no per-worker Python set of every line.
+"""
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pretrain.data.curate.dedup import save
-from pretrain.data.curate.registry import GlobalStep, Verdict, register
+from pretrain.configlib import check
+from pretrain.data.curate.dedup import CollectedStep
+from pretrain.data.curate.dedup_store import partition_of, read_partition, save, write_partitioned
+from pretrain.data.curate.registry import Verdict, register
 from pretrain.data.curate.text import hash64
 from pretrain.data.record import Document
+
+_FREQUENT: dict[str, np.ndarray] = {}
 
 
 @dataclass
@@ -19,15 +32,16 @@ class LineDedupOptions:
     """A line found in more than this many documents is removed everywhere (Llama 3 used 6 per 30M docs)."""
     min_line_chars: int = 1
     """Lines shorter than this (after stripping) are never counted or removed."""
-    buckets: int = 16
-    """Hash buckets of the on-disk line index."""
+    partitions: int = 0
+    """Hash partitions of the line index, one parallel task each (0 = one per 4 input shards)."""
 
 
 @register("line_dedup")
-class LineDedup(GlobalStep):
-    """ccNet-style line dedup: lines repeated across many documents (cookie banners, menus) are cut."""
-
+class LineDedup(CollectedStep):
     Options = LineDedupOptions
+
+    def validate(self) -> None:
+        check(self.o.max_repeats >= 1, "max_repeats", "must be >= 1")
 
     def _lines(self, text: str) -> set[int]:
         return {hash64(s) for ln in text.split("\n") if len(s := ln.strip()) >= self.o.min_line_chars}
@@ -41,43 +55,42 @@ class LineDedup(GlobalStep):
 
     def end_collect(self) -> None:
         h = np.asarray(self.hashes, dtype=np.uint64)
-        for b in range(self.o.buckets):
-            save(self.work / f"b{b:03d}-s{self.shard:05d}.npy", h[h % np.uint64(self.o.buckets) == b])
+        write_partitioned(self.work, "lines", self.shard, h, partition_of(h, self.parts()), self.parts())
 
-    def resolve(self, n_shards: int) -> dict[str, Any]:
-        frequent = []
-        distinct = 0
-        for b in range(self.o.buckets):
-            parts = [np.load(self.work / f"b{b:03d}-s{s:05d}.npy") for s in range(n_shards)]
-            if not parts:
-                continue
-            keys, counts = np.unique(np.concatenate(parts), return_counts=True)
-            distinct += len(keys)
-            frequent.append(keys[counts > self.o.max_repeats])
-        freq = np.sort(np.concatenate(frequent)) if frequent else np.zeros(0, dtype=np.uint64)
-        save(self.work / "frequent.npy", freq)
-        return {"distinct_lines": distinct, "frequent_lines": len(freq)}
+    def stages(self) -> list[int]:
+        return [self.parts()]
+
+    def run_stage(self, stage: int, part: int) -> dict[str, Any]:
+        keys, counts = np.unique(read_partition(self.work, "lines", part, self.n_shards), return_counts=True)
+        frequent = keys[counts > self.o.max_repeats]
+        save(self.work / f"frequent-p{part:05d}.npy", frequent)
+        return {"distinct_lines": len(keys), "frequent_lines": len(frequent)}
 
     def begin_apply(self, shard: int) -> None:
-        self.frequent = {int(x) for x in np.load(self.work / "frequent.npy")}
+        files = sorted(glob.glob(str(self.work / "frequent-p*.npy")))
+        key = ";".join(f"{f}@{os.stat(f).st_mtime_ns}" for f in files)  # a new run's files are a new key
+        if key not in _FREQUENT:
+            _FREQUENT.clear()
+            parts = [np.load(f) for f in files]
+            _FREQUENT[key] = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+        self.frequent = _FREQUENT[key]
 
     def apply(self, doc: Document, idx: int) -> Verdict | None:
-        if not self.frequent:
+        if not len(self.frequent):
             return None
-        kept, dropped = [], 0
-        for ln in doc.text.split("\n"):
-            s = ln.strip()
-            if len(s) >= self.o.min_line_chars and hash64(s) in self.frequent:
-                dropped += 1
-            else:
-                kept.append(ln)
+        lines = doc.text.split("\n")
+        stripped = [ln.strip() for ln in lines]
+        h = np.fromiter((hash64(s) for s in stripped), dtype=np.uint64, count=len(lines))
+        at = np.minimum(np.searchsorted(self.frequent, h), len(self.frequent) - 1)
+        hit = (self.frequent[at] == h) & np.fromiter((len(s) >= self.o.min_line_chars for s in stripped), bool,
+                                                      count=len(lines))
+        dropped = int(hit.sum())
         if not dropped:
             return None
         self.count("lines_removed", dropped)
-        text = "\n".join(kept).strip()
+        text = "\n".join(ln for ln, drop in zip(lines, hit, strict=True) if not drop).strip()
         if not text:
             return "all_lines_repeated", f"all {dropped} lines occur in more than {self.o.max_repeats} documents"
         doc.text = text
         doc.meta["repeated_lines_removed"] = dropped
         return None
-

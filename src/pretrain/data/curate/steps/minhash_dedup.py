@@ -1,4 +1,17 @@
-"""Near-duplicate removal with MinHash-LSH (first in input order kept)."""
+"""Near-duplicate removal with MinHash-LSH, in stages of bounded memory.
+
+1. collect (per shard): MinHash signatures -> ``sig-s<shard>.npy``; each signature's band keys, with the
+   document key, into P hash partitions (``bands-s<shard>.npy``).
+2. stage 0 (P tasks): sort one partition by (band key, document key); inside each bucket every member
+   is paired with the bucket's first member and with the member before it (both fixed by the bucket's
+   content alone, so the same pairs come out for any P). Pairs go out grouped by the shard of their
+   first document.
+3. stage 1 (one task per shard): verify the candidate pairs whose first document is in this shard by
+   the signature agreement (estimated Jaccard) >= ``threshold``; the other shard's signatures are read
+   through a memory map, one shard at a time.
+4. stage 2 (one task): connected components over the verified pairs only (scipy); in each component the
+   earliest document in input order is kept. The removal table is read per shard by the apply pass.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +21,23 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate.dedup import CollectedStep, UnionFind, save
+from pretrain.data.curate.dedup import CollectedStep, components
+from pretrain.data.curate.dedup_store import (
+    doc_keys,
+    partition_of,
+    rank_of,
+    read_partition,
+    save,
+    shard_of,
+    write_partitioned,
+    write_removals,
+)
 from pretrain.data.curate.minhash import MinHasher, band_hashes
 from pretrain.data.curate.registry import register
 from pretrain.data.record import Document
+
+BAND_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8")])
+PAIR_DTYPE = np.dtype([("a", "<u8"), ("b", "<u8")])
 
 
 @dataclass
@@ -28,12 +54,27 @@ class MinHashOptions:
     """Candidates whose estimated Jaccard similarity (signature agreement) is below this are not merged."""
     seed: int = 1
     """Seed of the hash functions (a fixed seed keeps signatures comparable across runs)."""
+    partitions: int = 0
+    """Hash partitions of the band keys, one parallel task each (0 = one per 4 input shards)."""
+
+
+def bucket_pairs(keys: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """Rows sorted by (key, doc) -> pairs (first of bucket, member) and (previous member, member)."""
+    if len(keys) < 2:
+        return np.zeros(0, dtype=PAIR_DTYPE)
+    new = np.concatenate([[True], keys[1:] != keys[:-1]])
+    head = np.maximum.accumulate(np.where(new, np.arange(len(keys)), 0))
+    member = np.flatnonzero(~new)
+    prev = member - 1
+    a = np.concatenate([docs[head[member]], docs[prev[head[prev] != prev]]])
+    b = np.concatenate([docs[member], docs[member[head[prev] != prev]]])
+    pairs = np.zeros(len(a), dtype=PAIR_DTYPE)
+    pairs["a"], pairs["b"] = a, b
+    return np.unique(pairs)
 
 
 @register("minhash_dedup")
 class MinHashDedup(CollectedStep):
-    """Near-duplicate removal: MinHash signatures, LSH banding, candidate verification, union-find."""
-
     Options = MinHashOptions
 
     def validate(self) -> None:
@@ -41,6 +82,7 @@ class MinHashDedup(CollectedStep):
               f"must equal bands x rows = {self.o.bands * self.o.rows} (got {self.o.num_perm})")
         check(0.0 < self.o.threshold <= 1.0, "threshold", f"must be in (0, 1] (got {self.o.threshold})")
         check(self.o.shingle >= 1, "shingle", "must be >= 1")
+        check(self.o.partitions >= 0, "partitions", "must be >= 0")
 
     def setup(self) -> None:
         self.hasher = MinHasher(self.o.num_perm, self.o.shingle, self.o.seed)
@@ -57,53 +99,48 @@ class MinHashDedup(CollectedStep):
         self._save_ids()
         sigs = np.stack(self.sigs) if self.sigs else np.zeros((0, self.o.num_perm), dtype=np.uint32)
         save(self.work / f"sig-s{self.shard:05d}.npy", sigs)
-        save(self.work / f"band-s{self.shard:05d}.npy", band_hashes(sigs, self.o.bands, self.o.rows))
+        bands = band_hashes(sigs, self.o.bands, self.o.rows)
+        rows = np.zeros(bands.size, dtype=BAND_DTYPE)
+        rows["key"] = bands.reshape(-1)
+        rows["doc"] = np.repeat(doc_keys(self.shard, len(sigs)), self.o.bands)
+        write_partitioned(self.work, "bands", self.shard, rows, partition_of(rows["key"], self.parts()), self.parts())
 
-    def resolve(self, n_shards: int) -> dict[str, Any]:
-        sigs = [np.load(self.work / f"sig-s{s:05d}.npy", mmap_mode="r") for s in range(n_shards)]
-        sizes = np.array([len(x) for x in sigs], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        n = int(offsets[-1])
-        uf = UnionFind(n)
+    def stages(self) -> list[int]:
+        return [self.parts(), self.n_shards, 1]
 
-        def sig(g: int) -> np.ndarray:
-            s = int(np.searchsorted(offsets, g, side="right") - 1)
-            return sigs[s][g - offsets[s]]
+    def run_stage(self, stage: int, part: int) -> dict[str, Any]:
+        return (self._pairs, self._verify, self._components)[stage](part)
 
-        candidates = verified = 0
-        for b in range(self.o.bands):
-            keys = np.concatenate([np.load(self.work / f"band-s{s:05d}.npy", mmap_mode="r")[:, b]
-                                   for s in range(n_shards)]) if n else np.zeros(0, dtype=np.uint64)
-            order = np.argsort(keys, kind="stable")  # stable: ties stay in input order
-            k = keys[order]
-            starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]])) if n else np.zeros(0, dtype=np.int64)
-            ends = np.append(starts[1:], n)
-            for i in np.flatnonzero(ends - starts >= 2):  # only buckets with a collision, in key order
-                group = order[starts[i]: ends[i]]
-                head = int(group[0])
-                for j, g in enumerate(group[1:], 1):
-                    g = int(g)
-                    if uf.find(g) == uf.find(head):
-                        continue
-                    candidates += 1
-                    prev = int(group[j - 1])
-                    if (np.mean(sig(g) == sig(head)) >= self.o.threshold
-                            or np.mean(sig(g) == sig(prev)) >= self.o.threshold):
-                        verified += 1
-                        uf.union(g, head if np.mean(sig(g) == sig(head)) >= self.o.threshold else prev)
-        removals: dict[int, list[tuple[int, bytes]]] = {}
-        ids = {s: self._load_ids(s) for s in range(n_shards)}
-        clusters = 0
-        for g in range(n):
-            root = uf.find(g)
-            if root == g:
-                clusters += 1
-                continue
-            s = int(np.searchsorted(offsets, g, side="right") - 1)
-            rs = int(np.searchsorted(offsets, root, side="right") - 1)
-            pos = int(ids[s][0][g - offsets[s]])
-            removals.setdefault(s, []).append((pos, ids[rs][1][root - offsets[rs]]))
-        self._write_decisions(removals, n_shards)
-        return {"documents": n, "clusters": clusters, "candidate_pairs": candidates, "verified_pairs": verified,
-                "index_bytes_per_document": int(self.o.num_perm * 4 + self.o.bands * 8 + 8 + 16 + 8)}
+    def _pairs(self, p: int) -> dict[str, Any]:
+        rows = read_partition(self.work, "bands", p, self.n_shards)
+        rows = rows[np.lexsort((rows["doc"], rows["key"]))]
+        pairs = bucket_pairs(rows["key"], rows["doc"])
+        write_partitioned(self.work, f"cand-p{p:05d}", 0, pairs, shard_of(pairs["a"]), self.n_shards)
+        return {"band_entries": len(rows), "candidate_pairs": len(pairs)}
 
+    def _verify(self, s: int) -> dict[str, Any]:
+        parts = [read_partition(self.work, f"cand-p{p:05d}", s, 1) for p in range(self.parts())]
+        pairs = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=PAIR_DTYPE)
+        mine = np.load(self.work / f"sig-s{s:05d}.npy")
+        keep = np.zeros(len(pairs), dtype=bool)
+        other = shard_of(pairs["b"])
+        for t in np.unique(other):
+            sel = np.flatnonzero(other == t)
+            theirs = np.load(self.work / f"sig-s{int(t):05d}.npy", mmap_mode="r")
+            sa = mine[rank_of(pairs["a"][sel])]
+            sb = np.asarray(theirs[rank_of(pairs["b"][sel])])
+            del theirs
+            keep[sel] = (sa == sb).mean(axis=1) >= self.o.threshold
+        save(self.work / f"edges-s{s:05d}.npy", pairs[keep])
+        return {"distinct_candidates": len(pairs), "verified_pairs": int(keep.sum())}
+
+    def _components(self, _part: int) -> dict[str, Any]:
+        edges = [np.load(self.work / f"edges-s{s:05d}.npy") for s in range(self.n_shards)]
+        e = np.concatenate(edges) if edges else np.zeros(0, dtype=PAIR_DTYPE)
+        flat = np.stack([e["a"], e["b"]], axis=1) if len(e) else np.zeros((0, 2), dtype=np.uint64)
+        removals = components(flat)
+        write_removals(self.work, "rm", removals, self.n_shards)
+        n = sum(int(np.load(self.work / f"sig-s{s:05d}.npy", mmap_mode="r").shape[0]) for s in range(self.n_shards)
+                if (self.work / f"sig-s{s:05d}.npy").exists())
+        return {"documents": n, "duplicates": len(removals), "clusters": n - len(removals), "partitions": self.parts(),
+                "index_bytes_per_document": int(self.o.num_perm * 4 + self.o.bands * 16 + 8)}
