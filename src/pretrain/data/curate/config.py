@@ -48,8 +48,10 @@ class CurateConfig:
     carry a `domain` keep it)."""
     default_domain: str = "prose"
     """Domain of loose files that match no glob."""
-    max_record_bytes: int = 64_000_000
-    """Records (JSONL lines, files) larger than this go to quarantine instead of memory."""
+    max_record_bytes: int = 8_000_000
+    """Records (JSONL lines, files, WARC payloads) larger than this go to quarantine instead of memory:
+    the steps hold a few copies of a document, so peak memory grows with the largest one (see
+    docs/curation.md; 8 MB is a 2,000-page book, and Common Crawl cuts captures at 1 MiB)."""
     samples_per_reason: int = 3
     """Removed documents kept as samples per reason in stats.json (for inspection)."""
     sample_chars: int = 400

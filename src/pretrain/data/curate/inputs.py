@@ -41,7 +41,7 @@ def _walk(root: Path) -> list[Path]:
                     out.append(p)
                 else:
                     visit(p, ancestors | {real})
-            elif e.is_file() or e.is_symlink():
+            elif e.is_symlink() or e.is_file():  # is_symlink first: is_file raises on a loop
                 out.append(p)
 
     visit(root, frozenset({os.path.realpath(root)}))

@@ -339,7 +339,11 @@ def read_parquet_records(path: Path, start: int, stop: int, text_field: str, dom
         yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain)
         return
     if text_field not in names:
-        yield Quarantined(str(path), f"missing text column {text_field!r} (columns: {', '.join(names)})", domain)
+        # one record for the whole file, from its first shard only (its other shards yield nothing)
+        if start == 0:
+            rows = pf.metadata.num_rows
+            yield Quarantined(str(path), f"missing text column {text_field!r} (columns: {', '.join(names)}; "
+                              f"{rows} rows not read)", domain)
         return
     row = 0
     try:

@@ -19,6 +19,7 @@ import numpy as np
 from pretrain.configlib import check
 from pretrain.data.curate.dedup import CollectedStep
 from pretrain.data.curate.dedup_store import partition_of, read_partition, save, write_partitioned
+from pretrain.data.curate.langid import relabel
 from pretrain.data.curate.registry import Verdict, register
 from pretrain.data.curate.text import hash64
 from pretrain.data.record import Document
@@ -93,4 +94,6 @@ class LineDedup(CollectedStep):
             return "all_lines_repeated", f"all {dropped} lines occur in more than {self.o.max_repeats} documents"
         doc.text = text
         doc.meta["repeated_lines_removed"] = dropped
+        if relabel(doc):  # what is left may be in another language than the page was labelled
+            self.count("relabelled")
         return None
