@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pretrain.configlib import check
-from pretrain.data.curate.registry import build_step
+from pretrain.data.curate.registry import build_step, import_step_modules
 
 DEFAULT_DOMAIN_GLOBS: dict[str, str] = {
     **{f"*.{ext}": "code" for ext in ("py", "pyi", "rs", "c", "h", "cc", "cpp", "hpp", "cxx", "go", "java", "js",
@@ -56,6 +56,9 @@ class CurateConfig:
     output_format: str = "jsonl.zst"
     """Format of the kept documents under data/: 'jsonl.zst' or 'parquet' (removed/ and quarantine/ are
     always JSONL.zst)."""
+    step_modules: list[str] = field(default_factory=list)
+    """Python modules imported before the pipeline is built, for steps defined outside pretrain (each
+    registers its step with @register; they must be importable on every worker and Ray node)."""
     keep_work: bool = False
     """Keep the scratch directory work/ (dedup indexes, intermediate shards) after a successful run."""
 
@@ -69,5 +72,6 @@ class CurateConfig:
         check(self.output_format in ("jsonl.zst", "parquet"), "output_format",
               f"must be 'jsonl.zst' or 'parquet' (got {self.output_format!r})")
         check(self.samples_per_reason >= 0, "samples_per_reason", "must be >= 0")
+        import_step_modules(self.step_modules)
         for i, spec in enumerate(self.steps):  # types and options checked here, naming e.g. steps[2].min_words
             build_step(spec, f"steps[{i}]")
