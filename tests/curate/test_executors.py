@@ -125,3 +125,26 @@ def test_unknown_executor_and_address_without_ray(tmp_path: Path):
         curate([src], tmp_path / "o", CurateConfig(), progress=False, executor="spark")
     with pytest.raises(ValueError, match="--ray-address needs --executor ray"):
         curate([src], tmp_path / "o", CurateConfig(), progress=False, ray_address="auto")
+
+
+@pytest.mark.slow
+def test_tokenize_with_ray_writes_the_same_shards(tmp_path: Path, prose, ray_local):
+    from pretrain.data.record import Document, write_jsonl
+    from pretrain.data.tokenize import tokenize_corpus
+    from pretrain.tokenizer import TokenizerConfig, train_tokenizer
+
+    docs = [Document(text=prose(i), domain="prose" if i % 3 else "docs", source=f"s{i}") for i in range(60)]
+    tok = train_tokenizer(docs, TokenizerConfig(vocab_size=400, min_frequency=2, n_reserved=4), tmp_path / "tok",
+                          val_fraction=0.1)
+    write_jsonl(tmp_path / "in.jsonl", docs)
+    a = tokenize_corpus([tmp_path / "in.jsonl"], tok.path, tmp_path / "local", val_fraction=0.2, workers=1,
+                        batch_docs=8)
+    b = tokenize_corpus([tmp_path / "in.jsonl"], tok.path, tmp_path / "ray", val_fraction=0.2, workers=2,
+                        batch_docs=8, executor="ray")
+    assert a["tokens"] == b["tokens"] > 0 and b["executor"] == "ray" and a["documents"] == b["documents"] == 60
+    files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*")
+                                     if p.is_file())
+    for f in files:
+        if f.name != "stats.json":
+            assert (tmp_path / "local" / f).read_bytes() == (tmp_path / "ray" / f).read_bytes(), f
