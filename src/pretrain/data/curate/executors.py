@@ -78,7 +78,7 @@ class LocalExecutor:
     def run(self, fn: Callable[..., Any], calls: Sequence[tuple], done: Callable[[], None] = lambda: None) -> list:
         """``[fn(*args) for args in calls]``, in parallel; results in the order of ``calls``."""
         results: list[Any] = [None] * len(calls)
-        if self.workers == 1 or len(calls) == 1:
+        if self.workers == 1:  # even a single task goes to the pool otherwise: the driver stays small
             for i, args in enumerate(calls):
                 results[i] = fn(*args)
                 done()

@@ -89,15 +89,16 @@ class MinHashDedup(CollectedStep):
 
     def begin_collect(self, shard: int) -> None:
         super().begin_collect(shard)
-        self.sigs: list[np.ndarray] = []
+        self.shingles: list[np.ndarray] = []
 
     def collect(self, doc: Document, idx: int) -> None:
         self._remember(doc, idx)
-        self.sigs.append(self.hasher.signature(doc.text))
+        self.shingles.append(self.hasher.shingles(doc.text))  # signatures are computed per shard, batched
 
     def end_collect(self) -> None:
         self._save_ids()
-        sigs = np.stack(self.sigs) if self.sigs else np.zeros((0, self.o.num_perm), dtype=np.uint32)
+        sigs = self.hasher.signatures(self.shingles)
+        self.shingles = []
         save(self.work / f"sig-s{self.shard:05d}.npy", sigs)
         bands = band_hashes(sigs, self.o.bands, self.o.rows)
         rows = np.zeros(bands.size, dtype=BAND_DTYPE)
