@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pretrain.configlib import check
-from pretrain.data.curate.registry import build_step
+from pretrain.data.curate.registry import build_step, import_step_modules
 
 DEFAULT_DOMAIN_GLOBS: dict[str, str] = {
     **{f"*.{ext}": "code" for ext in ("py", "pyi", "rs", "c", "h", "cc", "cpp", "hpp", "cxx", "go", "java", "js",
@@ -59,6 +59,9 @@ class CurateConfig:
     output_format: str = "jsonl.zst"
     """Format of the kept documents under data/: 'jsonl.zst' or 'parquet' (removed/ and quarantine/ are
     always JSONL.zst)."""
+    step_modules: list[str] = field(default_factory=list)
+    """Python modules imported before the pipeline is built, for steps defined outside pretrain (each
+    registers its step with @register; they must be importable on every worker and Ray node)."""
     keep_work: bool = False
     """Keep the scratch directory work/ (dedup indexes, intermediate shards) after a successful run."""
     blocklist: str = ""
@@ -77,5 +80,6 @@ class CurateConfig:
         check(self.samples_per_reason >= 0, "samples_per_reason", "must be >= 0")
         check(not self.blocklist or "://" in self.blocklist or Path(self.blocklist).is_file(), "blocklist",
               f"blocklist file not found: {self.blocklist}")
+        import_step_modules(self.step_modules)
         for i, spec in enumerate(self.steps):  # types and options checked here, naming e.g. steps[2].min_words
             build_step(spec, f"steps[{i}]")

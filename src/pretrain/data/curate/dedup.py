@@ -69,3 +69,35 @@ def components(edges: np.ndarray) -> np.ndarray:
     out = np.zeros(int(dup.sum()), dtype=REMOVAL_DTYPE)
     out["doc"], out["keep"] = nodes[dup], nodes[keep_idx[dup]]
     return out
+
+
+def union_find_roots(chunks, n: int) -> np.ndarray:
+    """Roots of the components of ``n`` nodes (0..n-1) joined by edges streamed as (a, b) index arrays.
+
+    Vectorized hook-and-compress: each round finds the roots of every pending edge, hooks the larger
+    root under the smaller (``minimum.at``, so concurrent hooks resolve to the smallest), and retries the
+    edges still split. The root of a component is therefore its smallest node, i.e. its earliest
+    document. Memory: one int32 per node plus one chunk of edges (never all pairs at once)."""
+    parent = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+
+    def find(x: np.ndarray) -> np.ndarray:
+        r = parent[x]
+        while True:
+            up = parent[r]
+            if np.array_equal(up, r):
+                return r
+            r = up
+
+    for a, b in chunks:
+        while len(a):
+            ra, rb = find(a), find(b)
+            split = ra != rb
+            if not split.any():
+                break
+            a, b, ra, rb = a[split], b[split], ra[split], rb[split]
+            np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))
+    while True:  # full path compression
+        up = parent[parent]
+        if np.array_equal(up, parent):
+            return parent
+        parent = up

@@ -127,6 +127,42 @@ def write_removals(work: Path, name: str, rows: np.ndarray, n_shards: int) -> No
     save(work / f"{name}.off.npy", off)
 
 
+class RemovalWriter:
+    """A removal table written one shard's rows at a time (shards in order), so the writer never holds
+    all removals: rows go to a temporary raw file, then get an .npy header in front on close."""
+
+    def __init__(self, work: Path, name: str, n_shards: int):
+        self.path = work / f"{name}.npy"
+        self.raw = work / f".tmp-{name}.raw"
+        self.f = open(self.raw, "wb")
+        self.off = np.zeros(n_shards + 1, dtype=np.int64)
+        self.n = 0
+        self.work, self.name = work, name
+
+    def write(self, shard: int, rows: np.ndarray) -> None:
+        self.f.write(rows.astype(REMOVAL_DTYPE, copy=False).tobytes())
+        self.n += len(rows)
+        self.off[shard + 1:] = self.n
+
+    def __enter__(self) -> RemovalWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+        if exc[0] is not None:
+            self.raw.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_name(f".tmp-{self.path.name}")
+        with open(tmp, "wb") as out, open(self.raw, "rb") as raw:
+            np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(REMOVAL_DTYPE),
+                                                        "fortran_order": False, "shape": (self.n,)})
+            while block := raw.read(1 << 20):
+                out.write(block)
+        tmp.replace(self.path)
+        self.raw.unlink()
+        save(self.work / f"{self.name}.off.npy", self.off)
+
+
 class Removals:
     """Per-shard view of every removal table of a step: position in the stream -> id of the kept document."""
 

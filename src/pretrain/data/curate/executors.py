@@ -29,6 +29,19 @@ from typing import Any
 EXECUTORS = ("local", "ray")
 
 
+def _die_with_parent() -> None:
+    """Pool initializer: on Linux, have the kernel kill this worker when the driver dies (kill -9
+    included), so an orphaned worker never keeps writing a shard that the rerun is writing too."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 class LocalExecutor:
     """A process pool kept for the whole run, so a worker sets up its steps once, not once per batch.
 
@@ -50,10 +63,12 @@ class LocalExecutor:
             if sys.platform == "linux" and threading.active_count() == 1:
                 if self.prepare is not None:
                     self.prepare()
-                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("fork"))
+                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("fork"),
+                                                initializer=_die_with_parent)
                 self.pool.submit(int).result()  # fork every worker now, before a progress-bar thread exists
             else:
-                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
+                                                initializer=_die_with_parent)
         return self.pool
 
     def start(self) -> None:
@@ -63,7 +78,7 @@ class LocalExecutor:
     def run(self, fn: Callable[..., Any], calls: Sequence[tuple], done: Callable[[], None] = lambda: None) -> list:
         """``[fn(*args) for args in calls]``, in parallel; results in the order of ``calls``."""
         results: list[Any] = [None] * len(calls)
-        if self.workers == 1 or len(calls) == 1:
+        if self.workers == 1:  # even a single task goes to the pool otherwise: the driver stays small
             for i, args in enumerate(calls):
                 results[i] = fn(*args)
                 done()
@@ -102,7 +117,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise RuntimeError("--executor ray needs Ray: pip install 'pretrain[ray]'") from None
+            raise ValueError("--executor ray needs Ray: pip install 'pretrain[ray]'") from None
         self.ray = ray
         self.retries = retries
         self.started = False

@@ -24,6 +24,8 @@ registry is first asked for a step, so adding a filter needs no edit anywhere el
             return None
 
 and ``{type = "shouting", max_upper_fraction = 0.4}`` then works in a config's ``data.curate.steps``.
+A step defined in your own package works the same way once ``data.curate.step_modules`` names its
+module (it must be importable on every worker, e.g. every Ray node).
 
 Two kinds of step:
 
@@ -161,6 +163,15 @@ def step_classes() -> dict[str, type[Step]]:
     return dict(sorted(_REGISTRY.items()))
 
 
+def import_step_modules(names: list[str], field: str = "step_modules") -> None:
+    """Import modules that register steps defined outside pretrain (a user's own package)."""
+    for i, name in enumerate(names):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any failure is a config error naming the module
+            raise ConfigError(f"{field}[{i}]", f"cannot import step module {name!r}: {exc}") from None
+
+
 def build_step(spec: dict[str, Any], path: str) -> Step:
     """One step from its config table; errors name the field, e.g. ``steps[3].min_words``."""
     if not isinstance(spec, dict):
@@ -203,5 +214,5 @@ def keep_fraction_hash(doc_id: str, salt: str) -> float:
     return int.from_bytes(h, "little") / 2**64
 
 
-__all__ = ["GlobalStep", "NoOptions", "Step", "Verdict", "build_step", "keep_fraction_hash", "options_doc",
-           "register", "step_classes"]
+__all__ = ["GlobalStep", "NoOptions", "Step", "Verdict", "build_step", "import_step_modules", "keep_fraction_hash",
+           "options_doc", "register", "step_classes"]

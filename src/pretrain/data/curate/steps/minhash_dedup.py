@@ -9,8 +9,9 @@
 3. stage 1 (one task per shard): verify the candidate pairs whose first document is in this shard by
    the signature agreement (estimated Jaccard) >= ``threshold``; the other shard's signatures are read
    through a memory map, one shard at a time.
-4. stage 2 (one task): connected components over the verified pairs only (scipy); in each component the
-   earliest document in input order is kept. The removal table is read per shard by the apply pass.
+4. stage 2 (one task): connected components by a vectorized union-find over the verified pairs, streamed
+   one shard's pairs at a time (4 bytes per document in memory); in each component the earliest document
+   in input order is kept. The removal table is written and read per shard.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate.dedup import CollectedStep, components
+from pretrain.data.curate.dedup import CollectedStep, union_find_roots
 from pretrain.data.curate.dedup_store import (
+    REMOVAL_DTYPE,
+    RemovalWriter,
     doc_keys,
     partition_of,
     rank_of,
@@ -30,7 +33,6 @@ from pretrain.data.curate.dedup_store import (
     save,
     shard_of,
     write_partitioned,
-    write_removals,
 )
 from pretrain.data.curate.minhash import MinHasher, band_hashes
 from pretrain.data.curate.registry import register
@@ -89,15 +91,16 @@ class MinHashDedup(CollectedStep):
 
     def begin_collect(self, shard: int) -> None:
         super().begin_collect(shard)
-        self.sigs: list[np.ndarray] = []
+        self.shingles: list[np.ndarray] = []
 
     def collect(self, doc: Document, idx: int) -> None:
         self._remember(doc, idx)
-        self.sigs.append(self.hasher.signature(doc.text))
+        self.shingles.append(self.hasher.shingles(doc.text))  # signatures are computed per shard, batched
 
     def end_collect(self) -> None:
         self._save_ids()
-        sigs = np.stack(self.sigs) if self.sigs else np.zeros((0, self.o.num_perm), dtype=np.uint32)
+        sigs = self.hasher.signatures(self.shingles)
+        self.shingles = []
         save(self.work / f"sig-s{self.shard:05d}.npy", sigs)
         bands = band_hashes(sigs, self.o.bands, self.o.rows)
         rows = np.zeros(bands.size, dtype=BAND_DTYPE)
@@ -135,12 +138,28 @@ class MinHashDedup(CollectedStep):
         return {"distinct_candidates": len(pairs), "verified_pairs": int(keep.sum())}
 
     def _components(self, _part: int) -> dict[str, Any]:
-        edges = [np.load(self.work / f"edges-s{s:05d}.npy") for s in range(self.n_shards)]
-        e = np.concatenate(edges) if edges else np.zeros(0, dtype=PAIR_DTYPE)
-        flat = np.stack([e["a"], e["b"]], axis=1) if len(e) else np.zeros((0, 2), dtype=np.uint64)
-        removals = components(flat)
-        write_removals(self.work, "rm", removals, self.n_shards)
-        n = sum(int(np.load(self.work / f"sig-s{s:05d}.npy", mmap_mode="r").shape[0]) for s in range(self.n_shards)
-                if (self.work / f"sig-s{s:05d}.npy").exists())
-        return {"documents": n, "duplicates": len(removals), "clusters": n - len(removals), "partitions": self.parts(),
+        sizes = np.array([np.load(self.work / f"sig-s{s:05d}.npy", mmap_mode="r").shape[0]
+                          if (self.work / f"sig-s{s:05d}.npy").exists() else 0 for s in range(self.n_shards)])
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        n = int(offsets[-1])
+
+        def chunks():  # one shard's verified pairs at a time, as global document indices
+            for s in range(self.n_shards):
+                e = np.load(self.work / f"edges-s{s:05d}.npy")
+                yield (offsets[shard_of(e["a"])] + rank_of(e["a"]), offsets[shard_of(e["b"])] + rank_of(e["b"]))
+
+        root = union_find_roots(chunks(), n)
+        removed = 0
+        with RemovalWriter(self.work, "rm", self.n_shards) as out:
+            for s in range(self.n_shards):  # written shard by shard: never a table of all removals in memory
+                g = np.arange(offsets[s], offsets[s + 1])
+                dup = root[g] != g
+                r = root[g[dup]].astype(np.int64)
+                rs = np.searchsorted(offsets, r, side="right") - 1
+                rows = np.zeros(int(dup.sum()), dtype=REMOVAL_DTYPE)
+                rows["doc"] = doc_keys(s, len(g))[dup]
+                rows["keep"] = (rs.astype(np.uint64) << np.uint64(32)) | (r - offsets[rs]).astype(np.uint64)
+                out.write(s, rows)
+                removed += len(rows)
+        return {"documents": n, "duplicates": removed, "clusters": n - removed, "partitions": self.parts(),
                 "index_bytes_per_document": int(self.o.num_perm * 4 + self.o.bands * 16 + 8)}
