@@ -1,8 +1,9 @@
 """Process groups and model wrapping for DDP and FSDP2 under torchrun (gloo on CPU, NCCL on GPU).
 
-The same config runs on 1 or N processes with the same global batch: every rank reads the same loader
-stream and keeps every world-th micro-batch, so rank r of N trains on exactly the micro-batches a single
-process would have accumulated, and the loader state is identical on all ranks (one copy is saved).
+The same config runs on 1 or N processes with the same global batch: there is one global stream of
+micro-batches and rank r of N trains on every world-th one (r, r + N, ...), which it alone builds
+(``PackedLoader.shard``), so rank r of N trains on exactly the micro-batches a single process would have
+accumulated, and the loader state (a global position) is identical on all ranks (one copy is saved).
 """
 
 from __future__ import annotations

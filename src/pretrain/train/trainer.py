@@ -1,9 +1,10 @@
 """The training loop: stages, accumulation, precision, stability, checkpoints, averaging, metrics.
 
 One optimizer step:
-  1. the global batch for this step (batch ramp) is split into micro-batches; every rank draws all of
-     them from the same loader stream and trains on every world-th one (rank r of N: micro-batches r,
-     r + N, ...), so 1 and N processes see the same data in the same steps;
+  1. the global batch for this step (batch ramp) is split into micro-batches of one global stream; rank
+     r of N trains on micro-batches r, r + N, ..., so 1 and N processes see the same data in the same
+     steps. A loader with ``shard(rank, world)`` (PackedLoader) builds only those (see
+     pretrain.data.loader); any other loader is read whole on every rank and the rest dropped;
   2. each micro-batch's objective is ``ce_sum / T + (aux + mtp) * n / T`` where T is the number of
      target tokens in the *whole* step (all micro-batches, all ranks): the accumulated gradient is
      exactly that of one big batch, however it is cut (not the mean of per-micro-batch means);
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -261,6 +263,9 @@ class Trainer:
         if mcfg is not None and hasattr(self.raw, "rope") and self.base_model_cfg is not None:
             self._apply_rope(stage)
         self.loader = self.make_loader(stage)
+        self.per_rank_data = self.dist.enabled and hasattr(self.loader, "shard")
+        if self.per_rank_data:
+            self.loader.shard(self.dist.rank, self.dist.world)
         if loader_state is not None:
             self.loader.load_state_dict(_from_safe(loader_state))
         detail = f"{stage.kind} seq_len={stage.seq_len} micro_batch={stage.micro_batch} steps={stage.steps}"
@@ -294,16 +299,34 @@ class Trainer:
     def _stage_seq_len(self) -> int:
         return self.stage.seq_len if self.stage else self.t.seq_len
 
+    def _step_lineage(self, batches: list) -> list:
+        """The step's micro-batches in global order for lineage (gathered from all ranks when per-rank)."""
+        if not self.per_rank_data:
+            return batches
+        import torch.distributed as dist
+
+        world = self.dist.world
+        parts: list = [None] * world
+        dist.all_gather_object(parts, [b.lineage for b in batches])
+        return [SimpleNamespace(lineage=parts[i % world][i // world]) for i in range(world * len(batches))]
+
     # ------------------------------------------------------------------------------------ one step
     def train_step(self, stage: Stage) -> dict:
         n_micro, batch = self.micro_steps(stage)
         world, rank = self.dist.world, self.dist.rank
         if hasattr(self.loader, "set_progress"):
             self.loader.set_progress(self.step / max(1, self.plan.total))
-        all_batches = [self.loader.next_batch() for _ in range(n_micro)]
-        mine = all_batches[rank::world]
-        total_targets = int(sum(int((b.targets != -100).sum()) for b in all_batches))
-        step_tokens = int(sum(b.input_ids.numel() for b in all_batches))
+        if self.per_rank_data:  # this rank's share only; the step's target count is summed over ranks
+            mine = [self.loader.next_batch() for _ in range(n_micro // world)]
+            counts = [float(sum(int((b.targets != -100).sum()) for b in mine)),
+                      float(sum(b.input_ids.numel() for b in mine))]
+            total_targets, step_tokens = (int(x) for x in distlib.all_reduce_sum(counts, self.dist, self.device))
+            all_batches = mine
+        else:
+            all_batches = [self.loader.next_batch() for _ in range(n_micro)]
+            mine = all_batches[rank::world]
+            total_targets = int(sum(int((b.targets != -100).sum()) for b in all_batches))
+            step_tokens = int(sum(b.input_ids.numel() for b in all_batches))
         lr_factor = self.plan.lr_factor(self.step) * lr_batch_scale(batch, self.base_global_batch(), self.t.lr_batch_scaling)
         self.opt.set_lr_factor(lr_factor)
         log_step = (self.step + 1) % self.t.log_interval == 0 or self.step + 1 >= self.plan.total
@@ -311,7 +334,7 @@ class Trainer:
                                 "micro_steps": len(mine)}
 
         if self.step in self.skip_steps:
-            lineage, n_docs = _lineage_summary(all_batches)
+            lineage, n_docs = _lineage_summary(self._step_lineage(all_batches))
             self.event("skip", f"batches of step {self.step + 1} skipped after a rewind ({n_docs} documents)",
                        lineage=lineage)
             info.update(skipped=True, loss=float("nan"), grad_norm=float("nan"))
@@ -415,7 +438,7 @@ class Trainer:
         if self.t.spike.policy != "off" and not (self.scaler is not None and not math.isfinite(grad_norm)):
             verdict = self.detector.check(loss, grad_norm)
         if verdict is not None and verdict.spike:
-            lineage, n_docs = _lineage_summary(all_batches)
+            lineage, n_docs = _lineage_summary(self._step_lineage(all_batches))
             self.event("spike", f"step {self.step + 1}: {verdict.reason}; {n_docs} documents in the step",
                        lineage=lineage, loss=loss, grad_norm=grad_norm)
             info["spike"] = verdict.reason
