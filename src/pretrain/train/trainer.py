@@ -41,8 +41,8 @@ from pretrain.train.gns import GradientNoiseScale
 from pretrain.train.hardware import peak_flops
 from pretrain.train.metrics import MetricsLogger, truncate_metrics
 from pretrain.train.optim import build_optimizer
+from pretrain.train.parallelize import apply_transforms, fp8_unsupported
 from pretrain.train.precision import (
-    apply_activation_checkpointing,
     apply_precision_map,
     autocast,
     find_blocks,
@@ -169,6 +169,8 @@ class Trainer:
         self.dist = distlib.init(self.t.distributed, "cuda" if torch.cuda.is_available() and self.t.device != "cpu" else "cpu")
         self.device = resolve_device(self.t.device, self.dist.local_rank)
         self.precision = resolve_precision(self.t.precision, self.device)
+        if self.t.fp8 and (why := fp8_unsupported(self.device)):  # before anything is written
+            raise configlib.ConfigError("train.fp8", why)
         per_step = self.t.micro_batch * self.dist.world
         if self.t.global_batch and self.t.global_batch % per_step:
             raise configlib.ConfigError("train.global_batch", f"{self.t.global_batch} sequences do not split into "
@@ -185,10 +187,10 @@ class Trainer:
         self.raw = model.to(self.device)
         self.base_model_cfg = _copy_cfg(getattr(model, "cfg", None))
         self.fp32_modules = [] if self.dist.mode == "fsdp" else apply_precision_map(self.raw, self.t.fp32_modules, self.precision)
-        if self.t.activation_checkpointing:
-            apply_activation_checkpointing(self.raw)
+        scope = self.t.compile_scope if self.t.compile else "none"
+        self.transforms = apply_transforms(self.raw, self.device, self.t.fp8, self.t.activation_checkpointing, scope)
         self.model = distlib.wrap(self.raw, self.dist, self.device, self.precision, self.t.reduce_dtype, find_blocks(self.raw))
-        self.forward_model = torch.compile(self.model) if self.t.compile else self.model
+        self.forward_model = torch.compile(self.model) if scope == "model" else self.model
         self.opt = build_optimizer(self.raw, self.t)
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
@@ -770,7 +772,8 @@ class Trainer:
         self.event("start", f"world={self.dist.world} mode={self.dist.mode} device={self.device} "
                    f"precision={self.precision} params={sum(p.numel() for p in self.raw.parameters()):,} "
                    f"total_steps={self.plan.total}",
-                   peak_flops=self.peak, peak_source=self.peak_source, fp32_modules=len(self.fp32_modules))
+                   peak_flops=self.peak, peak_source=self.peak_source, fp32_modules=len(self.fp32_modules),
+                   **self.transforms)
 
     def fit(self) -> TrainResult:
         t = self.t
