@@ -22,10 +22,10 @@ SCHEDULE = MixtureConfig(schedule=[MixturePoint(0.0, {"prose": 0.7, "code": 0.2,
 PER_RANK = 2  # micro-batches each rank accumulates per step
 
 
-def make(shards, tokenizer, rank=0, world=1, pack=True, seq_len=24, micro_batch=3):
+def make(shards, tokenizer, rank=0, world=1, pack=True, seq_len=24, micro_batch=3, mixture=SCHEDULE):
     counts = {d: s.num_tokens for d, s in shards.items()}
     cfg = LoaderConfig(pack=pack, fim=FIMConfig(rate=0.5, domains=["code"]), chunk_tokens=1024)
-    return PackedLoader(shards, seq_len, micro_batch, Mixture(SCHEDULE, counts), cfg, tokenizer, seed=5,
+    return PackedLoader(shards, seq_len, micro_batch, Mixture(mixture, counts), cfg, tokenizer, seed=5,
                         rank=rank, world_size=world)
 
 
@@ -88,6 +88,19 @@ def test_each_rank_reads_only_its_share(shards, tokenizer, world):
         assert ld.tokens_read <= bound, (ld.rank, ld.tokens_read, served)
         assert ld.tokens_read < served / world * 1.5
     assert single.tokens_read >= served  # one process reads the whole stream
+
+
+@pytest.mark.parametrize("domain", ["math", "code"])  # code: half its documents are FIM (3 more tokens)
+@pytest.mark.parametrize("pack", [True, False])
+def test_skipping_across_several_epochs(shards, tokenizer, domain, pack):
+    world, steps = 3, 8
+    kw = dict(pack=pack, seq_len=256, micro_batch=4, mixture=MixtureConfig(weights={domain: 1.0}))
+    single = make(shards, tokenizer, **kw)
+    want = steps_of(single, 0, steps, steps, world * PER_RANK)
+    got = interleave([steps_of(make(shards, tokenizer, r, world, **kw), 0, steps, steps, PER_RANK)
+                      for r in range(world)])
+    assert_same(got, want)
+    assert single.epochs()[domain] > 1.5  # the skips crossed epoch ends (a new permutation each time)
 
 
 @pytest.mark.parametrize(("before", "after"), [(2, 4), (4, 1), (1, 2)])

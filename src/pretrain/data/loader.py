@@ -122,9 +122,11 @@ class PackedLoader:
         self.shard(rank, world_size)
 
     def shard(self, rank: int, world_size: int) -> None:
-        """Serve rank ``rank`` of ``world_size`` from now on (call before the first batch or after a load)."""
+        """Serve rank ``rank`` of ``world_size`` from the next batch on (the state is world-independent, so
+        this may follow a ``load_state_dict`` saved under another world size, or come between batches)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+        self._flush()  # the global position so far stays; only who reads what from here on changes
         self.rank, self.world_size = rank, world_size
         # One process renders big chunks (fewest copies); a rank renders only its own rows' documents,
         # since most of what a chunk would hold belongs to the other ranks.
