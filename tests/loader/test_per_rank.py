@@ -22,9 +22,10 @@ SCHEDULE = MixtureConfig(schedule=[MixturePoint(0.0, {"prose": 0.7, "code": 0.2,
 PER_RANK = 2  # micro-batches each rank accumulates per step
 
 
-def make(shards, tokenizer, rank=0, world=1, pack=True, seq_len=24, micro_batch=3, mixture=SCHEDULE):
+def make(shards, tokenizer, rank=0, world=1, pack=True, seq_len=24, micro_batch=3, mixture=SCHEDULE,
+         doc_mask=True):
     counts = {d: s.num_tokens for d, s in shards.items()}
-    cfg = LoaderConfig(pack=pack, fim=FIMConfig(rate=0.5, domains=["code"]), chunk_tokens=1024)
+    cfg = LoaderConfig(pack=pack, doc_mask=doc_mask, fim=FIMConfig(rate=0.5, domains=["code"]), chunk_tokens=1024)
     return PackedLoader(shards, seq_len, micro_batch, Mixture(mixture, counts), cfg, tokenizer, seed=5,
                         rank=rank, world_size=world)
 
@@ -34,7 +35,11 @@ def steps_of(loader, first: int, last: int, total: int, per_step: int) -> list[l
     out = []
     for step in range(first, last):
         loader.set_progress(step / total)
-        out.append([loader.next_batch() for _ in range(per_step)])
+        batches = []
+        for _ in range(per_step):
+            batches.append(loader.next_batch())
+            batches[-1].round_targets = loader.round_targets
+        out.append(batches)
     return out
 
 
@@ -44,10 +49,14 @@ def interleave(per_rank: list[list[list]]) -> list[list]:
     return [[per_rank[i % world][s][i // world] for i in range(world * PER_RANK)] for s in range(len(per_rank[0]))]
 
 
-def assert_same(got: list[list], want: list[list]) -> None:
+def assert_same(got: list[list], want: list[list], world: int = 0) -> None:
+    """Rows equal; with ``world``, each rank also knew its round's target count (all ranks' rows)."""
     assert len(got) == len(want)
     for s, (gs, ws) in enumerate(zip(got, want, strict=True)):
         for i, (g, w) in enumerate(zip(gs, ws, strict=True)):
+            if world:
+                r0 = i // world * world
+                assert g.round_targets == sum(x.num_tokens for x in ws[r0:r0 + world]), (s, i)
             for f in ("input_ids", "targets", "doc_ids"):
                 assert torch.equal(getattr(g, f), getattr(w, f)), (s, i, f)
             assert g.domains == w.domains and g.lineage == w.lineage, (s, i)
@@ -62,7 +71,7 @@ def test_union_of_ranks_is_the_single_process_stream(shards, tokenizer, world, p
     want = steps_of(single, 0, steps, steps, world * PER_RANK)
     ranks = [make(shards, tokenizer, r, world, pack) for r in range(world)]
     got = interleave([steps_of(ld, 0, steps, steps, PER_RANK) for ld in ranks])
-    assert_same(got, want)
+    assert_same(got, want, world)
     # Between steps every rank stands at the global position: one state for all, equal to one process's.
     states = [ld.state_dict() for ld in ranks]
     for st in states:
@@ -91,15 +100,15 @@ def test_each_rank_reads_only_its_share(shards, tokenizer, world):
 
 
 @pytest.mark.parametrize("domain", ["math", "code"])  # code: half its documents are FIM (3 more tokens)
-@pytest.mark.parametrize("pack", [True, False])
-def test_skipping_across_several_epochs(shards, tokenizer, domain, pack):
+@pytest.mark.parametrize(("pack", "doc_mask"), [(True, True), (True, False), (False, True)])
+def test_skipping_across_several_epochs(shards, tokenizer, domain, pack, doc_mask):
     world, steps = 3, 8
-    kw = dict(pack=pack, seq_len=256, micro_batch=4, mixture=MixtureConfig(weights={domain: 1.0}))
+    kw = dict(pack=pack, doc_mask=doc_mask, seq_len=256, micro_batch=4, mixture=MixtureConfig(weights={domain: 1.0}))
     single = make(shards, tokenizer, **kw)
     want = steps_of(single, 0, steps, steps, world * PER_RANK)
     got = interleave([steps_of(make(shards, tokenizer, r, world, **kw), 0, steps, steps, PER_RANK)
                       for r in range(world)])
-    assert_same(got, want)
+    assert_same(got, want, world)
     assert single.epochs()[domain] > 1.5  # the skips crossed epoch ends (a new permutation each time)
 
 

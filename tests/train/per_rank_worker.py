@@ -28,12 +28,14 @@ def main(tokens: str, tokenizer: str, out: str, steps: int, per_rank: int) -> No
     loader = build(tokens, tokenizer, rank, world)
     rows, targets = [], []
     for _ in range(steps):
-        mine = [loader.next_batch() for _ in range(per_rank)]
+        mine, counted = [], 0
+        for _ in range(per_rank):
+            mine.append(loader.next_batch())
+            counted += loader.round_targets  # what the trainer uses: every rank's targets, no communication
         rows.append([(b.input_ids, b.targets, b.doc_ids, b.lineage) for b in mine])
-        # what the trainer does: the step's target count is the sum over ranks
         n = torch.tensor([float(sum(int((b.targets != -100).sum()) for b in mine))], dtype=torch.float64)
-        dist.all_reduce(n)
-        targets.append(int(n.item()))
+        dist.all_reduce(n)  # the same count the hard way, to compare
+        targets.append((int(n.item()), counted))
     gathered: list = [None] * world
     dist.all_gather_object(gathered, {"rows": rows, "state": loader.state_dict(), "read": loader.tokens_read})
     if rank == 0:

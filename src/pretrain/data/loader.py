@@ -119,6 +119,8 @@ class PackedLoader:
         self._positions = 0
         self._nonpad = 0
         self._pending = np.zeros(len(self.domains), dtype=np.int64)  # rows of other ranks not yet skipped
+        self.round_targets = 0
+        """Valid targets of the last round of ``world_size`` global micro-batches (see next_batch)."""
         self.shard(rank, world_size)
 
     def shard(self, rank: int, world_size: int) -> None:
@@ -167,13 +169,20 @@ class PackedLoader:
         return np.minimum(np.searchsorted(cdf / cdf[-1], u, side="right"), len(self.domains) - 1)
 
     def next_batch(self) -> Batch:
-        """This rank's next micro-batch: global micro-batch ``rank`` of the next ``world_size``."""
+        """This rank's next micro-batch: global micro-batch ``rank`` of the next ``world_size``.
+
+        Afterwards ``round_targets`` holds the valid targets of all ``world_size`` micro-batches of the
+        round (this rank's and, counted from document lengths, the others'): what a step's loss is
+        normalised by, known on every rank without any communication.
+        """
         for _ in range(self.rank):
             self._skip_batch()
-        self._flush()
+        others = self._flush()
         batch = self._make_batch()
         for _ in range(self.world_size - 1 - self.rank):
             self._skip_batch()
+        others += self._flush()
+        self.round_targets = others + batch.num_tokens
         return batch
 
     def _skip_batch(self) -> None:
@@ -184,15 +193,21 @@ class PackedLoader:
             self._nonpad += self.micro_batch * self.seq_len
         self.batch_index += 1
 
-    def _flush(self) -> None:
-        """Move every stream past the rows of skipped micro-batches (lengths only; one move per domain)."""
+    def _flush(self) -> int:
+        """Move every stream past the rows of skipped micro-batches (lengths only; one move per domain);
+        returns the valid targets those rows hold."""
+        targets = 0
         for di in np.nonzero(self._pending)[0].tolist():
             stream, rows = self.streams[self.domains[di]], int(self._pending[di])
-            if self.cfg.pack:
-                stream.skip(rows * self.seq_len)
-            else:
-                self._nonpad += stream.skip_padded(rows, self.seq_len)
+            if self.cfg.pack:  # every target counts but the one before each document start (doc_mask)
+                crossed = stream.skip(rows * self.seq_len)
+                targets += rows * self.seq_len - (crossed if self.cfg.doc_mask else 0)
+            else:  # one document (piece) per row: its real tokens are its targets
+                real = stream.skip_padded(rows, self.seq_len)
+                self._nonpad += real
+                targets += real
         self._pending[:] = 0
+        return targets
 
     def _make_batch(self) -> Batch:
         B, T = self.micro_batch, self.seq_len

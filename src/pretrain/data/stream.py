@@ -219,22 +219,29 @@ class DomainStream:
         ppos += 1
         return (epoch + 1, 0) if ppos >= len(self.docs) else (epoch, ppos)
 
-    def skip(self, n: int) -> None:
-        """Move the read position ``n`` tokens on (what ``take_packed`` of n / T rows would consume)."""
+    def skip(self, n: int) -> int:
+        """Move the read position ``n`` tokens on (what ``take_packed`` of n / T rows would consume).
+
+        Returns the number of document ends in the skipped span (read position, read position + n]:
+        each is one target the packed rows would have ignored (the EOS -> next BOS crossing).
+        """
         self.tokens_served += n
         if len(self.buf) - self.pos > n:  # already buffered: stay inside the buffer
+            ends = int(np.searchsorted(self.doc_end, self.pos + n, side="right") - self._doc_at(self.pos))
             self.pos += n
-            return
+            return ends
         epoch, ppos, offset = self.position()
-        n += offset  # counted from the start of the current document
+        n += offset  # counted from the start of the current document (whose end lies beyond offset)
+        crossed = 0
         while True:
             lengths = self.doc_lengths(epoch, ppos, max(16, int(2 * n / self._mean_doc) + 1))
             ends = np.cumsum(lengths)
             if ends[-1] > n:  # the position lands inside one of these documents
                 j = int(np.searchsorted(ends, n, side="right"))
                 self.reset(epoch, ppos + j, n - (int(ends[j - 1]) if j else 0))
-                return
+                return crossed + j
             n -= int(ends[-1])
+            crossed += len(lengths)
             epoch, ppos = self._next_doc(epoch, ppos + len(lengths) - 1)
 
     def skip_padded(self, rows: int, seq_len: int) -> int:

@@ -318,11 +318,12 @@ class Trainer:
         world, rank = self.dist.world, self.dist.rank
         if hasattr(self.loader, "set_progress"):
             self.loader.set_progress(self.step / max(1, self.plan.total))
-        if self.per_rank_data:  # this rank's share only; the step's target count is summed over ranks
-            mine = [self.loader.next_batch() for _ in range(n_micro // world)]
-            counts = [float(sum(int((b.targets != -100).sum()) for b in mine)),
-                      float(sum(b.input_ids.numel() for b in mine))]
-            total_targets, step_tokens = (int(x) for x in distlib.all_reduce_sum(counts, self.dist, self.device))
+        if self.per_rank_data:  # this rank's share only; the loader counts every rank's targets (no sync)
+            mine, total_targets = [], 0
+            for _ in range(n_micro // world):
+                mine.append(self.loader.next_batch())
+                total_targets += self.loader.round_targets
+            step_tokens = int(sum(b.input_ids.numel() for b in mine)) * world
             all_batches = mine
         else:
             all_batches = [self.loader.next_batch() for _ in range(n_micro)]
