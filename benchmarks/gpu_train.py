@@ -66,7 +66,7 @@ def measure(preset: str, micro_batch: int, steps: int, warmup: int, compile_: bo
         return holder["l"]
 
     tr = Trainer(cfg, tmp / f"run_{preset}_{compile_}", model, make_loader, progress=False, fresh=True)
-    tr._resume()
+    tr.begin()
     stage = tr.plan.stage_at(0)
     t0 = time.perf_counter()
     tr.train_step(stage)

@@ -128,3 +128,28 @@ def test_grad_norm_outliers_only_count_when_asked():
     assert not loss_only.check(3.0, 50.0).spike
     assert both.check(3.0, 50.0).spike
     assert loss_only.check(9.0, 1.0).spike
+
+
+def _falling_loss(n: int, seed: int = 0) -> list[float]:
+    """A young run: loss falling from 7 to 3.4 over the first 50 steps, then slowly, with batch noise."""
+    import random
+
+    rng = random.Random(seed)
+    return [3.4 + 3.6 * max(0.0, 1 - i / 50) ** 2 - 0.0005 * max(0, i - 50) + rng.gauss(0, 0.05) for i in range(n)]
+
+
+def test_a_garbage_batch_is_caught_early_in_training_with_the_defaults():
+    """Defaults (6 sigma, window 50): loss 9.0 at steps 51-52 against a level of ~3.4 (the old band, the
+    window's spread around its median, was widened by the falling loss and let both through)."""
+    from pretrain.train.config import SpikeConfig
+
+    c = SpikeConfig()
+    d = SpikeDetector(c.window, c.min_history, c.sigma, grad_norm=c.grad_norm)
+    losses = _falling_loss(50)
+    assert not any(d.check(v, 1.0).spike for v in losses[c.min_history:])  # healthy steps are not flagged
+    assert d.check(9.0, 1.0).spike and d.check(9.0, 1.0).spike  # steps 51 and 52
+    assert not d.check(3.45, 1.0).spike  # and training carries on normally after them
+    late = SpikeDetector(c.window, c.min_history, c.sigma, grad_norm=c.grad_norm)
+    for v in _falling_loss(400, seed=1)[-60:]:
+        late.check(v, 1.0)
+    assert late.check(9.0, 1.0).spike  # late in training as well

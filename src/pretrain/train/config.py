@@ -235,13 +235,13 @@ class TrainConfig:
             "global_batch",
             f"must be a multiple of micro_batch={self.micro_batch} (got {self.global_batch})",
         )
-        check(self.lr > 0 and math.isfinite(self.lr), "lr", f"must be a finite number > 0 (got {self.lr})")
-        check(self.weight_decay >= 0 and math.isfinite(self.weight_decay), "weight_decay",
-              f"must be a finite number >= 0 (got {self.weight_decay})")
-        check(self.eps > 0 and math.isfinite(self.eps), "eps", f"must be a finite number > 0 (got {self.eps})")
-        check(self.muon_lr > 0 and math.isfinite(self.muon_lr), "muon_lr", f"must be a finite number > 0 (got {self.muon_lr})")
+        for name in ("lr", "weight_decay", "eps", "muon_lr", "grad_clip", "beta1", "beta2"):
+            check(math.isfinite(getattr(self, name)), name, f"must be finite (got {getattr(self, name)})")
+        check(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0 (got {self.weight_decay})")
+        check(self.eps > 0, "eps", f"must be > 0 (got {self.eps})")
+        check(self.muon_lr > 0, "muon_lr", f"must be > 0 (got {self.muon_lr})")
         check(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
-        check(math.isfinite(self.grad_clip), "grad_clip", "must be finite (0 = off)")
         check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",
               f"must be auto, cpu, mps, cuda or cuda:N (got {self.device!r})")
         from pretrain.train.optim import OPTIMIZERS

@@ -72,7 +72,8 @@ class ParallelPlan:
         from torch.distributed.checkpoint.state_dict import get_state_dict
 
         msd, osd = get_state_dict(raw, optimizers)
-        dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
+        with _quiet():
+            dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
 
     def load(self, raw: nn.Module, optimizers: list, directory: Path) -> None:
         import torch.distributed.checkpoint as dcp
@@ -80,7 +81,8 @@ class ParallelPlan:
 
         msd, osd = get_state_dict(raw, optimizers)  # this plan's layout: DCP reshards into it
         holder = {"model": msd, "optim": osd}
-        dcp.load(holder, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
+        with _quiet():
+            dcp.load(holder, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
         set_state_dict(raw, optimizers, model_state_dict=holder["model"], optim_state_dict=holder["optim"])
 
 
@@ -146,6 +148,16 @@ class FSDPPlan(ParallelPlan):
             if hasattr(m, "reshard"):
                 m.reshard()
         set_model_state_dict(raw, own, options=StateDictOptions(full_state_dict=True))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """One process on purpose: DCP's "assuming the intent is to save in a single process" is noise."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        yield
 
 
 PLANS = {"none": ParallelPlan, "ddp": DDPPlan, "fsdp": FSDPPlan}

@@ -247,6 +247,15 @@ class Trainer:
         self.control.rewound = True
 
     # ------------------------------------------------------------------ the loop
+    def begin(self) -> TrainResult | None:
+        """Resume (or start fresh) as fit does before its first step; for drivers that call train_step."""
+        return snapshot.resume(self)
+
+    def train_step(self, stage: Stage) -> dict:
+        """One step without the loop's bookkeeping (benchmarks time steps alone); returns its metrics."""
+        self.control.new_step()
+        return run_step(self, stage, self.step + 1)
+
     def fit(self) -> TrainResult:
         if self.lock is not None:
             self.lock.acquire()
@@ -258,7 +267,7 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         self.raw.train()
-        done = snapshot.resume(self)
+        done = self.begin()
         if done is not None:
             self.log.close()
             return done
