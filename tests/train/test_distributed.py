@@ -1,5 +1,6 @@
-"""Two processes on loopback (gloo): DDP and FSDP2 match the single-process losses; FSDP resumes from a
-torch.distributed.checkpoint (sharded optimizer state)."""
+"""Two processes on loopback (gloo): DDP and FSDP2 match the single-process losses; checkpoints are
+sharded DCP and resume under any other plan (DDP -> FSDP, FSDP -> FSDP, FSDP -> one process) through
+DCP resharding. Each spawned run serves several assertions (they are the slow part)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,16 @@ def test_two_processes_match_one(tiny_data, tmp_path, mode):
         assert got[step] == pytest.approx(ref[step], rel=1e-4), step
     meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["distributed"] == mode
+    cps = run / "checkpoints"
+    if mode == "ddp":
+        # DDP -> FSDP: resume step 4 of the DDP run under FSDP (this used to crash in _foreach_lerp_).
+        shutil.rmtree(cps / "step_00000006")
+        shutil.rmtree(cps / "final")
+        _torchrun(tiny_data, run, "fsdp")
+        again = _losses(run)
+        for step in got:
+            assert again[step] == pytest.approx(got[step], rel=1e-5), step
+        assert json.loads((cps / "final" / "meta.json").read_text())["distributed"] == "fsdp"
     if mode == "fsdp":
         step4 = run / "checkpoints" / "step_00000004"
         # Model and optimizer are sharded DCP, one file per rank; no rank gathered full weights to save them.
@@ -66,3 +77,10 @@ def test_two_processes_match_one(tiny_data, tmp_path, mode):
         assert again.keys() == got.keys()
         for step in got:
             assert again[step] == pytest.approx(got[step], rel=1e-5), step
+        # FSDP -> one process: the 2-rank shards are resharded into whole tensors.
+        shutil.rmtree(cps / "step_00000006")
+        shutil.rmtree(cps / "final")
+        train(single, run, progress=False)
+        alone = _losses(run)
+        for step in got:
+            assert alone[step] == pytest.approx(got[step], rel=1e-5), step

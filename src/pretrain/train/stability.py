@@ -42,7 +42,7 @@ class SpikeDetector:
         """(level, robust standard deviation of the step-to-step noise) of the window."""
         hist = list(values)
         level = _median(hist[-self.min_history:])
-        diffs = [abs(b - a) for a, b in zip(hist, hist[1:])]
+        diffs = [abs(b - a) for a, b in zip(hist, hist[1:], strict=False)]
         return level, (1.4826 * _median(diffs) / math.sqrt(2)) if diffs else 0.0
 
     def check(self, loss: float, grad_norm: float) -> SpikeVerdict:
