@@ -24,7 +24,7 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if r["type"] == "train"}
 
 
-def _torchrun(data, run: Path, mode: str) -> None:
+def _torchrun(data, run: Path, mode: str, optimizer: str = "adamw") -> None:
     args = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "pretrain.train", "tiny",
@@ -32,7 +32,7 @@ def _torchrun(data, run: Path, mode: str) -> None:
         "model.dim=32", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.max_seq_len=32",
         "train.seq_len=32", "train.warmup_steps=2", "train.log_interval=1", "train.peak_flops=1e11",
         "train.lr=3e-3", "eval.batch_size=8", "eval.max_docs_per_domain=4", "eval.max_tokens_per_domain=512",
-        *OVER, f'train.distributed="{mode}"', "--run-dir", str(run), "--no-progress",
+        *OVER, f'train.distributed="{mode}"', f'train.optimizer="{optimizer}"', "--run-dir", str(run), "--no-progress",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
@@ -41,13 +41,14 @@ def _torchrun(data, run: Path, mode: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_two_processes_match_one(tiny_data, tmp_path, mode):
-    single = tiny_cfg(tiny_data, *OVER)  # 1 process: 2 micro-batches of 2 accumulated = 2 ranks x 2
+@pytest.mark.parametrize("mode, optimizer", [("ddp", "adamw"), ("fsdp", "muon")])
+def test_two_processes_match_one(tiny_data, tmp_path, mode, optimizer):
+    """FSDP runs Muon (each matrix gathered for Newton-Schulz, its shard applied); DDP -> FSDP runs AdamW."""
+    single = tiny_cfg(tiny_data, *OVER, f'train.optimizer="{optimizer}"')  # 2 micro-batches of 2 = 2 ranks x 2
     train(single, tmp_path / "single", progress=False)
     ref = _losses(tmp_path / "single")
     run = tmp_path / mode
-    _torchrun(tiny_data, run, mode)
+    _torchrun(tiny_data, run, mode, optimizer)
     got = _losses(run)
     assert got.keys() == ref.keys()
     for step in ref:
@@ -72,7 +73,7 @@ def test_two_processes_match_one(tiny_data, tmp_path, mode):
         # Resume from step 4: drop the later checkpoints, rerun, and get the same steps 5-6.
         shutil.rmtree(run / "checkpoints" / "step_00000006")
         shutil.rmtree(run / "checkpoints" / "final")
-        _torchrun(tiny_data, run, mode)
+        _torchrun(tiny_data, run, mode, optimizer)
         again = _losses(run)
         assert again.keys() == got.keys()
         for step in got:
