@@ -137,3 +137,26 @@ def test_a_run_directory_is_locked_by_its_trainer(tmp_path):
     assert res.step == 2
     with RunLock(run):  # released when the trainer finished
         pass
+
+
+def test_async_save_writes_the_state_of_its_step_while_training_goes_on(tmp_path):
+    """train.async_save: the checkpoint holds the state at its step (copied before training moved on),
+    becomes valid once written, and resumes exactly like a synchronous one."""
+    import shutil
+
+    over = ("train.max_steps=6", "train.checkpoint_interval=2", "train.keep_last=3")
+    make_trainer(toy_cfg(*over), tmp_path / "sync").fit()
+    ref = _losses(tmp_path / "sync")
+    run = tmp_path / "async"
+    tr = make_trainer(toy_cfg(*over, "train.async_save=true"), run)
+    tr.fit()
+    assert _losses(run) == ref
+    cps = run / "checkpoints"
+    assert [p.name for p in ckpt.list_checkpoints(cps)] == ["step_00000002", "step_00000004", "step_00000006"]
+    for p in ckpt.list_checkpoints(cps):
+        ckpt.verify(p)
+    assert not list(cps.glob(".tmp-*"))
+    shutil.rmtree(cps / "step_00000006")
+    shutil.rmtree(cps / "final")
+    make_trainer(toy_cfg(*over, "train.async_save=true"), run).fit()
+    assert _losses(run) == ref  # steps 5-6 retrained from the background-written step 4

@@ -158,17 +158,30 @@ def write_checkpoint(
     """Create ``root/name`` atomically; ``write_files(tmpdir)`` writes the payload (on every rank).
 
     Rank 0 prepares and finalises; every rank calls ``write_files`` between the barriers (sharded
-    optimizer state is written by all ranks).
+    state is written by all ranks).
     """
+    tmp = begin_checkpoint(root, name, is_main, barrier)
+    write_files(tmp)
+    return finish_checkpoint(root, name, meta, is_main, barrier)
+
+
+def begin_checkpoint(root: Path, name: str, is_main: bool = True, barrier: Callable[[], None] = lambda: None) -> Path:
+    """Make the empty temporary directory ``root/.tmp-name`` (rank 0) and return it (all ranks)."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / name
     tmp = root / f".tmp-{name}"
     if is_main:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     barrier()
-    write_files(tmp)
+    return tmp
+
+
+def finish_checkpoint(root: Path, name: str, meta: dict, is_main: bool = True,
+                      barrier: Callable[[], None] = lambda: None) -> Path:
+    """Once every rank has written into ``.tmp-name``: manifest (sizes, SHA-256), fsync, rename into place."""
+    final = root / name
+    tmp = root / f".tmp-{name}"
     barrier()
     if is_main:
         paths = [p for p in sorted(tmp.rglob("*")) if p.is_file()]

@@ -203,6 +203,10 @@ class TrainConfig:
     """Log a metrics row every this many steps."""
     checkpoint_interval: int = 0
     """Save a checkpoint every this many steps (0 = only at stage ends and the end)."""
+    async_save: bool = False
+    """Write step checkpoints' model + optimizer state in the background (torch.distributed.checkpoint
+    async_save): the state is copied to host memory, training goes on, and the checkpoint is renamed
+    into place (valid) once written; the next save or the end of the run waits for it."""
     keep_last: int = 2
     """Checkpoints to keep besides milestones."""
     milestone_interval: int = 0

@@ -67,13 +67,24 @@ class ParallelPlan:
         return float(self.all_reduce_sum(bad)) == 0.0
 
     # ---- checkpoints (collective: every rank calls these)
-    def save(self, raw: nn.Module, optimizers: list, directory: Path) -> None:
+    def save(self, raw: nn.Module, optimizers: list, directory: Path, background: bool = False):
+        """Write model + optimizer into ``directory/dcp``. ``background``: copy the state to host memory
+        now, write it in a thread, and return a future that completes when the files are written."""
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict
 
         msd, osd = get_state_dict(raw, optimizers)
+        state, where = {"model": msd, "optim": osd}, str(directory / "dcp")
         with _quiet():
-            dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
+            if not background:
+                dcp.save(state, checkpoint_id=where, no_dist=not self.info.enabled)
+                return None
+            if self.info.enabled and getattr(self, "_async_group", None) is None:
+                # The writer thread's collectives need a CPU backend of their own, apart from training's.
+                self._async_group = dist.new_group(backend="gloo")
+            resp = dcp.async_save(state, checkpoint_id=where, process_group=getattr(self, "_async_group", None),
+                                  no_dist=not self.info.enabled)
+        return getattr(resp, "upload_completion", resp)
 
     def load(self, raw: nn.Module, optimizers: list, directory: Path) -> None:
         import torch.distributed.checkpoint as dcp

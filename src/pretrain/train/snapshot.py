@@ -37,15 +37,17 @@ def trainer_state(tr) -> dict:
 
 
 def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
+    """Write checkpoint ``name`` (default: this step's). With ``train.async_save`` a step checkpoint's
+    model + optimizer state is written in the background and the directory becomes valid later
+    (``wait_pending``); everything else is written now."""
+    wait_pending(tr)
     name = name or ckpt.step_dir(tr.run.checkpoints, tr.step).name
     step_ckpt = name.startswith("step_")
+    root, step = tr.run.checkpoints, tr.step
     state = trainer_state(tr)
-
-    def write(tmp: Path) -> None:
-        if step_ckpt:
-            tr.parallel.save(tr.raw, tr.opt.optimizers, tmp)  # every rank writes its own part
-        if not tr.dist.is_main:
-            return
+    tmp = ckpt.begin_checkpoint(root, name, tr.dist.is_main, tr.dist.barrier)
+    future = tr.parallel.save(tr.raw, tr.opt.optimizers, tmp, background=tr.t.async_save) if step_ckpt else None
+    if tr.dist.is_main:
         if model_state is not None or tr.parallel.writes_full_weights:
             ckpt.save_model_weights(tr.raw, tmp, state_dict=model_state)
         elif tr.base_model_cfg is not None:
@@ -66,14 +68,32 @@ def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_
         "mixture_version": hashlib.sha256(json.dumps([mixture, stage_mix], sort_keys=True).encode()).hexdigest()[:16],
         **(extra_meta or {}),
     }
-    path = ckpt.write_checkpoint(tr.run.checkpoints, name, write, meta, tr.dist.is_main, tr.dist.barrier)
-    if tr.dist.is_main and step_ckpt:
-        keep = tr.t.keep_last
-        if tr.stage is not None and tr.stage.kind == "anneal":
-            keep = max(keep, tr.t.averaging.last_n)
-        ckpt.prune(tr.run.checkpoints, keep)
-    tr.event("checkpoint", str(path.name))
-    return path
+    stage_kind = tr.stage.kind if tr.stage is not None else ""
+
+    def finish() -> Path:
+        if future is not None:
+            future.result()  # this rank's files are written
+        path = ckpt.finish_checkpoint(root, name, meta, tr.dist.is_main, tr.dist.barrier)
+        if tr.dist.is_main and step_ckpt:
+            keep = tr.t.keep_last
+            if stage_kind == "anneal":
+                keep = max(keep, tr.t.averaging.last_n)
+            ckpt.prune(root, keep)
+        tr.event("checkpoint", str(path.name), step=step)
+        tr.callbacks.fire("on_save", tr, path)
+        return path
+
+    if future is not None and tr.t.async_save:
+        tr.pending_save = finish
+        return root / name
+    return finish()
+
+
+def wait_pending(tr) -> None:
+    """Finish a background save (every rank calls this at the same points: next save, rewind, end)."""
+    finish, tr.pending_save = getattr(tr, "pending_save", None), None
+    if finish is not None:
+        finish()
 
 
 def load(tr, path: Path) -> None:

@@ -112,6 +112,7 @@ class Trainer:
         eval_interval = int(getattr(getattr(cfg, "eval", None), "interval", 0) or 0)
         self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks)
         self._history: list = []
+        self.pending_save = None
         self._clock = (time.perf_counter(), 0.0)
         flops = getattr(self.raw, "flops_per_token", None)
         n_params = sum(p.numel() for p in self.raw.parameters())
@@ -232,9 +233,11 @@ class Trainer:
 
     def save(self, name: str | None = None, milestone: bool = False, model_state: dict | None = None,
              extra_meta: dict | None = None) -> Path:
-        path = snapshot.save(self, name, milestone, model_state, extra_meta)
-        self.callbacks.fire("on_save", self, path)
-        return path
+        return snapshot.save(self, name, milestone, model_state, extra_meta)
+
+    def wait_for_save(self) -> None:
+        """Wait for a background checkpoint (train.async_save) and make it valid."""
+        snapshot.wait_pending(self)
 
     def load(self, path: Path) -> None:
         snapshot.load(self, path)
@@ -297,6 +300,7 @@ class Trainer:
             self.callbacks.fire("on_step_end", self, step, metrics)
             if not self.control.rewound and self.step == stage.end:
                 self.callbacks.fire("on_stage_end", self, stage)
+        self.wait_for_save()
         for cb in reversed(self.callbacks.callbacks):  # teardown order: checkpoints first, the final model last
             cb.on_train_end(self)
         self.log.close()

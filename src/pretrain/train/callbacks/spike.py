@@ -72,6 +72,7 @@ class SpikeGuard(Callback):
 
     def _rewind(self, trainer, step: int) -> bool:
         """Reload the last checkpoint before the spike and mark the spike's batches to be skipped."""
+        trainer.wait_for_save()
         target = ckpt.latest_checkpoint(trainer.run.checkpoints)
         if target is None or ckpt.read_meta(target)["step"] >= step:
             return False
