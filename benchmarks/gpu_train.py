@@ -147,8 +147,8 @@ def measure(case: Case, steps: int, warmup: int, dry_run: bool, tmp: Path) -> di
     tr = Trainer(cfg, run, model, make_loader, progress=False, fresh=True)
     if tr.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(tr.device)
+    tr.begin()  # fresh start, as fit() does before its first step
     stage = tr.plan.stage_at(0)
-    tr.enter_stage(stage)
     t0 = time.perf_counter()
     one_step(tr, stage)  # includes compilation when compiled
     synchronize(tr.device)

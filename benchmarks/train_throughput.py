@@ -116,7 +116,7 @@ class Ours:
             return holder["loader"]
 
         self.tr = Trainer(cfg, run, model, make_loader, progress=False, fresh=True)
-        self.tr._resume()
+        self.tr.begin()
         self.stage = self.tr.plan.stage_at(0)
         self.loader = holder["loader"]
 

@@ -103,11 +103,28 @@ def build_evaluator(cfg: RunConfig, tokens_dir: Path, tokenizer):
 
 def train(cfg: RunConfig, run_dir: RunDir | Path, fresh: bool = False, progress: bool = True) -> TrainResult:
     """Train ``cfg`` in ``run_dir`` (resuming from its latest valid checkpoint unless ``fresh``)."""
+    import os
+
+    from pretrain.train.lock import RunLock
+    from pretrain.train.precision import resolve_device
+
+    resolve_device(cfg.train.device)  # a missing device fails before anything is written
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    run.make()
+    main = int(os.environ.get("RANK", "0")) == 0
+    lock = RunLock(run.root)
+    if main:  # before config.toml is written: a second trainer must not touch the directory
+        lock.acquire()
+    try:
+        return _train(cfg, run, fresh, progress)
+    finally:
+        lock.release()
+
+
+def _train(cfg: RunConfig, run: RunDir, fresh: bool, progress: bool) -> TrainResult:
     from pretrain.model import Transformer
     from pretrain.tokenizer import load_tokenizer
 
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
-    run.make()
     tokens_dir, tok_path = resolve_paths(cfg, run)
     tokenizer = load_tokenizer(tok_path)
     cfg = copy.deepcopy(cfg)
