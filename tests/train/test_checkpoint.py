@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from pretrain.train import checkpoint as ckpt
-from pretrain.train.trainer import _from_safe, _to_safe
+from pretrain.train.safestate import from_safe as _from_safe
+from pretrain.train.safestate import to_safe as _to_safe
 
 
 def _write(root, name, tensors, step, milestone=False, fail_after_model=False):
@@ -88,7 +89,10 @@ def test_trainer_checkpoint_contents(tmp_path):
     meta = json.loads((final / "meta.json").read_text())
     assert meta["step"] == 6 and meta["tokens"] == 6 * 4 * 16 and "mixture" in meta
     state = ckpt.load_trainer_state(final / "trainer_state.pt")  # weights_only=True
-    assert {"optimizer", "loader", "rng", "detector", "step", "tokens"} <= set(state)
+    assert {"loader", "rng", "callbacks", "step", "tokens"} <= set(state)
+    spike = state["callbacks"]["pretrain.train.callbacks.spike:SpikeGuard"]
+    assert len(spike["detector"]["loss"]) == 6  # every callback's state is in the checkpoint
+    assert (cps[-1] / "dcp" / ".metadata").is_file()  # model + optimizer in DCP format
     from pretrain.model.io import load_model
 
     model = load_model(final)

@@ -1,5 +1,6 @@
-"""Two processes on loopback (gloo): DDP and FSDP2 match the single-process losses; FSDP resumes from a
-torch.distributed.checkpoint (sharded optimizer state)."""
+"""Two processes on loopback (gloo): DDP and FSDP2 match the single-process losses; checkpoints are
+sharded DCP and resume under any other plan (DDP -> FSDP, FSDP -> FSDP, FSDP -> one process) through
+DCP resharding. Each spawned run serves several assertions (they are the slow part)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if r["type"] == "train"}
 
 
-def _torchrun(data, run: Path, mode: str) -> None:
+def _torchrun(data, run: Path, mode: str, optimizer: str = "adamw") -> None:
     args = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "pretrain.train", "tiny",
@@ -31,34 +32,56 @@ def _torchrun(data, run: Path, mode: str) -> None:
         "model.dim=32", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.max_seq_len=32",
         "train.seq_len=32", "train.warmup_steps=2", "train.log_interval=1", "train.peak_flops=1e11",
         "train.lr=3e-3", "eval.batch_size=8", "eval.max_docs_per_domain=4", "eval.max_tokens_per_domain=512",
-        *OVER, f'train.distributed="{mode}"', "--run-dir", str(run), "--no-progress",
+        *OVER, f'train.distributed="{mode}"', f'train.optimizer="{optimizer}"', "--run-dir", str(run), "--no-progress",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    rank0 = "\n".join(line for line in proc.stderr.splitlines() if line.startswith("[rank0]") or "error:" in line)
+    assert proc.returncode == 0, (rank0 or proc.stderr)[-4000:]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_two_processes_match_one(tiny_data, tmp_path, mode):
-    single = tiny_cfg(tiny_data, *OVER)  # 1 process: 2 micro-batches of 2 accumulated = 2 ranks x 2
+@pytest.mark.parametrize("mode, optimizer", [("ddp", "adamw"), ("fsdp", "muon")])
+def test_two_processes_match_one(tiny_data, tmp_path, mode, optimizer):
+    """FSDP runs Muon (each matrix gathered for Newton-Schulz, its shard applied); DDP -> FSDP runs AdamW."""
+    single = tiny_cfg(tiny_data, *OVER, f'train.optimizer="{optimizer}"')  # 2 micro-batches of 2 = 2 ranks x 2
     train(single, tmp_path / "single", progress=False)
     ref = _losses(tmp_path / "single")
     run = tmp_path / mode
-    _torchrun(tiny_data, run, mode)
+    _torchrun(tiny_data, run, mode, optimizer)
     got = _losses(run)
     assert got.keys() == ref.keys()
     for step in ref:
         assert got[step] == pytest.approx(ref[step], rel=1e-4), step
     meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["distributed"] == mode
+    cps = run / "checkpoints"
+    if mode == "ddp":
+        # DDP -> FSDP: resume step 4 of the DDP run under FSDP (this used to crash in _foreach_lerp_).
+        shutil.rmtree(cps / "step_00000006")
+        shutil.rmtree(cps / "final")
+        _torchrun(tiny_data, run, "fsdp")
+        again = _losses(run)
+        for step in got:
+            assert again[step] == pytest.approx(got[step], rel=1e-5), step
+        assert json.loads((cps / "final" / "meta.json").read_text())["distributed"] == "fsdp"
     if mode == "fsdp":
-        assert (run / "checkpoints" / "step_00000004" / "optim").is_dir()  # sharded optimizer state (DCP)
+        step4 = run / "checkpoints" / "step_00000004"
+        # Model and optimizer are sharded DCP, one file per rank; no rank gathered full weights to save them.
+        assert (step4 / "dcp" / ".metadata").is_file() and len(list((step4 / "dcp").glob("*.distcp"))) == 2
+        assert not (step4 / "model.safetensors").exists()
         # Resume from step 4: drop the later checkpoints, rerun, and get the same steps 5-6.
         shutil.rmtree(run / "checkpoints" / "step_00000006")
         shutil.rmtree(run / "checkpoints" / "final")
-        _torchrun(tiny_data, run, mode)
+        _torchrun(tiny_data, run, mode, optimizer)
         again = _losses(run)
         assert again.keys() == got.keys()
         for step in got:
             assert again[step] == pytest.approx(got[step], rel=1e-5), step
+        # FSDP -> one process: the 2-rank shards are resharded into whole tensors.
+        shutil.rmtree(cps / "step_00000006")
+        shutil.rmtree(cps / "final")
+        train(single, run, progress=False)
+        alone = _losses(run)
+        for step in got:
+            assert alone[step] == pytest.approx(got[step], rel=1e-5), step

@@ -55,9 +55,30 @@ def test_crash_then_resume_is_bit_exact(tiny_data, tmp_path, monkeypatch):
     assert any(e.get("event") == "resume" and "step_00000006" in e["detail"] for e in events)
 
 
+def _callback_states(run: Path) -> dict:
+    from pretrain.train import checkpoint as ckpt
+
+    return ckpt.load_trainer_state(run / "checkpoints" / "final" / "trainer_state.pt")["callbacks"]
+
+
+def _same(a, b) -> bool:
+    import torch
+
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if torch.is_tensor(a):
+        return torch.equal(a, b)
+    return a == b
+
+
 @pytest.mark.slow
 def test_kill_9_during_training_then_resume_is_bit_exact(tiny_data, tmp_path):
-    over = ["train.max_steps=40", "train.checkpoint_interval=4"]
+    """Losses and every callback's state (built-ins and a user callback from train.callbacks) come out of
+    a run killed with SIGKILL and resumed exactly as from an uninterrupted run."""
+    over = ["train.max_steps=40", "train.checkpoint_interval=4", 'train.callbacks=["cbkit:LossTally"]',
+            "train.micro_batch=2", "train.global_batch=4"]  # accumulation: the GNS callback has state too
     cfg = tiny_cfg(tiny_data, *over)
     train(cfg, tmp_path / "ref", progress=False)
     ref = _losses(tmp_path / "ref")
@@ -65,7 +86,9 @@ def test_kill_9_during_training_then_resume_is_bit_exact(tiny_data, tmp_path):
     run = tmp_path / "run"
     args = [sys.executable, "-m", "pretrain.train", "tiny", *_cli_overrides(tiny_data, over), "--run-dir", str(run),
             "--no-progress"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    here = str(Path(__file__).parent)  # cbkit.py, the user callback module
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     metrics = run / "metrics.jsonl"
     deadline = time.time() + 120
@@ -84,6 +107,12 @@ def test_kill_9_during_training_then_resume_is_bit_exact(tiny_data, tmp_path):
     assert not (run / "checkpoints" / "final").exists()
     subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, timeout=300)
     assert _losses(run) == ref
+    ref_states, states = _callback_states(tmp_path / "ref"), _callback_states(run)
+    assert "cbkit:LossTally" in states and states["cbkit:LossTally"]["steps"] == 40
+    gns = states["pretrain.train.callbacks.gns:NoiseScale"]
+    assert gns["g2"] is not None and len(states["pretrain.train.callbacks.spike:SpikeGuard"]["detector"]["loss"]) > 0
+    for key in ref_states:
+        assert _same(ref_states[key], states[key]), key
 
 
 def _cli_overrides(data, over):

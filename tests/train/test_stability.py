@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from trainkit import make_trainer, toy_cfg
 
+from pretrain.train.callbacks.spike import SpikeGuard
 from pretrain.train.stability import SpikeDetector
 
 
@@ -65,9 +66,10 @@ def test_skip_policy_drops_the_update_and_logs_lineage(tmp_path):
     tr, res, rows = _run(tmp_path, "skip", {6})  # forward 6 = step 7 (one micro-batch per step)
     events = [r for r in rows if r["type"] == "event"]
     spike = [e for e in events if e["event"] == "spike"]
-    assert len(spike) == 1 and spike[0]["step"] == 6 and "loss" in spike[0]["detail"]
+    assert len(spike) == 1 and spike[0]["step"] == 7 and "loss" in spike[0]["detail"]
     assert spike[0]["lineage"] and spike[0]["lineage"][0][0] == "rows.bin"  # which documents
-    assert any(e["event"] == "skip" for e in events)
+    skip = [e for e in events if e["event"] == "skip"]
+    assert [e["step"] for e in skip] == [7]  # the spike row and the skip row name the same step
     adam = tr.opt.optimizers[0]
     steps = {int(s["step"]) for s in adam.state.values()}
     assert steps == {9}  # 10 steps, one update skipped
@@ -80,10 +82,12 @@ def test_rewind_policy_reloads_last_checkpoint_and_skips_the_batches(tmp_path):
     assert events.index("spike") < events.index("rewind") < events.index("skip")
     rewind = next(r for r in rows if r.get("event") == "rewind")
     assert "step_00000004" in rewind["detail"]
-    # Steps 5 and 6 are retrained after the rewind; the log keeps a train row for each step 1..10.
+    # Steps 5 and 6 are retrained after the rewind; the rewind cut the log back to step 4, so every
+    # step 1..10 has exactly one train row.
     train_steps = [r["step"] for r in rows if r["type"] == "train"]
-    assert sorted(set(train_steps)) == list(range(1, 11))
-    assert res.step == 10 and tr.rewinds == 1
+    assert train_steps == list(range(1, 11))
+    guard = tr.callbacks.find(SpikeGuard)
+    assert res.step == 10 and guard.rewinds == 1 and guard.skip_steps == {6}
     adam = tr.opt.optimizers[0]
     assert {int(s["step"]) for s in adam.state.values()} == {9}  # the spike step's batches never trained
 
@@ -124,3 +128,28 @@ def test_grad_norm_outliers_only_count_when_asked():
     assert not loss_only.check(3.0, 50.0).spike
     assert both.check(3.0, 50.0).spike
     assert loss_only.check(9.0, 1.0).spike
+
+
+def _falling_loss(n: int, seed: int = 0) -> list[float]:
+    """A young run: loss falling from 7 to 3.4 over the first 50 steps, then slowly, with batch noise."""
+    import random
+
+    rng = random.Random(seed)
+    return [3.4 + 3.6 * max(0.0, 1 - i / 50) ** 2 - 0.0005 * max(0, i - 50) + rng.gauss(0, 0.05) for i in range(n)]
+
+
+def test_a_garbage_batch_is_caught_early_in_training_with_the_defaults():
+    """Defaults (6 sigma, window 50): loss 9.0 at steps 51-52 against a level of ~3.4 (the old band, the
+    window's spread around its median, was widened by the falling loss and let both through)."""
+    from pretrain.train.config import SpikeConfig
+
+    c = SpikeConfig()
+    d = SpikeDetector(c.window, c.min_history, c.sigma, grad_norm=c.grad_norm)
+    losses = _falling_loss(50)
+    assert not any(d.check(v, 1.0).spike for v in losses[c.min_history:])  # healthy steps are not flagged
+    assert d.check(9.0, 1.0).spike and d.check(9.0, 1.0).spike  # steps 51 and 52
+    assert not d.check(3.45, 1.0).spike  # and training carries on normally after them
+    late = SpikeDetector(c.window, c.min_history, c.sigma, grad_norm=c.grad_norm)
+    for v in _falling_loss(400, seed=1)[-60:]:
+        late.check(v, 1.0)
+    assert late.check(9.0, 1.0).spike  # late in training as well

@@ -1,4 +1,5 @@
-"""The trainer: ``train(cfg, run_dir, fresh=False, progress=True) -> TrainResult``. See docs/training.md.
+"""The trainer: ``train(cfg, run_dir, fresh=False, progress=True) -> TrainResult``; ``Callback`` is the base
+class of the loop's extensions (pretrain.train.callbacks). See docs/training.md.
 
 Imports are lazy: ``pretrain.config`` imports ``pretrain.train.config`` while this package's API
 imports ``pretrain.config``.
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pretrain.train.api import train
+    from pretrain.train.callbacks import Callback
     from pretrain.train.trainer import Trainer, TrainResult
 
-__all__ = ["TrainResult", "Trainer", "train"]
+__all__ = ["Callback", "TrainResult", "Trainer", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,6 +22,10 @@ def __getattr__(name: str) -> Any:
         from pretrain.train.api import train
 
         return train
+    if name == "Callback":
+        from pretrain.train.callbacks import Callback
+
+        return Callback
     if name in ("Trainer", "TrainResult"):
         from pretrain.train import trainer
 

@@ -66,8 +66,8 @@ def build_loader_factory(cfg: RunConfig, tokens_dir: Path, tokenizer):
             mix_cfg = MixtureConfig(weights=dict(cfg.data.mixture.anneal_weights))
         loader_cfg = copy.deepcopy(cfg.data.loader)
         loader_cfg.doc_mask = stage.cfg.doc_mask
-        # Every rank reads the same stream (world_size=1 here) and keeps its share of micro-batches:
-        # see pretrain.train.distributed for why.
+        # One global stream; the trainer calls loader.shard(rank, world) so each rank builds only its
+        # micro-batches (see pretrain.data.loader).
         return PackedLoader(shards, stage.seq_len, stage.micro_batch, Mixture(mix_cfg, domain_tokens), loader_cfg,
                             special=tokenizer, seed=stage_seed(cfg.train.seed, stage))
 
@@ -103,11 +103,28 @@ def build_evaluator(cfg: RunConfig, tokens_dir: Path, tokenizer):
 
 def train(cfg: RunConfig, run_dir: RunDir | Path, fresh: bool = False, progress: bool = True) -> TrainResult:
     """Train ``cfg`` in ``run_dir`` (resuming from its latest valid checkpoint unless ``fresh``)."""
+    import os
+
+    from pretrain.train.lock import RunLock
+    from pretrain.train.precision import resolve_device
+
+    resolve_device(cfg.train.device)  # a missing device fails before anything is written
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    run.make()
+    main = int(os.environ.get("RANK", "0")) == 0
+    lock = RunLock(run.root)
+    if main:  # before config.toml is written: a second trainer must not touch the directory
+        lock.acquire()
+    try:
+        return _train(cfg, run, fresh, progress)
+    finally:
+        lock.release()
+
+
+def _train(cfg: RunConfig, run: RunDir, fresh: bool, progress: bool) -> TrainResult:
     from pretrain.model import Transformer
     from pretrain.tokenizer import load_tokenizer
 
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
-    run.make()
     tokens_dir, tok_path = resolve_paths(cfg, run)
     tokenizer = load_tokenizer(tok_path)
     cfg = copy.deepcopy(cfg)

@@ -1,19 +1,22 @@
 """Atomic checkpoints: write into a hidden temporary directory, fsync, record a manifest, then rename.
 
 A checkpoint directory is valid only if its ``meta.json`` exists and every file its manifest lists has
-the recorded size. ``meta.json`` is written last and the directory is renamed into place after that, so
+the recorded size; the manifest also records each file's SHA-256, which ``verify`` checks before a resume
+(a flipped byte is refused with one line naming the file). ``meta.json`` is written last and the directory is renamed into place after that, so
 a crash (or kill -9) in the middle of a save leaves only a ``.tmp-*`` directory, which readers ignore
 and the next run deletes.
 
 Layout (docs/architecture.md): model.safetensors, model_config.json, tokenizer.json, config.toml,
-trainer_state.pt (optimizer, scheduler, loader, RNG state; loads with weights_only=True), meta.json.
-With FSDP the optimizer state is sharded and saved with torch.distributed.checkpoint into ``optim/``.
+trainer_state.pt (counters, loader, RNG, callbacks; loads with weights_only=True), meta.json, and dcp/
+(model + optimizer state in torch.distributed.checkpoint format, see pretrain.train.parallel).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import time
@@ -24,6 +27,29 @@ import torch
 from torch import nn
 
 STEP_RE = re.compile(r"^step_(\d{8})$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (corrupt file, bad checksum, non-finite weights); one line."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(path: Path) -> None:
+    """Check every file of the manifest against its recorded SHA-256; CheckpointError names the first bad one."""
+    meta = read_meta(path)
+    for rel, digest in sorted(meta.get("sha256", {}).items()):
+        f = path / rel
+        if not f.is_file():
+            raise CheckpointError(f"{f}: listed in the checkpoint manifest but missing")
+        if sha256_file(f) != digest:
+            raise CheckpointError(f"{f}: checksum mismatch (the file changed after it was saved)")
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -88,7 +114,12 @@ def load_model_weights(model: nn.Module, directory: Path) -> dict[str, torch.Ten
     path = directory / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint has no model weights: {path}")
-    sd = load_file(str(path))
+    from safetensors import SafetensorError
+
+    try:
+        sd = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     # Tied parameters: fill a missing key from another name of the same Parameter object (this also
@@ -104,7 +135,15 @@ def load_model_weights(model: nn.Module, directory: Path) -> dict[str, torch.Ten
                 break
     still = [k for k in own if k not in sd]
     if still:
-        raise ValueError(f"{path}: missing tensors {still[:3]}{'...' if len(still) > 3 else ''}")
+        raise CheckpointError(f"{path}: missing tensors {still[:3]}{'...' if len(still) > 3 else ''}")
+    for k, want in own.items():
+        got = sd[k]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(f"{path}: tensor {k} has shape {tuple(got.shape)}, the model expects "
+                                  f"{tuple(want.shape)}")
+        # Casting between float widths is lossless enough to allow; int or bool weights never are.
+        if got.dtype != want.dtype and not (got.dtype.is_floating_point and want.dtype.is_floating_point):
+            raise CheckpointError(f"{path}: tensor {k} is {got.dtype}, the model expects {want.dtype}")
     return sd
 
 
@@ -119,21 +158,36 @@ def write_checkpoint(
     """Create ``root/name`` atomically; ``write_files(tmpdir)`` writes the payload (on every rank).
 
     Rank 0 prepares and finalises; every rank calls ``write_files`` between the barriers (sharded
-    optimizer state is written by all ranks).
+    state is written by all ranks).
     """
+    tmp = begin_checkpoint(root, name, is_main, barrier)
+    write_files(tmp)
+    return finish_checkpoint(root, name, meta, is_main, barrier)
+
+
+def begin_checkpoint(root: Path, name: str, is_main: bool = True, barrier: Callable[[], None] = lambda: None) -> Path:
+    """Make the empty temporary directory ``root/.tmp-name`` (rank 0) and return it (all ranks)."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / name
     tmp = root / f".tmp-{name}"
     if is_main:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     barrier()
-    write_files(tmp)
+    return tmp
+
+
+def finish_checkpoint(root: Path, name: str, meta: dict, is_main: bool = True,
+                      barrier: Callable[[], None] = lambda: None) -> Path:
+    """Once every rank has written into ``.tmp-name``: manifest (sizes, SHA-256), fsync, rename into place."""
+    final = root / name
+    tmp = root / f".tmp-{name}"
     barrier()
     if is_main:
-        files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
-        meta = dict(meta, files=files, saved_at=time.time())
+        paths = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
+        files = {str(p.relative_to(tmp)): p.stat().st_size for p in paths}
+        sums = {str(p.relative_to(tmp)): sha256_file(p) for p in paths}
+        meta = dict(meta, files=files, sha256=sums, saved_at=time.time())
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         _fsync_tree(tmp)
         if final.exists():  # re-saving the same step (e.g. after a rewind): replace it atomically enough
@@ -219,7 +273,13 @@ def save_trainer_state(state: dict, path: Path) -> None:
 
 
 def load_trainer_state(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable trainer state ({type(exc).__name__}: {first[:200]})") from None
 
 
 def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
@@ -231,7 +291,7 @@ def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
     acc: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     for p in paths:
-        sd = load_file(str(p / "model.safetensors"))
+        sd = load_file(str(p / "model.safetensors")) if (p / "model.safetensors").is_file() else read_dcp_model(p)
         if acc and set(sd) != set(acc):
             raise ValueError(f"{p}: tensors differ from {paths[0]}; cannot average")
         for k, v in sd.items():
@@ -241,3 +301,17 @@ def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
             else:
                 acc[k] = v.double().clone()
     return {k: (v / len(paths)).to(dtypes[k]) for k, v in acc.items()}
+
+
+def read_dcp_model(path: Path) -> dict[str, torch.Tensor]:
+    """Whole model tensors from a checkpoint's dcp/ (e.g. an FSDP step checkpoint), in this process only."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    reader = dcp.FileSystemReader(str(path / "dcp"))
+    meta = reader.read_metadata().state_dict_metadata
+    model = {k[len("model."):]: torch.empty(tuple(m.size), dtype=m.properties.dtype)
+             for k, m in meta.items() if k.startswith("model.") and isinstance(m, TensorStorageMetadata)}
+    holder = {"model": model}
+    dcp.load(holder, storage_reader=reader, no_dist=True)
+    return holder["model"]

@@ -6,8 +6,10 @@ extension steps, and a final anneal. With no stages the whole run is one bulk st
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pretrain.configlib import check
 
@@ -154,8 +156,9 @@ class TrainConfig:
     """Learning-rate shape after warmup: cosine to the floor, WSD, linear to zero, constant."""
     decay_fraction: float = 0.2
     """WSD: fraction of the run spent in the final decay (an anneal stage replaces it)."""
-    optimizer: Literal["adamw", "muon"] = "adamw"
-    """adamw everywhere, or Muon for 2-D weight matrices of the blocks and AdamW for the rest."""
+    optimizer: str = "adamw"
+    """A registered optimizer (pretrain.train.optim.OPTIMIZERS): adamw everywhere, or muon for the 2-D
+    weight matrices of the blocks and AdamW for the rest."""
     weight_decay: float = 0.1
     """AdamW decoupled weight decay (not applied to norms, biases, embeddings)."""
     decay_embeddings: bool = False
@@ -185,7 +188,13 @@ class TrainConfig:
     activation_checkpointing: bool = False
     """Recompute each transformer block in the backward pass (less memory, ~30% more compute)."""
     compile: bool = False
-    """Wrap the model in torch.compile."""
+    """Compile the model with torch.compile (see compile_scope)."""
+    compile_scope: Literal["model", "blocks"] = "model"
+    """With compile: the whole model in one graph, or each transformer block on its own (torchtitan's
+    way: compiles once for all blocks of a shape, keeps parameter names; applied before DDP/FSDP)."""
+    fp8: bool = False
+    """FP8 matmuls for the blocks' linear layers (torchao float8 training); needs compute capability
+    >= 8.9 (Ada, Hopper or newer) and torchao (pip install 'pretrain[gpu]'); refused elsewhere."""
     distributed: Literal["auto", "ddp", "fsdp"] = "auto"
     """Under torchrun: ddp (replicated) or fsdp (FSDP2 fully_shard); auto = ddp."""
     device: str = "auto"
@@ -200,6 +209,10 @@ class TrainConfig:
     """Log a metrics row every this many steps."""
     checkpoint_interval: int = 0
     """Save a checkpoint every this many steps (0 = only at stage ends and the end)."""
+    async_save: bool = False
+    """Write step checkpoints' model + optimizer state in the background (torch.distributed.checkpoint
+    async_save): the state is copied to host memory, training goes on, and the checkpoint is renamed
+    into place (valid) once written; the next save or the end of the run waits for it."""
     keep_last: int = 2
     """Checkpoints to keep besides milestones."""
     milestone_interval: int = 0
@@ -210,6 +223,10 @@ class TrainConfig:
     """Peak FLOP/s per process for MFU (0 = GPU table or a measured CPU matmul benchmark)."""
     seed: int = 0
     """Seed for initialisation and data order."""
+    callbacks: list[str] = field(default_factory=list)
+    """User callbacks by import path, "package.module:ClassName" (subclasses of pretrain.train.Callback)."""
+    callback_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Keyword arguments per callback, keyed by the same string: [train.callback_args."pkg.mod:Cls"]."""
     init_from: str = ""
     """Start from these weights (a checkpoint or run directory, e.g. one written by `pretrain import hf`)
     instead of a random initialisation; the model shape must match. Ignored when the run resumes."""
@@ -228,7 +245,19 @@ class TrainConfig:
             "global_batch",
             f"must be a multiple of micro_batch={self.micro_batch} (got {self.global_batch})",
         )
+        for name in ("lr", "weight_decay", "eps", "muon_lr", "grad_clip", "beta1", "beta2"):
+            check(math.isfinite(getattr(self, name)), name, f"must be finite (got {getattr(self, name)})")
         check(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0 (got {self.weight_decay})")
+        check(self.eps > 0, "eps", f"must be > 0 (got {self.eps})")
+        check(self.muon_lr > 0, "muon_lr", f"must be > 0 (got {self.muon_lr})")
+        check(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
+        check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",
+              f"must be auto, cpu, mps, cuda or cuda:N (got {self.device!r})")
+        from pretrain.train.optim import OPTIMIZERS
+
+        check(self.optimizer in OPTIMIZERS, "optimizer",
+              f"must be one of {', '.join(sorted(OPTIMIZERS))} (got {self.optimizer!r})")
         check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", f"must be in [0, 1] (got {self.min_lr_ratio})")
         check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         check(self.max_steps > 0, "max_steps", "must be > 0")
@@ -241,11 +270,6 @@ class TrainConfig:
         check(self.checkpoint_interval >= 0, "checkpoint_interval", "must be >= 0")
         check(self.keep_last >= 1, "keep_last", "must be >= 1")
         check(self.peak_flops >= 0, "peak_flops", "must be >= 0")
-        check(
-            not (self.optimizer == "muon" and self.distributed == "fsdp"),
-            "optimizer",
-            "muon needs whole matrices; use distributed = 'ddp' with it",
-        )
         prev = -1
         for i, p in enumerate(self.batch_ramp):
             check(p.tokens > prev, f"batch_ramp[{i}].tokens", "must increase along the ramp")

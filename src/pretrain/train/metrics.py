@@ -21,8 +21,9 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def truncate_metrics(path: Path, step: int) -> int:
-    """Drop rows logged after ``step`` (and a torn last line); returns how many lines were dropped."""
+def truncate_metrics(path: Path, step: int, keep_events: bool = False) -> int:
+    """Drop rows logged after ``step`` (and a torn last line); returns how many lines were dropped.
+    ``keep_events`` keeps event rows (a rewind keeps the record of the spike that caused it)."""
     if not path.is_file():
         return 0
     kept, dropped = [], 0
@@ -32,7 +33,7 @@ def truncate_metrics(path: Path, step: int) -> int:
         except json.JSONDecodeError:
             dropped += 1
             continue
-        if int(row.get("step", 0)) > step:
+        if int(row.get("step", 0)) > step and not (keep_events and row.get("type") == "event"):
             dropped += 1
             continue
         kept.append(line)

@@ -7,10 +7,17 @@ so the schedule multiplies a factor in, whatever the group.
 
 Muon (Jordan et al. 2024, "Muon: An optimizer for hidden layers"; Liu et al. 2025 "Muon is scalable")
 orthogonalises the momentum of each weight matrix with a quintic Newton-Schulz iteration; embeddings,
-the output head and 1-D parameters stay on AdamW.
+the output head and 1-D parameters stay on AdamW. Under FSDP each Muon matrix is gathered for the
+Newton-Schulz iteration (every rank computes the same update) and only its own shard is applied.
+
+Optimizers are registered by name (``OPTIMIZERS``; ``train.optimizer`` picks one), each with a small
+config of its own read from the train config (``AdamWConfig``, ``MuonConfig``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -43,7 +50,7 @@ def param_groups(model: nn.Module, tcfg: TrainConfig) -> dict[str, list[tuple[st
         seen.add(id(p))  # tied weights appear once
         is_emb = id(p) in emb
         matrix = p.ndim >= 2 and not is_emb
-        if tcfg.optimizer == "muon" and matrix and id(p) not in head and p.ndim == 2:
+        if OPTIMIZERS[tcfg.optimizer].matrices and matrix and id(p) not in head and p.ndim == 2:
             groups["muon"].append((name, p))
         elif matrix or (is_emb and tcfg.decay_embeddings):
             groups["decay"].append((name, p))
@@ -88,13 +95,25 @@ class Muon(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.mul_(mom).add_(p.grad)
                 update = p.grad.add(buf, alpha=mom)  # Nesterov
-                update = _zeropower_newton_schulz(update, group["ns_steps"])
+                update = _orthogonalise(update, group["ns_steps"])
                 # Match the RMS of the update across shapes (Jordan et al.'s max(1, rows/cols)^0.5).
                 scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
                 if wd:
                     p.mul_(1.0 - lr * wd)
                 p.add_(update, alpha=-lr * scale)
         return loss
+
+
+def _orthogonalise(update: torch.Tensor, steps: int) -> torch.Tensor:
+    """Newton-Schulz on the whole matrix; a DTensor shard is gathered first and the result re-sharded
+    (Replicate -> Shard is a local slice, so only the gather communicates)."""
+    from torch.distributed.tensor import DTensor, Replicate
+
+    if not isinstance(update, DTensor):
+        return _zeropower_newton_schulz(update, steps)
+    full = _zeropower_newton_schulz(update.full_tensor(), steps)
+    rep = DTensor.from_local(full, update.device_mesh, [Replicate()] * update.device_mesh.ndim, run_check=False)
+    return rep.redistribute(update.device_mesh, update.placements)
 
 
 class OptimizerSet:
@@ -129,31 +148,70 @@ class OptimizerSet:
             o.load_state_dict(state[str(i)])
 
 
-def build_optimizer(model: nn.Module, tcfg: TrainConfig) -> OptimizerSet:
-    groups = param_groups(model, tcfg)
-    params = [p for _, p in groups["decay"] + groups["no_decay"]]
-    on_cuda = bool(params) and all(p.is_cuda for p in params)
-    from torch.distributed.tensor import DTensor
+@dataclass
+class AdamWConfig:
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
 
-    sharded = any(isinstance(p, DTensor) for p in params)
-    # fused is fastest on GPU; foreach (multi-tensor) is the CPU fast path; neither handles every DTensor case.
-    kw = {"fused": True} if on_cuda and not sharded else {"foreach": True}
+    @classmethod
+    def from_train(cls, t: TrainConfig) -> AdamWConfig:
+        return cls(t.lr, (t.beta1, t.beta2), t.eps, t.weight_decay)
+
+
+@dataclass
+class MuonConfig:
+    lr: float
+    momentum: float
+    weight_decay: float
+    ns_steps: int = 5
+
+    @classmethod
+    def from_train(cls, t: TrainConfig) -> MuonConfig:
+        return cls(t.muon_lr, t.muon_momentum, t.weight_decay)
+
+
+def _adamw(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
+    """AdamW on the decay / no_decay groups: fused on CUDA, multi-tensor (foreach) on CPU."""
+    c = AdamWConfig.from_train(t)
+    params = [p for _, p in groups["decay"] + groups["no_decay"]]
+    kw = {"fused": True} if params and all(p.is_cuda for p in params) else {"foreach": True}
     adam_groups = [
-        {"params": [p for _, p in groups["decay"]], "weight_decay": tcfg.weight_decay, "name": "decay"},
+        {"params": [p for _, p in groups["decay"]], "weight_decay": c.weight_decay, "name": "decay"},
         {"params": [p for _, p in groups["no_decay"]], "weight_decay": 0.0, "name": "no_decay"},
     ]
-    adam_groups = [g for g in adam_groups if g["params"]]
-    for g in adam_groups:
-        g["peak_lr"] = tcfg.lr
-    opts: list[torch.optim.Optimizer] = [
-        torch.optim.AdamW(adam_groups, lr=tcfg.lr, betas=(tcfg.beta1, tcfg.beta2), eps=tcfg.eps, **kw)
-    ]
+    adam_groups = [dict(g, peak_lr=c.lr) for g in adam_groups if g["params"]]
+    return [torch.optim.AdamW(adam_groups, lr=c.lr, betas=c.betas, eps=c.eps, **kw)] if adam_groups else []
+
+
+def _muon(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
+    c = MuonConfig.from_train(t)
+    opts = _adamw(groups, t)
     if groups["muon"]:
-        muon = Muon(
-            [{"params": [p for _, p in groups["muon"]], "peak_lr": tcfg.muon_lr, "name": "muon"}],
-            lr=tcfg.muon_lr,
-            momentum=tcfg.muon_momentum,
-            weight_decay=tcfg.weight_decay,
-        )
-        opts.append(muon)
-    return OptimizerSet(opts)
+        opts.append(Muon([{"params": [p for _, p in groups["muon"]], "peak_lr": c.lr, "name": "muon"}],
+                         lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, ns_steps=c.ns_steps))
+    return opts
+
+
+@dataclass
+class OptimizerSpec:
+    build: Callable[[dict, TrainConfig], list[torch.optim.Optimizer]]
+    """(parameter groups from param_groups(), train config) -> the optimizers to step together."""
+    matrices: bool = False
+    """2-D weight matrices of the blocks go to their own "muon" group instead of "decay"."""
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {"adamw": OptimizerSpec(_adamw), "muon": OptimizerSpec(_muon, matrices=True)}
+
+
+def register_optimizer(name: str, spec: OptimizerSpec) -> None:
+    OPTIMIZERS[name] = spec
+
+
+def build_optimizer(model: nn.Module, tcfg: TrainConfig) -> OptimizerSet:
+    if tcfg.optimizer not in OPTIMIZERS:
+        from pretrain.configlib import ConfigError
+
+        raise ConfigError("train.optimizer", f"unknown optimizer {tcfg.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+    return OptimizerSet(OPTIMIZERS[tcfg.optimizer].build(param_groups(model, tcfg), tcfg))

@@ -117,3 +117,28 @@ class Plan:
         ext = dict(self.extensions)
         ext[stage_name] = ext.get(stage_name, 0) + steps
         return Plan(self.tcfg, self.base_total, ext)
+
+
+def apply_stage_context(model, base_cfg, stage: Stage, device) -> None:
+    """Set the model's max_seq_len and RoPE scaling for ``stage`` and rebuild its rotary tables (no
+    weights change). ``base_cfg`` is the model config the run started with."""
+    import copy
+
+    from pretrain import configlib
+    from pretrain.model.config import RopeScalingConfig
+    from pretrain.model.rope import RotaryEmbedding
+
+    mcfg = model.cfg
+    seq = stage.seq_len
+    if stage.rope_scaling and stage.rope_scaling != "none":
+        factor = stage.rope_factor or max(1.0, seq / base_cfg.max_seq_len)
+        mcfg.rope_scaling = RopeScalingConfig(**{
+            **configlib.to_dict(base_cfg.rope_scaling), "type": stage.rope_scaling, "factor": factor,
+            "original_max_position": base_cfg.rope_scaling.original_max_position or base_cfg.max_seq_len,
+        })
+    elif stage.rope_scaling == "none":
+        mcfg.rope_scaling = RopeScalingConfig()
+    else:
+        mcfg.rope_scaling = copy.deepcopy(base_cfg.rope_scaling)
+    mcfg.max_seq_len = max(base_cfg.max_seq_len, seq)
+    model.rope = RotaryEmbedding(mcfg).to(device)

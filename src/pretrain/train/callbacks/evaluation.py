@@ -1,0 +1,20 @@
+"""Evaluation cadence: held-out evaluation every ``eval.interval`` steps and at the end of every stage
+(at the stage's context length). The evaluator itself is the trainer's (``Trainer.evaluate``)."""
+
+from __future__ import annotations
+
+from pretrain.train.callbacks import Callback
+
+
+class Evaluation(Callback):
+    order = 950  # after the metrics writer: the step's train row comes before its eval row
+
+    def __init__(self, interval: int):
+        self.interval = interval
+
+    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+        if self.interval and step % self.interval == 0 and step != trainer.stage.end:
+            trainer.evaluate()  # (a stage's last step is evaluated by on_stage_end)
+
+    def on_stage_end(self, trainer, stage) -> None:
+        trainer.evaluate(seq_len=stage.seq_len)

@@ -1,0 +1,97 @@
+"""Loss spikes and NaN/Inf: flag the step (pretrain.train.stability), then skip its update, or rewind to
+the last good checkpoint and skip the offending batches, or only log it (``train.spike.policy``).
+
+The verdict must be known before the update is applied, so policies skip and rewind read the step's loss
+and gradient norm back from the device once per step; ``policy = "off"`` removes that last per-step sync.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pretrain.train import checkpoint as ckpt
+from pretrain.train.callbacks import Callback
+from pretrain.train.lineage import lineage_summary, step_batches
+from pretrain.train.stability import SpikeDetector
+
+
+class SpikeGuard(Callback):
+    order = 20
+
+    def __init__(self, scfg):
+        self.cfg = scfg
+        self.detector = SpikeDetector(scfg.window, scfg.min_history, scfg.sigma, grad_norm=scfg.grad_norm)
+        self.skip_steps: set[int] = set()
+        """1-based steps whose batches are drawn but not trained on (the spikes a rewind went back over)."""
+        self.rewinds = 0
+        self.consecutive_skips = 0
+
+    def on_step_start(self, trainer, step: int, metrics: dict) -> None:
+        if step in self.skip_steps:
+            trainer.control.skip_batches = True
+
+    def on_before_update(self, trainer, step: int, metrics: dict) -> None:
+        if self.cfg.policy == "off":
+            return
+        loss, grad_norm = (float(v) for v in trainer.read_scalars(metrics["loss"], metrics["grad_norm"]))
+        if trainer.scaler is not None and not math.isfinite(grad_norm):
+            return  # fp16: the loss scaler skips non-finite steps itself and lowers its scale
+        verdict = self.detector.check(loss, grad_norm)
+        if not verdict.spike:
+            return
+        lineage, n_docs = lineage_summary(step_batches(trainer))
+        # Logged under the step's own number, like the skip row that follows it.
+        trainer.event("spike", f"step {step}: {verdict.reason}; {n_docs} documents in the step", step=step,
+                      lineage=lineage, loss=loss, grad_norm=grad_norm)
+        metrics["spike"] = verdict.reason
+        if self.cfg.policy in ("skip", "rewind"):
+            trainer.control.skip_update = True
+            metrics["lineage"] = lineage
+
+    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+        if trainer.control.skip_batches:
+            lineage, n_docs = lineage_summary(step_batches(trainer))
+            trainer.event("skip", f"batches of step {step} skipped after a rewind ({n_docs} documents)",
+                          lineage=lineage)
+            return
+        if not (metrics.get("skipped") and "spike" in metrics):
+            self.consecutive_skips = 0
+            return
+        self.consecutive_skips += 1
+        if self.consecutive_skips > self.cfg.max_consecutive_skips:
+            raise RuntimeError(f"{self.consecutive_skips} consecutive steps flagged as spikes "
+                               f"(train.spike.max_consecutive_skips={self.cfg.max_consecutive_skips})")
+        lineage = metrics.pop("lineage", [])
+        if self.cfg.policy == "rewind":
+            if self._rewind(trainer, step):
+                return
+            trainer.event("skip", f"no checkpoint at or before step {step} to rewind to; update skipped",
+                          lineage=lineage)
+        else:
+            trainer.event("skip", f"update of step {step} skipped", lineage=lineage)
+
+    def _rewind(self, trainer, step: int) -> bool:
+        """Reload the last checkpoint before the spike and mark the spike's batches to be skipped."""
+        trainer.wait_for_save()
+        target = ckpt.latest_checkpoint(trainer.run.checkpoints)
+        if target is None or ckpt.read_meta(target)["step"] >= step:
+            return False
+        self.rewinds += 1
+        if self.rewinds > self.cfg.max_rewinds:
+            raise RuntimeError(f"loss spikes: {self.rewinds} rewinds exceed train.spike.max_rewinds="
+                               f"{self.cfg.max_rewinds}; the run is diverging (lower train.lr?)")
+        keep = (self.skip_steps | {step}, self.rewinds, self.consecutive_skips)
+        trainer.rewind_to(target)  # restores every callback's state, this one's included ...
+        self.skip_steps, self.rewinds, self.consecutive_skips = keep  # ... except what the rewind learnt
+        trainer.event("rewind", f"to {target.name} after a spike at step {step}; its batches will be skipped")
+        return True
+
+    def state_dict(self) -> dict:
+        return {"detector": self.detector.state_dict(), "skip_steps": sorted(self.skip_steps),
+                "rewinds": self.rewinds, "consecutive_skips": self.consecutive_skips}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.detector.load_state_dict(state.get("detector", {}))
+        self.skip_steps = {int(s) for s in state.get("skip_steps", [])}
+        self.rewinds = int(state.get("rewinds", 0))
+        self.consecutive_skips = int(state.get("consecutive_skips", 0))

@@ -1,0 +1,27 @@
+"""A user callback as a user would write one, loaded by import path (``cbkit:LossTally``) in tests."""
+
+from __future__ import annotations
+
+from pretrain.train import Callback
+
+
+class LossTally(Callback):
+    """Counts steps and sums the logged losses; puts both into the step's metrics (and so metrics.jsonl)."""
+
+    def __init__(self, prefix: str = "tally", scale: float = 1.0):
+        self.prefix, self.scale = prefix, scale
+        self.steps = 0
+        self.loss_sum = 0.0
+
+    def on_step_end(self, trainer, step, metrics):
+        self.steps += 1
+        if trainer.is_log_step(step):
+            self.loss_sum += float(metrics["loss"]) * self.scale
+            metrics[f"{self.prefix}/steps"] = self.steps
+            metrics[f"{self.prefix}/loss_sum"] = self.loss_sum
+
+    def state_dict(self):
+        return {"steps": self.steps, "loss_sum": self.loss_sum}
+
+    def load_state_dict(self, state):
+        self.steps, self.loss_sum = int(state["steps"]), float(state["loss_sum"])
