@@ -125,6 +125,16 @@ class ModelConfig:
     """RMSNorm epsilon."""
     qk_norm: bool = False
     """RMSNorm on queries and keys per head (stabilises large learning rates)."""
+    sliding_window: int = 0
+    """Keys an "S" layer of window_pattern sees: the query itself and the window - 1 before it (0 = no
+    sliding window; Mistral uses 4096, Gemma 3 1024)."""
+    window_pattern: str = "L"
+    """Attention span per layer, cycled over the layers: S = sliding window, L = full (nanochat "SSSL",
+    Gemma 3 "SSSSSL", Mistral "S"). A string as long as n_layers spells every layer out."""
+    attention_kernel: Literal["auto", "sdpa", "flex"] = "auto"
+    """auto: FlexAttention with a block mask on CUDA whenever documents or windows mask attention, SDPA
+    otherwise; sdpa: SDPA with a dense T x T mask (the CPU path); flex: FlexAttention everywhere (its
+    CPU version is forward-only)."""
     tie_embeddings: bool = True
     """Share the token embedding with the LM head."""
     init_std: float = 0.02
@@ -158,6 +168,10 @@ class ModelConfig:
     def rope_original_max_position(self) -> int:
         """Context the RoPE scaling is relative to."""
         return self.rope_scaling.original_max_position or self.max_seq_len
+
+    def layer_window(self, layer: int) -> int:
+        """Sliding window of a layer (0 = full attention); the pattern repeats over the layers."""
+        return self.sliding_window if self.window_pattern[layer % len(self.window_pattern)] == "S" else 0
 
     def is_moe_layer(self, layer: int) -> bool:
         return self.moe.n_experts > 0 and layer >= self.moe.first_dense_layers
@@ -194,6 +208,15 @@ class ModelConfig:
         check(self.rope_theta > 0, "rope_theta", "must be > 0")
         check(self.norm_eps > 0, "norm_eps", "must be > 0")
         check(self.init_std > 0, "init_std", "must be > 0")
+        check(bool(self.window_pattern) and set(self.window_pattern) <= {"S", "L"}, "window_pattern",
+              f"must be a string of S (sliding) and L (full) (got {self.window_pattern!r})")
+        check(self.sliding_window >= 0, "sliding_window", f"must be >= 0 (got {self.sliding_window})")
+        check(not ("S" in self.window_pattern and self.sliding_window == 0), "sliding_window",
+              f"must be > 0 when window_pattern {self.window_pattern!r} has S layers")
+        check(not (self.sliding_window and "S" not in self.window_pattern), "window_pattern",
+              f"has no S layer, so sliding_window = {self.sliding_window} would never apply")
+        check(self.attention_kernel in ("auto", "sdpa", "flex"), "attention_kernel",
+              f"must be auto, sdpa or flex (got {self.attention_kernel!r})")
         check(
             self.moe.first_dense_layers <= self.n_layers,
             "moe.first_dense_layers",

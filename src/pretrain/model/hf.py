@@ -234,6 +234,8 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
     if tokenizer is not None and not Path(tokenizer).is_file():
         raise FileNotFoundError(f"tokenizer file not found: {tokenizer}")
     cfg = model.cfg
+    if cfg.sliding_window:
+        raise ValueError(f"config field 'model.sliding_window': {cfg.sliding_window} cannot be exported yet")
     arch = moe_architecture(cfg)  # refuses inexpressible MoE configs before anything is written
     if arch in ("mixtral", "qwen3_moe") and any(bool(m.router_bias.any()) for m in model.moe_layers()):
         raise ValueError(f"{arch} has no routing bias: auxiliary-loss-free biases change which experts are "

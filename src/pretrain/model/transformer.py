@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from pretrain.model.attention import Attention, KVCache, document_causal_mask
+from pretrain.model.attention import Attention, KVCache
 from pretrain.model.config import ModelConfig, RopeScalingConfig
 from pretrain.model.layers import RMSNorm, SwiGLU
+from pretrain.model.masking import AttentionPlan
 from pretrain.model.moe import MoE, max_violation
 from pretrain.model.rope import RotaryEmbedding
 
@@ -54,12 +55,12 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int, cache_index: int, moe: bool):
         super().__init__()
         self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.attn = Attention(cfg, cache_index)
+        self.attn = Attention(cfg, layer, cache_index)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn = MoE(cfg) if moe else SwiGLU(cfg.dim, cfg.hidden_dim)
 
-    def forward(self, x, cos, sin, mask, cache=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache)
+    def forward(self, x, cos, sin, plan, cache=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = x + self.attn(self.attn_norm(x), cos, sin, plan, cache)
         if isinstance(self.ffn, MoE):
             y, aux = self.ffn(self.ffn_norm(x))
             return x + y, aux
@@ -80,9 +81,9 @@ class MTPModule(nn.Module):
         self.block = Block(cfg, cfg.n_layers + index, cache_index=index, moe=cfg.is_moe_layer(cfg.n_layers - 1))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(self, h, emb, cos, sin, mask, cache=None):
+    def forward(self, h, emb, cos, sin, plan, cache=None):
         x = self.proj(torch.cat([self.hidden_norm(h), self.embed_norm(emb)], dim=-1))
-        return self.block(x, cos, sin, mask, cache)
+        return self.block(x, cos, sin, plan, cache)
 
 
 def _shift_left(x: torch.Tensor, k: int, fill: int) -> torch.Tensor:
@@ -204,12 +205,13 @@ class Transformer(nn.Module):
         if doc_ids is not None and offset:
             raise ValueError("doc_ids cannot be combined with a non-empty KV cache")
         cos, sin = self.rope(T, offset, position_ids)
-        mask = document_causal_mask(doc_ids) if doc_ids is not None else None
+        # One plan for all layers: each mask (one per distinct window) is built once, not per layer.
+        plan = AttentionPlan(T, doc_ids, self.cfg.attention_kernel, input_ids.device)
 
         x = self.tok_emb(input_ids)
         aux_terms = []
         for layer in self.layers:
-            x, aux = layer(x, cos, sin, mask, cache)
+            x, aux = layer(x, cos, sin, plan, cache)
             if aux is not None:
                 aux_terms.append(aux)
         if cache is not None:
@@ -236,7 +238,7 @@ class Transformer(nn.Module):
         out.n_tokens = (targets != -100).sum()
         zero = hidden.new_zeros((), dtype=torch.float32)
         out.aux_loss = torch.stack(aux_terms).mean() if aux_terms else zero
-        out.mtp_loss = self._mtp_loss(hidden, input_ids, targets, doc_ids, cos, sin, mask, out.metrics, lean)
+        out.mtp_loss = self._mtp_loss(hidden, input_ids, targets, doc_ids, cos, sin, plan, out.metrics, lean)
         out.loss = out.ce_sum / out.n_tokens.clamp(min=1) + out.aux_loss + out.mtp_loss
         if moe_layers:
             out.metrics["aux_loss"] = float(out.aux_loss.detach())
@@ -264,7 +266,7 @@ class Transformer(nn.Module):
                 total = total + self._chunk_ce(*args)
         return total
 
-    def _mtp_loss(self, hidden, input_ids, targets, doc_ids, cos, sin, mask, metrics, lean=False) -> torch.Tensor:
+    def _mtp_loss(self, hidden, input_ids, targets, doc_ids, cos, sin, plan, metrics, lean=False) -> torch.Tensor:
         """Sequential MTP (DeepSeek-V3 sec. 2.2): depth k sees tokens up to t_{i+k} and predicts t_{i+k+1}."""
         zero = hidden.new_zeros((), dtype=torch.float32)
         if not len(self.mtp) or self.mtp_weight == 0:
@@ -276,7 +278,7 @@ class Transformer(nn.Module):
             targets_k = _shift_left(targets, k, fill=-100)
             if doc_ids is not None:  # never predict across a document boundary
                 targets_k = targets_k.masked_fill(_shift_left(doc_ids, k, fill=-1) != doc_ids, -100)
-            h, _ = module(h, self.tok_emb(tokens_k), cos, sin, mask)
+            h, _ = module(h, self.tok_emb(tokens_k), cos, sin, plan)
             logits_k = None if lean else self.lm_head(module.norm(h))
             ce = self._ce_sum(h, module.norm, targets_k, logits_k)
             loss_k = ce / (targets_k != -100).sum().clamp(min=1)
@@ -294,7 +296,8 @@ class Transformer(nn.Module):
         offset = cache.length if cache is not None else (position_offset or 0)
         cos, sin = self.rope(T, offset)
         module = self.mtp[0]
-        h, _ = module(hidden, self.tok_emb(next_tokens), cos, sin, None, cache)
+        plan = AttentionPlan(T, None, self.cfg.attention_kernel, hidden.device)
+        h, _ = module(hidden, self.tok_emb(next_tokens), cos, sin, plan, cache)
         if cache is not None:
             cache.advance(T)
         return self.lm_head(module.norm(h)), h
