@@ -141,13 +141,17 @@ def test_import_refuses_what_it_cannot_represent(tmp_path):
     cfg = json.loads(cfg_path.read_text())
     cfg["model_type"] = "gpt2"
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="model_type 'gpt2'"):
+    with pytest.raises(ValueError, match="model_type = 'gpt2' is not supported"):
         import_hf(tmp_path / "stock")
-    cfg["model_type"], cfg["attention_bias"] = "llama", True
+    cfg["model_type"], cfg["attention_bias"] = "mistral", True  # Mistral has no attention biases
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="biases"):
+    with pytest.raises(ValueError, match="attention_bias = True is not supported for mistral"):
         import_hf(tmp_path / "stock")
-    cfg["attention_bias"] = False
+    cfg["model_type"], cfg["attention_bias"], cfg["hidden_act"] = "llama", False, "relu"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="hidden_act = 'relu' is not supported"):
+        import_hf(tmp_path / "stock")
+    cfg["hidden_act"] = "silu"
     cfg_path.write_text(json.dumps(cfg))
     (tmp_path / "stock" / "model.safetensors").rename(tmp_path / "stock" / "pytorch_model.bin")
     with pytest.raises(ValueError, match="pickled checkpoints are refused"):

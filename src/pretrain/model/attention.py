@@ -57,26 +57,39 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
         self.cache_index = cache_index  # this layer's slot in a KVCache
         self.window = cfg.layer_window(layer)  # 0 = full attention
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.kv_heads * cfg.head_dim, bias=False)
-        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
-        self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
-        self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.rope = cfg.layer_rope(layer)  # which cos/sin table the model hands this layer ("none": NoPE)
+        self.scale = cfg.attn_scale or None  # None: the kernels' 1/sqrt(head_dim)
+        self.softcap = cfg.attn_softcap
+        q_width, kv_width = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, q_width, bias=cfg.qkv_bias)
+        self.wk = nn.Linear(cfg.dim, kv_width, bias=cfg.qkv_bias)
+        self.wv = nn.Linear(cfg.dim, kv_width, bias=cfg.qkv_bias)
+        self.wo = nn.Linear(q_width, cfg.dim, bias=cfg.attn_out_bias)
+        # QK-norm per head normalises each head_dim slice; OLMo 2 normalises the whole projection at once.
+        self.norm_all = cfg.qk_norm_scope == "all"
+        q_norm_dim, k_norm_dim = (q_width, kv_width) if self.norm_all else (cfg.head_dim, cfg.head_dim)
+        norm = {"eps": cfg.norm_eps, "unit_offset": cfg.norm_unit_offset}
+        self.q_norm = RMSNorm(q_norm_dim, **norm) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(k_norm_dim, **norm) if cfg.qk_norm else None
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, plan: AttentionPlan | None,
-                cache: KVCache | None = None) -> torch.Tensor:
-        """x [B, T, dim] -> [B, T, dim]; ``plan`` says which keys the queries may see (None: causal)."""
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
+                plan: AttentionPlan | None, cache: KVCache | None = None) -> torch.Tensor:
+        """x [B, T, dim] -> [B, T, dim]; ``plan`` says which keys the queries may see (None: causal);
+        cos/sin None (or a NoPE layer) leaves queries and keys unrotated."""
         B, T, _ = x.shape
         plan = plan or AttentionPlan(T, device=x.device)
-        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
-        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
-        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        if self.q_norm is not None:
+        q, k, v = self.wq(x), self.wk(x), self.wv(x)
+        if self.q_norm is not None and self.norm_all:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(B, T, self.n_heads, self.head_dim)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim)
+        if self.q_norm is not None and not self.norm_all:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, T, head_dim]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cos is not None and self.rope != "none":
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.cache_index, k, v)  # every cached key: the plan trims to the window
-        y = plan.attend(q, k, v, self.window)
+        y = plan.attend(q, k, v, self.window, scale=self.scale, softcap=self.softcap)
         return self.wo(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
