@@ -53,7 +53,7 @@ DENSE = {a.model_type: a for a in [
     Arch("gemma3_text", "Gemma3ForCausalLM",
          required={"qk_norm": True, "norm_placement": "sandwich", "norm_unit_offset": True, "scale_embeddings": True,
                    "activation": "gelu_tanh"},
-         free=_BIAS | {"attn_scale", "attn_softcap", "logit_softcap", "rope_theta_local"}, windows="layers",
+         free=_BIAS | {"attn_scale", "logit_softcap", "rope_theta_local"}, windows="layers",
          attention_bias="all"),
     Arch("smollm3", "SmolLM3ForCausalLM", free=_BIAS | {"mlp_bias", "rope_pattern"}, windows="layers",
          attention_bias="all"),

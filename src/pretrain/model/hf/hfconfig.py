@@ -132,10 +132,11 @@ def _gemma3(cfg: ModelConfig) -> dict:
     local = ({"rope_type": "default", "rope_theta": cfg.rope_theta_local} if cfg.rope_theta_local
              else _rope_parameters(cfg))
     scalar = cfg.attn_scale ** -2 if cfg.attn_scale else cfg.head_dim
+    scalar = round(scalar) if abs(scalar - round(scalar)) < 1e-6 else scalar  # transformers wants an int
     return {"hidden_activation": HF_ACTIVATIONS[cfg.activation], "query_pre_attn_scalar": scalar,
             "rope_local_base_freq": local["rope_theta"],
             "rope_parameters": {"full_attention": _rope_parameters(cfg), "sliding_attention": local},
-            "final_logit_softcapping": cfg.logit_softcap or None, "attn_logit_softcapping": cfg.attn_softcap or None,
+            "final_logit_softcapping": cfg.logit_softcap or None, "attn_logit_softcapping": None,
             "sliding_window": cfg.sliding_window or cfg.max_seq_len, "use_bidirectional_attention": False}
 
 
@@ -269,7 +270,8 @@ def _gemma3_in(cfg: ModelConfig, hf: dict, where: str) -> None:
     scalar = float(hf.get("query_pre_attn_scalar") or cfg.head_dim)
     cfg.attn_scale = 0.0 if scalar == cfg.head_dim else scalar ** -0.5
     cfg.logit_softcap = float(hf.get("final_logit_softcapping") or 0.0)
-    cfg.attn_softcap = float(hf.get("attn_logit_softcapping") or 0.0)
+    # Gemma 3 keeps Gemma 2's attn_logit_softcapping key, but transformers' Gemma 3 never applies it (it
+    # uses QK-norm instead), so neither do we: the imported model gives transformers' logits.
     cfg.tie_embeddings = bool(hf.get("tie_word_embeddings", True))
 
 
