@@ -76,11 +76,17 @@ def import_hf(
     directory: Path = typer.Argument(..., help="Hugging Face model directory (config.json + *.safetensors)."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
 ) -> None:
-    """Load a Llama-family Hugging Face checkpoint (Llama, Mistral, Qwen3, Qwen3-MoE, Mixtral, GLM-4.5 MoE) to continue pre-training."""
+    """Import a Hugging Face checkpoint to continue pre-training from it.
+
+    Llama, Mistral, Qwen2/2.5, Qwen3, OLMo 2, Gemma 3, SmolLM3, Phi-3, Qwen3-MoE, Mixtral, GLM-4.5 MoE.
+    Writes the weights, the model's own tokenizer files and OUT/continue.toml, a run config for
+    `pretrain train OUT/continue.toml data.tokens=...` (see docs/model.md).
+    """
     from pretrain.model.hf import import_hf as run_import
 
     model = run_import(directory, out)
-    print(f"imported {model.num_params() / 1e6:.2f}M parameters into {out}")
+    print(f"imported {model.cfg.hf_architecture} ({model.num_params() / 1e6:.2f}M parameters) into {out}; "
+          f"continue with: pretrain train {Path(out) / 'continue.toml'} data.tokens=...")
 
 
 def register(app: typer.Typer) -> None:

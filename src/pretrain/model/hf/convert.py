@@ -33,7 +33,7 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
     else:
         ckpt = resolve_checkpoint(source)
         model = load_model(ckpt)
-        tokenizer = tokenizer or find_tokenizer(ckpt)
+        tokenizer = tokenizer or _hf_tokenizer_of_run(ckpt) or find_tokenizer(ckpt)
     if tokenizer is not None and not Path(tokenizer).is_file():
         raise FileNotFoundError(f"tokenizer file not found: {tokenizer}")
     cfg = model.cfg
@@ -63,6 +63,22 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
     (out / "generation_config.json").write_text(json.dumps(gen | {"do_sample": False}, indent=2) + "\n",
                                                encoding="utf-8")
     return out
+
+
+def _hf_tokenizer_of_run(ckpt: Path) -> Path | None:
+    """A checkpoint keeps a copy of tokenizer.json only; when its run trained with an imported model's
+    tokenizer (``tokenizer.path``), that file's directory also holds the special tokens and chat template."""
+    from pretrain import configlib
+
+    try:
+        path = configlib.read_file(ckpt / "config.toml").get("tokenizer", {}).get("path", "")
+    except (ValueError, OSError):  # no run config (a bare checkpoint) or an unreadable one: nothing to find
+        return None
+    candidate = Path(path) if path else None
+    if candidate is None or not candidate.is_file() or not (candidate.parent / "tokenizer_config.json").is_file():
+        return None
+    copy = ckpt / "tokenizer.json"
+    return candidate if not copy.is_file() or copy.read_bytes() == candidate.read_bytes() else None
 
 
 def _glm4_moe_fillers(cfg, dtype: str) -> dict[str, torch.Tensor]:

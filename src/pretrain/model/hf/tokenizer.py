@@ -14,28 +14,10 @@ import json
 import shutil
 from pathlib import Path
 
+from pretrain.tokenizer.specials import hf_roles
+
 SPECIAL_TOKENS = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"}
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def hf_special_tokens(directory: Path) -> dict[str, str]:
-    """{bos_token, eos_token, pad_token: text} from a Hugging Face tokenizer directory (missing roles left out)."""
-    roles: dict[str, str] = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the config wins where both say
-        path = directory / name
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
-        for role in SPECIAL_TOKENS:
-            value = data.get(role)
-            if isinstance(value, dict):
-                value = value.get("content")
-            if isinstance(value, str):
-                roles[role] = value
-    return roles
 
 
 def copy_hf_tokenizer(src: Path, out: Path) -> bool:
@@ -53,7 +35,7 @@ def export_tokenizer(tokenizer_json: Path, out: Path, max_len: int) -> dict[str,
     from tokenizers import Tokenizer, processors
 
     tok = Tokenizer.from_file(str(tokenizer_json))
-    imported = hf_special_tokens(tokenizer_json.parent)
+    imported = hf_roles(tokenizer_json.parent)
     if imported and tok.token_to_id(SPECIAL_TOKENS["bos_token"]) is None:  # the model's own tokenizer
         copy_hf_tokenizer(tokenizer_json.parent, out)
         return {role: tok.token_to_id(text) for role, text in imported.items()}
