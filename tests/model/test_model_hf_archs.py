@@ -159,3 +159,21 @@ def test_inexpressible_export_is_one_line_naming_the_field(tmp_path, overrides, 
     with pytest.raises(ValueError, match=message) as err:
         export_hf(Transformer(tiny_config(**overrides)), tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_cli_refusals_are_one_line_naming_the_key(tmp_path):
+    _stock(tmp_path, "qwen2-qkv-bias")
+    path = tmp_path / "stock" / "config.json"
+    saved = json.loads(path.read_text())
+    for key, value, message in (("hidden_size", None, "'hidden_size' is missing"),
+                                ("model_type", "bert", "model_type = 'bert' is not supported"),
+                                ("layer_types", ["chunked_attention"] * 2, "layer_types = ['chunked_attention']")):
+        broken = dict(saved)
+        if value is None:
+            broken.pop(key)
+        else:
+            broken[key] = value
+        path.write_text(json.dumps(broken))
+        result = CliRunner().invoke(app, ["import", "hf", str(tmp_path / "stock"), "--out", str(tmp_path / "c")])
+        assert result.exit_code != 0 and isinstance(result.exception, ValueError)  # the CLI prints these as one line
+        assert message in str(result.exception) and "\n" not in str(result.exception)

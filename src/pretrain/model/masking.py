@@ -19,7 +19,8 @@ including the query itself. Kernels, chosen by ``model.attention_kernel``:
   document-masked and sliding-window training stay at flash-like speed and linear memory. Compiled on
   CUDA; on the CPU it runs forward only (torch has no CPU backward for it), which the tests use to
   check it against the dense reference.
-- ``auto`` (default): ``flex`` on CUDA whenever a mask is needed, ``sdpa`` otherwise.
+- ``auto`` (default): ``flex`` on CUDA whenever a T x T mask would be needed (training, prefill),
+  ``sdpa`` otherwise (the causal fast path, and decoding steps with a KV cache).
 
 Attention-logit soft-capping (Gemma 2/3: ``cap * tanh(s / cap)``) cannot be expressed in SDPA, so with a
 cap the dense path computes softmax(QK^T) itself and FlexAttention applies it as a ``score_mod``.
@@ -85,8 +86,12 @@ class AttentionPlan:
         self.kernel = kernel
         self._masks: dict[tuple, object] = {}
 
-    def _use_flex(self) -> bool:
-        return self.kernel == "flex" or (self.kernel == "auto" and self.device.type == "cuda")
+    def _use_flex(self, needs_mask: bool, k_len: int) -> bool:
+        if self.kernel != "auto":
+            return self.kernel == "flex"
+        # auto: flex where the dense mask would be T x T (training, prefill). Decoding steps keep SDPA:
+        # their mask is only T x S for a few queries, and a compiled flex would recompile for every new S.
+        return self.device.type == "cuda" and needs_mask and k_len == self.q_len
 
     def _key_start(self, k_len: int, window: int) -> int:
         """First key a windowed layer can still see (keys before it are outside every query's window)."""
@@ -130,8 +135,20 @@ class AttentionPlan:
                 return ok
 
             batch = docs.shape[0] if docs is not None else None
-            self._masks[key] = create_block_mask(mask_mod, batch, None, self.q_len, k_len - k_start, device=self.device)
+            # Compiled on CUDA, so building the block mask never materialises the T x T mask either.
+            self._masks[key] = create_block_mask(mask_mod, batch, None, self.q_len, k_len - k_start, device=self.device,
+                                                 _compile=self.device.type == "cuda")
         return self._masks[key]
+
+    def prepare(self, windows: set[int]) -> None:
+        """Build the masks of a cache-free forward up front (one per window), so that compiled blocks only
+        look them up and never trace mask construction."""
+        for window in sorted(windows):
+            needs_mask = self._needs_mask(0, self.q_len, window)
+            if self._use_flex(needs_mask, self.q_len) and (needs_mask or self.q_len > 1):
+                self._block(0, self.q_len, window)
+            elif needs_mask:
+                self._dense(0, self.q_len, window)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int = 0, scale: float | None = None,
                softcap: float = 0.0) -> torch.Tensor:
@@ -142,7 +159,7 @@ class AttentionPlan:
             k, v = k[:, :, k_start:], v[:, :, k_start:]
         needs_mask = self._needs_mask(k_start, k_len, window)
         gqa = q.shape[1] != k.shape[1]
-        if self._use_flex():
+        if self._use_flex(needs_mask, k_len):
             score_mod = None
             if softcap:
                 def score_mod(score, b, h, q_idx, kv_idx):

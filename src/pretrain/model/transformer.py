@@ -223,6 +223,8 @@ class Transformer(nn.Module):
         rope = self._rope_tables(T, offset, position_ids)
         # One plan for all layers: each mask (one per distinct window) is built once, not per layer.
         plan = AttentionPlan(T, doc_ids, self.cfg.attention_kernel, input_ids.device)
+        if cache is None:
+            plan.prepare({block.attn.window for block in [*self.layers, *(m.block for m in self.mtp)]})
 
         x = self.embed(input_ids)
         aux_terms = []

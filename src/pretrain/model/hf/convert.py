@@ -113,7 +113,12 @@ def import_hf(directory: str | Path, out: str | Path | None = None) -> Transform
         hf = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{cfg_path}: not valid JSON ({err})") from None
-    cfg = config_from_hf(hf, str(cfg_path))
+    try:
+        cfg = config_from_hf(hf, str(cfg_path))
+    except KeyError as err:
+        raise ValueError(f"{cfg_path}: required key {err.args[0]!r} is missing") from None
+    except TypeError as err:  # e.g. "num_attention_heads": null
+        raise ValueError(f"{cfg_path}: a required value is null or of the wrong type ({err})") from None
     arch = archs.ARCHS[cfg.hf_architecture]
     from pretrain import configlib
 
