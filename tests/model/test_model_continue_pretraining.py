@@ -57,6 +57,7 @@ def test_import_tokenize_train_export_round_trip(tmp_path):
                   "train.max_steps=20", "train.seq_len=64", "train.micro_batch=4", "train.warmup_steps=2",
                   "train.lr=1e-3", "train.device=\"cpu\"", "eval.max_docs_per_domain=2",
                   "eval.max_tokens_per_domain=256", "--run-dir", str(run), "--no-progress"],
+                 ["generate", str(run), "--prompt", "To be", "--greedy", "-n", "4"],
                  ["export", "hf", str(run), "--out", str(tmp_path / "back")]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, f"{args[:2]}: {result.output}{result.exception!r}"

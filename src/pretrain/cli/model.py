@@ -20,7 +20,7 @@ def generate(
     greedy: bool = typer.Option(False, "--greedy", help="Deterministic argmax decoding."),
     speculative: bool = typer.Option(False, "--speculative", help="Greedy self-speculative decoding with the MTP module."),
     seed: int = typer.Option(0, help="Random seed for sampling."),
-    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend <|bos|> to the prompt."),
+    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend the BOS token (<|bos|>) to the prompt."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
 ) -> None:
     """Continue prompts with a trained model (KV cache; temperature, top-k, top-p or greedy)."""
@@ -33,11 +33,13 @@ def generate(
     tok_path = find_tokenizer(ckpt)
     if tok_path is None:
         raise FileNotFoundError(f"no tokenizer.json in checkpoint {ckpt} (nor in its run's tokenizer/)")
-    from tokenizers import Tokenizer
+    from pretrain.tokenizer import load_tokenizer
 
-    tok = Tokenizer.from_file(str(tok_path))
+    # The wrapper knows the special tokens' roles, also for an imported model's own tokenizer.
+    wrapped = load_tokenizer(tok_path)
+    tok = wrapped.hf
     model = load_model(ckpt, device=device)
-    bos, eos = tok.token_to_id("<|bos|>"), tok.token_to_id("<|eos|>")
+    bos, eos = wrapped.bos_id, wrapped.eos_id
     gen = torch.Generator(device=device).manual_seed(seed)
     for text in prompt:
         ids = tok.encode(text, add_special_tokens=False).ids
