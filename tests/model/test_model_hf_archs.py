@@ -177,3 +177,25 @@ def test_cli_refusals_are_one_line_naming_the_key(tmp_path):
         result = CliRunner().invoke(app, ["import", "hf", str(tmp_path / "stock"), "--out", str(tmp_path / "c")])
         assert result.exit_code != 0 and isinstance(result.exception, ValueError)  # the CLI prints these as one line
         assert message in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_gemma3_multimodal_checkpoint_imports_its_language_model(tmp_path):
+    """Gemma 3 4B and up ship as Gemma3ForConditionalGeneration: import takes the decoder."""
+    # Released Gemma 3 has no final soft-cap, and the multimodal class would not apply one.
+    text = BASE | CASES["gemma3"][1] | {"final_logit_softcapping": None}
+    vision = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    torch.manual_seed(0)
+    stock = transformers.Gemma3ForConditionalGeneration(
+        transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)).eval()
+    with torch.no_grad():
+        for p in stock.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    stock.save_pretrained(tmp_path / "stock")
+    x = _ids()
+    ours = import_hf(tmp_path / "stock", tmp_path / "ckpt")
+    torch.testing.assert_close(_logits(ours, x), _logits(stock, x), rtol=0, atol=1e-4)
+    export_hf(tmp_path / "ckpt", tmp_path / "back")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back", dtype=torch.float32).eval()
+    assert type(back).__name__ == "Gemma3ForCausalLM"
+    torch.testing.assert_close(_logits(back, x), _logits(stock, x), rtol=0, atol=1e-4)

@@ -10,7 +10,14 @@ import torch
 from pretrain.model.hf import archs
 from pretrain.model.hf.hfconfig import config_from_hf, hf_config
 from pretrain.model.hf.tokenizer import copy_hf_tokenizer, export_tokenizer
-from pretrain.model.hf.weights import fuse_phi3, name_map, read_safetensors, split_phi3, unfuse_experts
+from pretrain.model.hf.weights import (
+    fuse_phi3,
+    language_model_only,
+    name_map,
+    read_safetensors,
+    split_phi3,
+    unfuse_experts,
+)
 from pretrain.model.io import find_tokenizer, load_model, resolve_checkpoint, save_model
 from pretrain.model.transformer import Transformer
 
@@ -113,6 +120,10 @@ def import_hf(directory: str | Path, out: str | Path | None = None) -> Transform
         hf = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{cfg_path}: not valid JSON ({err})") from None
+    multimodal = hf.get("model_type") == "gemma3" and isinstance(hf.get("text_config"), dict)
+    if multimodal:  # Gemma 3 4B and up: import the language model (exported back as Gemma3ForCausalLM)
+        hf = {"model_type": "gemma3_text", "tie_word_embeddings": hf.get("tie_word_embeddings", True)} | \
+            hf["text_config"]
     try:
         cfg = config_from_hf(hf, str(cfg_path))
     except KeyError as err:
@@ -123,7 +134,8 @@ def import_hf(directory: str | Path, out: str | Path | None = None) -> Transform
     from pretrain import configlib
 
     configlib.validate(cfg, "model")
-    state = unfuse_experts(read_safetensors(directory))
+    state = read_safetensors(directory)
+    state = unfuse_experts(language_model_only(state) if multimodal else state)
     if arch.fused:
         state = split_phi3(state, cfg)
     model = Transformer(cfg)

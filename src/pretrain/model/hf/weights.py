@@ -100,6 +100,22 @@ def split_phi3(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
     return state
 
 
+def language_model_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A multimodal checkpoint's decoder (Gemma 3 4B+: language_model.model.*) under the text model's
+    names; the vision tower and the projector are left out."""
+    out = {}
+    for key, tensor in state.items():
+        for old, new in (("language_model.model.", "model."), ("model.language_model.", "model."),
+                         ("language_model.lm_head.", "lm_head.")):
+            if key.startswith(old):
+                out[new + key[len(old):]] = tensor
+                break
+        else:
+            if key.startswith("lm_head."):
+                out[key] = tensor
+    return out
+
+
 def unfuse_experts(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Bring MoE expert tensors to one layout (mlp.experts.{e}.{gate,up,down}_proj): transformers 5 saves
     them fused ([E, 2I, D] gate_up_proj, [E, D, I] down_proj); Mixtral's hub files say block_sparse_moe and
