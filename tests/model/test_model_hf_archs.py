@@ -199,3 +199,19 @@ def test_gemma3_multimodal_checkpoint_imports_its_language_model(tmp_path):
     back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back", dtype=torch.float32).eval()
     assert type(back).__name__ == "Gemma3ForCausalLM"
     torch.testing.assert_close(_logits(back, x), _logits(stock, x), rtol=0, atol=1e-4)
+
+
+def test_transformers_4_style_gemma3_config_without_layer_types(tmp_path):
+    """Hub configs written by transformers 4 (google/gemma-3-1b-pt) have no layer_types or rope_parameters:
+    sliding_window_pattern, rope_theta, rope_local_base_freq and rope_scaling say the same."""
+    stock = _stock(tmp_path, "gemma3")
+    path = tmp_path / "stock" / "config.json"
+    cfg = json.loads(path.read_text())
+    for key in ("layer_types", "rope_parameters"):
+        cfg.pop(key)
+    cfg |= {"sliding_window_pattern": 3, "rope_theta": 1e6, "rope_local_base_freq": 1e4,
+            "rope_scaling": {"rope_type": "linear", "factor": 2.0}}
+    path.write_text(json.dumps(cfg))
+    ours = import_hf(tmp_path / "stock")
+    assert ours.cfg.window_pattern == "SSL"
+    torch.testing.assert_close(_logits(ours, _ids()), _logits(stock, _ids()), rtol=0, atol=1e-4)

@@ -176,9 +176,9 @@ class ModelConfig:
     """Attention span per layer, cycled over the layers: S = sliding window, L = full (nanochat "SSSL",
     Gemma 3 "SSSSSL", Mistral "S"). A string as long as n_layers spells every layer out."""
     attention_kernel: Literal["auto", "sdpa", "flex"] = "auto"
-    """auto: FlexAttention with a block mask on CUDA whenever documents or windows mask attention, SDPA
-    otherwise; sdpa: SDPA with a dense T x T mask (the CPU path); flex: FlexAttention everywhere (its
-    CPU version is forward-only)."""
+    """auto: FlexAttention with a block mask on CUDA whenever documents or windows mask a forward without
+    a KV cache, SDPA otherwise (causal fast path, decoding); sdpa: SDPA with a dense mask (the CPU path);
+    flex: FlexAttention everywhere (its CPU version is forward-only)."""
     tie_embeddings: bool = True
     """Share the token embedding with the LM head."""
     init_std: float = 0.02

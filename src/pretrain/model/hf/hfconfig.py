@@ -160,6 +160,9 @@ def _windows(hf: dict, arch: Arch, n_layers: int, where: str) -> tuple[int, str]
     if arch.windows == "layers":
         types = hf.get("layer_types")
         window = hf.get("sliding_window")
+        if types is None and arch.model_type == "gemma3_text":  # transformers 4 configs: every n-th layer full
+            every = int(hf.get("sliding_window_pattern") or hf.get("_sliding_window_pattern") or 6)
+            types = ["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(n_layers)]
         if types is None:  # older configs: windows from layer max_window_layers on (Qwen2's rule)
             on = bool(hf.get("use_sliding_window")) and window
             start = int(hf.get("max_window_layers", n_layers))
