@@ -56,14 +56,56 @@ def generate(path: Path, n: int, seed: int = 0, words: int = 100, vocab: int = 2
             f.write("\n".join(lines) + "\n")
 
 
+def _sampler(driver: int, phase_file: str, result_file: str, stop) -> None:
+    """A separate process (a thread would stop the pool from forking): every 0.1 s, the resident set of
+    each child of the driver, keeping the largest seen per phase of the run."""
+    peaks: dict[str, float] = {}
+    while not stop.is_set():
+        try:
+            phase = Path(phase_file).read_text() or "start"
+        except OSError:
+            phase = "start"
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                status = (d / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if int(fields.get("PPid", "0").strip() or 0) == driver and "VmRSS" in fields:
+                mb = int(fields["VmRSS"].split()[0]) / 1024
+                peaks[phase] = max(peaks.get(phase, 0.0), mb)
+        stop.wait(0.1)
+    Path(result_file).write_text(json.dumps(peaks))
+
+
 def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) -> dict:
     """One curate run in this (fresh) process; prints a JSON line."""
-    from pretrain.data.curate import CurateConfig, curate
+    import multiprocessing as mp
+
+    from pretrain.data.curate import CurateConfig, curate, runner
+
+    phase_file, result_file = str(out) + ".phase", str(out) + ".peaks"
+    orig = runner._Progress.run
+
+    def labelled(self, ex, fn, calls, label):  # tell the sampler which phase is running
+        Path(phase_file).write_text(label)
+        return orig(self, ex, fn, calls, label)
+
+    runner._Progress.run = labelled
+    stop = mp.get_context("fork").Event()
+    sampler = mp.get_context("fork").Process(target=_sampler, args=(os.getpid(), phase_file, result_file, stop))
+    sampler.start()
 
     cfg = CurateConfig(steps=[{"type": "minhash_dedup", "partitions": partitions}], keep_removed=False, keep_work=True)
     t0 = time.perf_counter()
     stats = curate([src], out, cfg, workers=workers, progress=False, executor=executor)
     wall = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
+    phases = json.loads(Path(result_file).read_text())
+    phases.pop("sampler", None)
     work = out / "work" / "g-minhash_dedup"
     index_bytes = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
     # VmHWM, not ru_maxrss: after fork + exec, ru_maxrss still reports the parent's peak
@@ -74,7 +116,8 @@ def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) 
            "task_peak_mb": round(child_mb if workers > 1 and executor == "local" else self_mb, 1)
            if executor == "local" else None,
            "driver_peak_mb": round(self_mb, 1), "index_bytes_per_doc": round(index_bytes / max(1, stats["documents_in"]), 1),
-           "load_avg": [round(x, 2) for x in os.getloadavg()]}
+           "load_avg": [round(x, 2) for x in os.getloadavg()],
+           "sampled_peak_mb_by_phase": {k: round(v, 1) for k, v in phases.items()}}
     print(json.dumps(row), flush=True)
     return row
 

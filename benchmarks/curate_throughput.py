@@ -318,6 +318,8 @@ def bench_real(args) -> None:
                         secs = run_datatrove(args.datatrove, tmp / "in", out, w, script=DATATROVE_FULL, tasks=4)
                         kept[tool] = _kept_ids(out / "deduped")
                         dt_removed = {k.name: _kept_ids(k) for k in sorted((out / "removed").glob("*"))}
+                        dt_reasons = {st["name"]: {k: v for k, v in st["stats"].items() if k.startswith("dropped")}
+                                      for st in json.loads((out / "logs" / "filter" / "stats.json").read_text())}
                         nk = len(kept[tool])
                     else:
                         secs, st = run_once(tmp / "in", out, w, n, default_chain(tool))
@@ -353,7 +355,9 @@ def bench_real(args) -> None:
                 only = ours - theirs
                 theirs_why = {k: len(v & only) for k, v in dt_removed.items() if v & only}
                 print(f"  kept only by pretrain ({len(only)}), datatrove's reasons: {theirs_why} "
-                      f"(the rest: no text extracted by datatrove's trafilatura)")
+                      f"(the rest: dropped by datatrove's extraction or MinHash)")
+            print("datatrove's drop counts per filter and reason: "
+                  + "; ".join(f"{k}: {v}" for k, v in dt_reasons.items() if v))
 
 
 def main() -> None:

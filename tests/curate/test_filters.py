@@ -111,6 +111,9 @@ def test_c4_line_rules_and_page_rules():
     assert out.count("\n") == 3
     assert c4_clean("Lorem ipsum dolor sit amet, it says here.", o)[2][0] == "lorem_ipsum"
     assert c4_clean("function f() { return 1; } is code that we saw.", o)[2][0] == "curly_bracket"
+    # as in the C4 reference, braces only in lines the line rules drop do not drop the page
+    page = "if (x) {\nThe river runs south to the sea. It floods every spring. Farmers plant after it.\n}"
+    assert c4_clean(page, C4Options(min_sentences=3))[2] is None
     assert c4_clean("Only one good sentence is on this page.", o)[2][0] == "too_few_sentences"
 
 

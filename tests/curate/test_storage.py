@@ -92,3 +92,19 @@ def test_memory_and_file_urls(tmp_path, prose):
         as_path("nosuchfs://bucket/x")
     with pytest.raises(FileNotFoundError, match="memory://bucket/missing"):
         curate(["memory://bucket/missing"], out, CurateConfig(), workers=1, progress=False)
+
+
+def test_cli_takes_urls(tmp_path, prose, monkeypatch):
+    import fsspec
+    from typer.testing import CliRunner
+
+    from pretrain.cli import app
+
+    monkeypatch.setenv("PRETRAIN_STAGING", str(tmp_path / "staging"))
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/cli-in/a.txt", (prose(3, 10) + "\n").encode())
+    res = CliRunner().invoke(app, ["curate", "memory://cli-in/", "--out", "memory://cli-out/run", "--workers", "1",
+                                   "--quiet"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads(fs.cat_file("/cli-out/run/stats.json"))
+    assert stats["documents_in"] == stats["kept"] == 1 and fs.find("/cli-out/run/data")

@@ -157,3 +157,19 @@ def test_blocklist_config_errors(tmp_path: Path):
         validate(CurateConfig(blocklist=str(tmp_path / "missing.txt")))
     with pytest.raises(ConfigError, match=r"steps\[0\]\.file"):
         validate(CurateConfig(steps=[{"type": "domain_blocklist"}]))
+
+
+def test_cli_warc_with_blocklist(crawl: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from pretrain.cli import app
+
+    blk = tmp_path / "domains"
+    blk.write_text("bad.com\n")
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["curate", str(crawl), "--out", str(out), "--workers", "1", "--quiet",
+                                   "--set", f"data.curate.blocklist={blk}"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["documents_in"] == stats["kept"] + stats["removed"] + stats["quarantined"] == 9
+    assert stats["steps"][0]["reasons"]["blocklisted_domain"]["documents"] == 3

@@ -8,9 +8,12 @@ import typer
 
 
 def curate_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Files or directories (recursive); format by extension: "
-                                        ".jsonl[.gz|.zst], .parquet, .html, anything else as one text file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory: data/, removed/, quarantine/, stats.json."),
+    # str, not Path: a Path would fold 's3://bucket' into 's3:/bucket'
+    inputs: list[str] = typer.Argument(..., help="Files, directories (recursive) or fsspec URLs (s3://...); format "
+                                       "by extension: .jsonl[.gz|.zst], .parquet, .html, .warc[.gz], .wet[.gz], "
+                                       "anything else as one text file."),
+    out: str = typer.Option(..., "--out", "-o", help="Output directory or URL: data/, removed/, quarantine/, "
+                            "stats.json."),
     config: Path = typer.Option(None, "--config", "-c", help="Run config (TOML/YAML) whose data.curate section is used."),
     workers: int = typer.Option(0, "--workers", "-w", help="Worker processes (0 = config value, else all cores)."),
     executor: str = typer.Option("local", "--executor", help="'local' (a process pool here) or 'ray' (Ray tasks, "
@@ -29,7 +32,7 @@ def curate_cmd(
     from pretrain.data.curate import curate
 
     cfg = resolve(config, list(overrides or [])).data.curate
-    curate([str(p) for p in inputs], out, cfg, workers=workers or None, progress=not quiet, executor=executor,
+    curate(list(inputs), out, cfg, workers=workers or None, progress=not quiet, executor=executor,
            ray_address=ray_address)
 
 

@@ -1,9 +1,9 @@
 """C4 cleaning rules (Raffel et al. 2020, "Exploring the Limits of Transfer Learning...", Section 2.2).
 
 Line rules: keep only lines that end in terminal punctuation, have at least ``min_words_per_line`` words,
-do not mention javascript, and are not cookie / terms-of-use boilerplate. Page rules: drop pages with
-"lorem ipsum", with a curly bracket (code, in a prose corpus) or with fewer than ``min_sentences``
-sentences left. The document text is rewritten with the kept lines.
+do not mention javascript, and are not cookie / terms-of-use boilerplate. Page rules: drop pages where
+a line that passes the first two rules has "lorem ipsum" or a curly bracket (code, in a prose corpus),
+or with fewer than ``min_sentences`` sentences left. The document text is rewritten with the kept lines.
 
 C4 is English (its pages were kept only when langdetect said English with p >= 0.99): by default the
 step judges only documents labelled ``en`` (or unlabelled), so a Japanese line is never dropped for
@@ -46,26 +46,30 @@ class C4Options:
 
 def c4_clean(text: str, o: C4Options) -> tuple[str, int, tuple[str, str] | None]:
     """Returns (cleaned text, lines dropped, rejection or None)."""
-    low = text.lower()
-    if o.drop_lorem_ipsum and "lorem ipsum" in low:
-        return text, 0, ("lorem_ipsum", "page contains 'lorem ipsum'")
-    if o.drop_curly_bracket and "{" in text:
-        return text, 0, ("curly_bracket", "page contains '{'")
+    # The reference order (TFDS c4_utils.clean_page): a line without terminal punctuation or with too few
+    # words is dropped first; "lorem ipsum" and "{" drop the page only when found in a line that would
+    # be kept, so braces in code lines the rules cut anyway do not cost the page.
     kept, dropped = [], 0
     for line in text.split("\n"):
         s = line.strip()
         if not s:
             kept.append("")
             continue
-        ls = s.lower()
-        bad = (len(s.split()) < o.min_words_per_line
-               or (o.require_terminal_punctuation and not s.endswith(TERMINAL))
-               or (o.drop_javascript_lines and "javascript" in ls)
-               or any(p in ls for p in o.boilerplate_phrases))
-        if bad:
+        if len(s.split()) < o.min_words_per_line or (o.require_terminal_punctuation and not s.endswith(TERMINAL)):
             dropped += 1
-        else:
-            kept.append(line)
+            continue
+        ls = s.lower()
+        if o.drop_lorem_ipsum and "lorem ipsum" in ls:
+            return text, 0, ("lorem_ipsum", "a kept line contains 'lorem ipsum'")
+        if o.drop_javascript_lines and "javascript" in ls:
+            dropped += 1
+            continue
+        if o.drop_curly_bracket and "{" in s:
+            return text, 0, ("curly_bracket", "a kept line contains '{'")
+        if any(p in ls for p in o.boilerplate_phrases):
+            dropped += 1
+            continue
+        kept.append(line)
     out = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
     sentences = len(_SENTENCE_END.findall(out))
     if sentences < o.min_sentences:
