@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from pretrain import configlib
 from pretrain.rundir import RunDir
 from pretrain.train import distributed as distlib
 from pretrain.train import snapshot
@@ -33,7 +32,7 @@ from pretrain.train.precision import (
     resolve_precision,
 )
 from pretrain.train.safestate import from_safe
-from pretrain.train.schedule import batch_at
+from pretrain.train.schedule import batch_at, check_batch_split
 from pretrain.train.stages import Plan, Stage, apply_stage_context
 from pretrain.train.step import run_step
 
@@ -77,7 +76,7 @@ class Trainer:
         self.dist = distlib.init(self.t.distributed, self.device.type)
         self.device = resolve_device(self.t.device, self.dist.local_rank)
         self.precision = resolve_precision(self.t.precision, self.device)
-        self._check_batch()
+        check_batch_split(self.t, self.dist.world)
         self.run.root.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.run.root) if self.dist.is_main else None
         self._progress = progress and self.dist.is_main
@@ -118,16 +117,6 @@ class Trainer:
         n_params = sum(p.numel() for p in self.raw.parameters())
         self.flops_per_token = flops if callable(flops) else (lambda T: 6.0 * n_params)
         self.peak, self.peak_source = peak_flops(self.device, self.precision != "fp32", self.t.peak_flops)
-
-    def _check_batch(self) -> None:
-        per_step = self.t.micro_batch * self.dist.world
-        if self.t.global_batch and self.t.global_batch % per_step:
-            raise configlib.ConfigError("train.global_batch", f"{self.t.global_batch} sequences do not split into "
-                                        f"micro_batch={self.t.micro_batch} x {self.dist.world} processes")
-        for i, p in enumerate(self.t.batch_ramp):
-            if p.batch % per_step:
-                raise configlib.ConfigError(f"train.batch_ramp[{i}].batch", f"{p.batch} sequences do not split "
-                                            f"into micro_batch={self.t.micro_batch} x {self.dist.world} processes")
 
     # ------------------------------------------------------------------ services for callbacks
     def event(self, name: str, detail: str = "", step: int | None = None, **extra) -> None:
