@@ -160,3 +160,13 @@ def test_async_save_writes_the_state_of_its_step_while_training_goes_on(tmp_path
     shutil.rmtree(cps / "final")
     make_trainer(toy_cfg(*over, "train.async_save=true"), run).fit()
     assert _losses(run) == ref  # steps 5-6 retrained from the background-written step 4
+
+
+def test_dcp_state_of_another_model_is_one_line_naming_the_directory(tmp_path):
+    tr = make_trainer(toy_cfg("train.max_steps=2"), tmp_path / "a")
+    tr.fit()
+    other = make_trainer(toy_cfg("train.max_steps=2", "model.dim=64"), tmp_path / "b")
+    step = ckpt.latest_checkpoint(tmp_path / "a" / "checkpoints")
+    with pytest.raises(ValueError, match="dcp: does not fit this model and optimizer") as exc:
+        other.parallel.load(other.raw, other.opt.optimizers, step)
+    assert "\n" not in str(exc.value) and str(step) in str(exc.value)

@@ -92,9 +92,17 @@ class ParallelPlan:
 
         msd, osd = get_state_dict(raw, optimizers)  # this plan's layout: DCP reshards into it
         holder = {"model": msd, "optim": osd}
-        with _quiet():
-            dcp.load(holder, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
-        set_state_dict(raw, optimizers, model_state_dict=holder["model"], optim_state_dict=holder["optim"])
+        try:
+            with _quiet():
+                dcp.load(holder, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
+            set_state_dict(raw, optimizers, model_state_dict=holder["model"], optim_state_dict=holder["optim"])
+        except (RuntimeError, ValueError, KeyError, dcp.api.CheckpointException) as exc:
+            # Another model or optimizer than the one saved. DCP wraps each rank's error with its
+            # traceback: keep the last line, the error itself.
+            lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()] or [type(exc).__name__]
+            first = lines[-1] if isinstance(exc, dcp.api.CheckpointException) else lines[0]
+            raise ValueError(f"{directory / 'dcp'}: does not fit this model and optimizer "
+                             f"({type(exc).__name__}: {first[:300]})") from None
 
 
 class DDPPlan(ParallelPlan):
