@@ -30,6 +30,8 @@ class ParallelPlan:
     """Step checkpoints also get model.safetensors (rank 0 holds every full tensor)."""
     precision_map = True
     """fp32 modules may run outside autocast (FSDP's mixed-precision policy owns dtypes instead)."""
+    collective_forward = False
+    """A forward pass needs every rank (FSDP gathers parameters): evaluation runs on all ranks."""
 
     def __init__(self, info: DistInfo, device: torch.device, precision: str, reduce_dtype: str):
         self.info, self.device, self.precision, self.reduce_dtype = info, device, precision, reduce_dtype
@@ -130,6 +132,7 @@ class FSDPPlan(ParallelPlan):
     local_grads = False
     writes_full_weights = False
     precision_map = False
+    collective_forward = True
 
     def wrap(self, model: nn.Module, blocks: list[nn.Module]) -> nn.Module:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard

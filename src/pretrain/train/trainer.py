@@ -173,8 +173,8 @@ class Trainer:
         """Held-out evaluation (rank 0, or every rank under FSDP); logs and returns an eval row."""
         if self.evaluator is None:
             return None
-        sharded = not self.parallel.writes_full_weights
-        if not (self.dist.is_main or sharded):
+        everywhere = self.parallel.collective_forward
+        if not (self.dist.is_main or everywhere):
             self.dist.barrier()
             return None
         was = self.raw.training
@@ -188,13 +188,13 @@ class Trainer:
         self.log.log(row)
         self.last_eval = row
         self.callbacks.fire("on_eval", self, row)
-        if not sharded:
+        if not everywhere:
             self.dist.barrier()
         return row
 
     def needle_accuracy(self, seq_len: int) -> tuple[float | None, str]:
         acc, why = None, "no needle check configured"
-        if self.needle is not None and (self.dist.is_main or not self.parallel.writes_full_weights):
+        if self.needle is not None and (self.dist.is_main or self.parallel.collective_forward):
             was = self.raw.training
             self.raw.eval()
             try:
