@@ -110,7 +110,8 @@ class Trainer:
         self.control = Control()
         eval_interval = int(getattr(getattr(cfg, "eval", None), "interval", 0) or 0)
         self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks)
-        self._history: list = []
+        self.history: list[float] = []  # train loss of every step run (floats, read on logged steps)
+        self._history: list = []  # ... and the device scalars of the steps since the last logged one
         self.pending_save = None
         self._clock = (time.perf_counter(), 0.0)
         flops = getattr(self.raw, "flops_per_token", None)
@@ -282,9 +283,12 @@ class Trainer:
             if not metrics.get("skipped"):
                 self.last_loss = metrics["loss"]
             self._history.append(metrics["loss"])
-            if self.is_log_step(step):  # the one host sync: read this step's device scalars back
+            if self.is_log_step(step):  # the one host sync: this step's device scalars and the losses since
                 keys = [k for k, v in metrics.items() if torch.is_tensor(v)]
-                metrics.update(zip(keys, self.read_scalars(*(metrics[k] for k in keys)), strict=True))
+                values = self.read_scalars(*(metrics[k] for k in keys), *self._history)
+                metrics.update(zip(keys, values[:len(keys)], strict=True))
+                self.history += values[len(keys):]
+                self._history = []
             self.train_time = self._clock[1] + time.perf_counter() - self._clock[0]
             self.callbacks.fire("on_step_end", self, step, metrics)
             if not self.control.rewound and self.step == stage.end:
@@ -293,11 +297,12 @@ class Trainer:
         for cb in reversed(self.callbacks.callbacks):  # teardown order: checkpoints first, the final model last
             cb.on_train_end(self)
         self.log.close()
-        history = self.read_scalars(*self._history) if self._history else []
+        self.history += self.read_scalars(*self._history) if self._history else []
+        self._history = []
         self.final_losses = {k: (self.read_scalars(v)[0] if torch.is_tensor(v) else v)
                              for k, v in self.final_losses.items()}
         return TrainResult(self.step, self.tokens, self.final_losses,
-                           self.final_checkpoint if self.dist.is_main else None, self.control.stop or "done", history)
+                           self.final_checkpoint if self.dist.is_main else None, self.control.stop or "done", self.history)
 
 
 __all__ = ["Callback", "Trainer", "TrainResult"]
