@@ -94,14 +94,18 @@ def cpu_peak() -> tuple[float, str]:
     # Keep the best rate ever measured: a measurement taken while other jobs share the cores is low,
     # and a low cached peak would overstate MFU for good. A short re-measurement each run can only raise it.
     measured = measure_cpu_peak(seconds=0.25 if key in cache else 0.5)
-    if measured > cache.get(key, 0.0):
-        cache[key] = measured
+    entry = cache.get(key, 0.0)
+    # Other versions store {"flops": ..., ...} per key: read and update that field, keep the rest.
+    best = float(entry.get("flops", 0.0)) if isinstance(entry, dict) else float(entry or 0.0)
+    if measured > best:
+        best = measured
+        cache[key] = dict(entry, flops=measured) if isinstance(entry, dict) else measured
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(cache, indent=2))
         except OSError:
             pass  # a read-only home only costs a re-measurement next time
-    return float(cache[key]), f"measured fp32 matmul on {key} (cached in {path})"
+    return best, f"measured fp32 matmul on {key} (cached in {path})"
 
 
 def peak_flops(device: torch.device, low_precision: bool, override: float = 0.0) -> tuple[float, str]:
