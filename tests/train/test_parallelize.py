@@ -3,8 +3,6 @@ and torch.compile per block, which must compute what the eager model computes an
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
@@ -29,15 +27,17 @@ def test_fp8_is_refused_on_cpu_before_anything_is_written(tmp_path):
     assert not run.exists()
 
 
-def test_fp8_refusal_is_one_line_from_the_cli(tiny_data, tmp_path):
-    args = [sys.executable, "-m", "pretrain.train", "tiny", f'data.tokens="{tiny_data.tokens}"',
-            f'tokenizer.path="{tiny_data.tokenizer}"', "train.fp8=true", 'train.device="cpu"',
-            "--run-dir", str(tmp_path / "run"), "--no-progress"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: config field 'train.fp8'"), proc.stderr
+def test_fp8_refusal_is_one_line_from_the_cli(tiny_data, tmp_path, monkeypatch, capsys):
+    from pretrain.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["pretrain", "train", "tiny", f'data.tokens="{tiny_data.tokens}"',
+                                      f'tokenizer.path="{tiny_data.tokenizer}"', "train.fp8=true",
+                                      'train.device="cpu"', "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: config field 'train.fp8'"), lines
 
 
 def test_fp8_swap_converts_the_block_linears_only():
