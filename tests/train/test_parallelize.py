@@ -100,3 +100,9 @@ def test_fp8_on_gpu_tracks_bf16():
     assert abs(losses[0] - losses[1]) < 0.05 * losses[0]
     g_ref, g_fp8 = ref.layers[0].attn.wq.weight.grad, fp8.layers[0].attn.wq.weight.grad
     assert torch.nn.functional.cosine_similarity(g_ref.flatten(), g_fp8.flatten(), dim=0) > 0.9
+
+
+def test_fp8_without_torchao_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchao.float8", None)  # as if torchao were not installed
+    with pytest.raises(ConfigError, match=r"'train.fp8': needs torchao .* pip install 'pretrain\[gpu\]'"):
+        convert_fp8(small_model())
