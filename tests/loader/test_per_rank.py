@@ -143,3 +143,14 @@ def test_shard_and_bad_ranks(shards, tokenizer):
         other = make(shards, tokenizer)
         other.seed = 6
         other.load_state_dict(a.state_dict())
+
+
+def test_states_of_the_former_document_split(shards, tokenizer):
+    a = make(shards, tokenizer)
+    a.next_batch()
+    old = {**a.state_dict(), "version": 1}  # one process then meant what the global stream means now
+    b = make(shards, tokenizer, rank=1, world=2)
+    b.load_state_dict(old)
+    assert b.batch_index == a.batch_index
+    with pytest.raises(ValueError, match=r"loader state version 1 \(world_size=2\) cannot be read"):
+        b.load_state_dict({**old, "world_size": 2})  # ranks then held different documents
