@@ -106,3 +106,19 @@ def test_fp8_without_torchao_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchao.float8", None)  # as if torchao were not installed
     with pytest.raises(ConfigError, match=r"'train.fp8': needs torchao .* pip install 'pretrain\[gpu\]'"):
         convert_fp8(small_model())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compile_per_block_with_inductor_on_gpu_matches_eager():
+    eager, compiled = small_model().cuda(), small_model().cuda()
+    compile_blocks(compiled)  # inductor: Triton kernels for each block's forward and backward
+    ids = torch.randint(0, 64, (2, 16), device="cuda")
+    outs = []
+    for m in (eager, compiled):
+        out = m(ids, ids)
+        (out.ce_sum / out.n_tokens).backward()
+        outs.append([float(out.ce_sum / out.n_tokens)] + [p.grad.clone() for p in m.parameters()])
+    assert outs[0][0] == pytest.approx(outs[1][0], rel=1e-4)
+    for g0, g1 in zip(outs[0][1:], outs[1][1:], strict=True):
+        assert torch.allclose(g0, g1, rtol=1e-3, atol=1e-5)
