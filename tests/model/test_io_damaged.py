@@ -3,8 +3,6 @@ in one line naming the file, by the API and by the CLI."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
@@ -52,18 +50,19 @@ def test_integer_weights_are_refused_not_cast(tmp_path):
         load_model(tmp_path / "ckpt")
 
 
-def test_cli_prints_one_line(tmp_path):
+def test_cli_prints_one_line(tmp_path, monkeypatch, capsys):
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
+
+    from pretrain.cli import main
 
     save_model(Transformer(tiny_config()), tmp_path / "ckpt")
     Tokenizer(WordLevel({"<|bos|>": 0, "<|eos|>": 1, "hi": 2, "?": 3}, unk_token="?")).save(
         str(tmp_path / "ckpt" / "tokenizer.json"))
     damage(tmp_path / "ckpt" / WEIGHTS, "truncated")
-    code = "import sys; from pretrain.cli import main; sys.argv = ['pretrain', *sys.argv[1:]]; main()"
-    proc = subprocess.run([sys.executable, "-c", code, "generate", str(tmp_path / "ckpt"), "--prompt", "hi"],
-                          capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    monkeypatch.setattr(sys, "argv", ["pretrain", "generate", str(tmp_path / "ckpt"), "--prompt", "hi"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("error: ") and str(tmp_path / "ckpt" / WEIGHTS) in lines[0]

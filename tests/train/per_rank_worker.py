@@ -4,6 +4,7 @@ stream, the ranks exchange their rows and target counts over gloo, and rank 0 wr
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
@@ -13,6 +14,8 @@ from pretrain.data.loader_config import LoaderConfig, MixtureConfig
 from pretrain.data.mixture import Mixture
 from pretrain.data.shards import load_split
 from pretrain.tokenizer import load_tokenizer
+from pretrain.train.distributed import DistInfo
+from pretrain.train.lineage import step_batches
 
 
 def build(tokens: str, tokenizer: str, rank: int, world: int) -> PackedLoader:
@@ -26,7 +29,7 @@ def main(tokens: str, tokenizer: str, out: str, steps: int, per_rank: int) -> No
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     loader = build(tokens, tokenizer, rank, world)
-    rows, targets = [], []
+    rows, targets, lineages = [], [], []
     for _ in range(steps):
         mine, counted = [], 0
         for _ in range(per_rank):
@@ -36,10 +39,13 @@ def main(tokens: str, tokenizer: str, out: str, steps: int, per_rank: int) -> No
         n = torch.tensor([float(sum(int((b.targets != -100).sum()) for b in mine))], dtype=torch.float64)
         dist.all_reduce(n)  # the same count the hard way, to compare
         targets.append((int(n.item()), counted))
+        # what a spike or skip event reports: every rank's documents of the step, in global order
+        trainer = SimpleNamespace(per_rank_data=True, dist=DistInfo(rank, world, rank, "ddp"), batches=mine)
+        lineages.append([b.lineage for b in step_batches(trainer)])
     gathered: list = [None] * world
     dist.all_gather_object(gathered, {"rows": rows, "state": loader.state_dict(), "read": loader.tokens_read})
     if rank == 0:
-        torch.save({"ranks": gathered, "targets": targets}, out)
+        torch.save({"ranks": gathered, "targets": targets, "lineages": lineages}, out)
     dist.destroy_process_group()
 
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_cfg
 
+from conftest import tiny_cfg
 from pretrain.train import train
 
 OVER = ["train.micro_batch=2", "train.global_batch=4", "train.max_steps=6", "train.checkpoint_interval=2"]
@@ -85,3 +85,12 @@ def test_two_processes_match_one(tiny_data, tmp_path, mode, optimizer):
         alone = _losses(run)
         for step in got:
             assert alone[step] == pytest.approx(got[step], rel=1e-5), step
+        # One process -> FSDP: the single run's whole tensors (Muon momentum included) are sharded on load.
+        one = tmp_path / "single"
+        shutil.rmtree(one / "checkpoints" / "step_00000006")
+        shutil.rmtree(one / "checkpoints" / "final")
+        _torchrun(tiny_data, one, "fsdp", optimizer)
+        resharded = _losses(one)
+        for step in ref:
+            assert resharded[step] == pytest.approx(ref[step], rel=1e-4), step
+        assert json.loads((one / "checkpoints" / "final" / "meta.json").read_text())["distributed"] == "fsdp"

@@ -160,3 +160,38 @@ def test_async_save_writes_the_state_of_its_step_while_training_goes_on(tmp_path
     shutil.rmtree(cps / "final")
     make_trainer(toy_cfg(*over, "train.async_save=true"), run).fit()
     assert _losses(run) == ref  # steps 5-6 retrained from the background-written step 4
+
+
+def test_dcp_state_of_another_model_is_one_line_naming_the_directory(tmp_path):
+    tr = make_trainer(toy_cfg("train.max_steps=2"), tmp_path / "a")
+    tr.fit()
+    other = make_trainer(toy_cfg("train.max_steps=2", "model.dim=64"), tmp_path / "b")
+    step = ckpt.latest_checkpoint(tmp_path / "a" / "checkpoints")
+    with pytest.raises(ValueError, match="dcp: does not fit this model and optimizer") as exc:
+        other.parallel.load(other.raw, other.opt.optimizers, step)
+    assert "\n" not in str(exc.value) and str(step) in str(exc.value)
+
+
+def test_a_checkpoint_from_before_dcp_and_callbacks_still_resumes_exactly(tmp_path):
+    """The earlier layout: optimizer state in trainer_state.pt, no dcp/, callback fields at the top level."""
+    import shutil
+
+    over = ("train.max_steps=6", "train.checkpoint_interval=2", "train.gns=false", 'train.schedule="constant"')
+    make_trainer(toy_cfg(*over), tmp_path / "ref").fit()
+    run = tmp_path / "old"
+    tr = make_trainer(toy_cfg(*over, "train.max_steps=4"), run)
+    tr.fit()
+    path = run / "checkpoints" / "step_00000004"
+    state = ckpt.load_trainer_state(path / "trainer_state.pt")
+    spike = state.pop("callbacks")["pretrain.train.callbacks.spike:SpikeGuard"]
+    state.update(optimizer=tr.opt.state_dict(), detector=spike["detector"], skip_steps=[], rewinds=0)
+    ckpt.save_trainer_state(state, path / "trainer_state.pt")
+    shutil.rmtree(path / "dcp")
+    meta = json.loads((path / "meta.json").read_text())
+    files = {k: v for k, v in meta["files"].items() if not k.startswith("dcp/")}
+    files["trainer_state.pt"] = (path / "trainer_state.pt").stat().st_size
+    meta = {k: v for k, v in meta.items() if k != "sha256"}  # old manifests had sizes only
+    (path / "meta.json").write_text(json.dumps(dict(meta, files=files)))
+    shutil.rmtree(run / "checkpoints" / "final")
+    make_trainer(toy_cfg(*over), run).fit()
+    assert _losses(run) == _losses(tmp_path / "ref")

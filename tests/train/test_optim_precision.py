@@ -131,3 +131,25 @@ def test_bf16_autocast_path_trains_with_fp32_master_weights(tmp_path):
     assert all(torch.isfinite(torch.tensor(h)) for h in res.history)
     events = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"start"' in x]
     assert "precision=bf16" in events[0]["detail"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_step_uses_fused_adamw_and_no_host_sync_between_logged_steps(tmp_path):
+    """A step that is not logged (spike policy off) queues its work without reading anything back."""
+    cfg = toy_cfg('train.device="cuda"', 'train.spike.policy="off"', "train.log_interval=4", "train.max_steps=8",
+                  "train.gns=false", 'train.stages=[{name="bulk", doc_mask=false}]')
+    tr = make_trainer(cfg, tmp_path)
+    adam = [o for o in tr.opt.optimizers if isinstance(o, torch.optim.AdamW)]
+    assert adam and all(o.defaults.get("fused") for o in adam)
+    tr.begin()
+    stage = tr.plan.stage_at(0)
+    tr.train_step(stage)  # first step: lazy initialisation may sync
+    tr.step += 1
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        metrics = tr.train_step(stage)  # step 2 of 8, not a logged step
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.is_tensor(metrics["loss"]) and metrics["loss"].is_cuda

@@ -3,8 +3,6 @@ and torch.compile per block, which must compute what the eager model computes an
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
@@ -29,15 +27,17 @@ def test_fp8_is_refused_on_cpu_before_anything_is_written(tmp_path):
     assert not run.exists()
 
 
-def test_fp8_refusal_is_one_line_from_the_cli(tiny_data, tmp_path):
-    args = [sys.executable, "-m", "pretrain.train", "tiny", f'data.tokens="{tiny_data.tokens}"',
-            f'tokenizer.path="{tiny_data.tokenizer}"', "train.fp8=true", 'train.device="cpu"',
-            "--run-dir", str(tmp_path / "run"), "--no-progress"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: config field 'train.fp8'"), proc.stderr
+def test_fp8_refusal_is_one_line_from_the_cli(tiny_data, tmp_path, monkeypatch, capsys):
+    from pretrain.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["pretrain", "train", "tiny", f'data.tokens="{tiny_data.tokens}"',
+                                      f'tokenizer.path="{tiny_data.tokenizer}"', "train.fp8=true",
+                                      'train.device="cpu"', "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: config field 'train.fp8'"), lines
 
 
 def test_fp8_swap_converts_the_block_linears_only():
@@ -100,3 +100,25 @@ def test_fp8_on_gpu_tracks_bf16():
     assert abs(losses[0] - losses[1]) < 0.05 * losses[0]
     g_ref, g_fp8 = ref.layers[0].attn.wq.weight.grad, fp8.layers[0].attn.wq.weight.grad
     assert torch.nn.functional.cosine_similarity(g_ref.flatten(), g_fp8.flatten(), dim=0) > 0.9
+
+
+def test_fp8_without_torchao_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchao.float8", None)  # as if torchao were not installed
+    with pytest.raises(ConfigError, match=r"'train.fp8': needs torchao .* pip install 'pretrain\[gpu\]'"):
+        convert_fp8(small_model())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compile_per_block_with_inductor_on_gpu_matches_eager():
+    eager, compiled = small_model().cuda(), small_model().cuda()
+    compile_blocks(compiled)  # inductor: Triton kernels for each block's forward and backward
+    ids = torch.randint(0, 64, (2, 16), device="cuda")
+    outs = []
+    for m in (eager, compiled):
+        out = m(ids, ids)
+        (out.ce_sum / out.n_tokens).backward()
+        outs.append([float(out.ce_sum / out.n_tokens)] + [p.grad.clone() for p in m.parameters()])
+    assert outs[0][0] == pytest.approx(outs[1][0], rel=1e-4)
+    for g0, g1 in zip(outs[0][1:], outs[1][1:], strict=True):
+        assert torch.allclose(g0, g1, rtol=1e-3, atol=1e-5)

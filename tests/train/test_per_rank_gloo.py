@@ -33,6 +33,7 @@ def test_two_gloo_ranks_union_equals_one_process(tiny_data, tmp_path):
     single = build(str(tiny_data.tokens), str(tiny_data.tokenizer), 0, 1)
     for step in range(steps):
         want = [single.next_batch() for _ in range(world * per_rank)]
+        assert got["lineages"][step] == [w.lineage for w in want]  # spike/skip events see all ranks' documents
         reduced, counted = got["targets"][step]
         assert reduced == counted == sum(int((b.targets != -100).sum()) for b in want)
         for i, w in enumerate(want):  # rank r's j-th micro-batch is global micro-batch j * world + r

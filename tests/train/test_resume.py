@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_cfg
 
+from conftest import tiny_cfg
 from pretrain.train import train
 
 

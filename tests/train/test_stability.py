@@ -153,3 +153,17 @@ def test_a_garbage_batch_is_caught_early_in_training_with_the_defaults():
     for v in _falling_loss(400, seed=1)[-60:]:
         late.check(v, 1.0)
     assert late.check(9.0, 1.0).spike  # late in training as well
+
+
+def test_log_policy_judges_in_bulk_with_the_same_verdicts(tmp_path):
+    """policy log reads losses back only on logged steps and checkpoints; its verdicts and window are
+    those of a per-step judgement, and the update is applied."""
+    _, _, rows = _run(tmp_path / "log", "log", {6}, **{"train.log_interval": 5})
+    spikes = [r for r in rows if r.get("event") == "spike"]
+    assert [r["step"] for r in spikes] == [7] and "loss" in spikes[0]["detail"]
+    assert not any(r.get("event") == "skip" for r in rows)
+    from pretrain.train import checkpoint as ckpt
+
+    state = ckpt.load_trainer_state(tmp_path / "log" / "checkpoints" / "step_00000004" / "trainer_state.pt")
+    window = state["callbacks"]["pretrain.train.callbacks.spike:SpikeGuard"]["detector"]["loss"]
+    assert len(window) == 4  # steps 1-4 were judged before the step-4 checkpoint (not a logged step)

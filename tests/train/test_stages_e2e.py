@@ -93,9 +93,9 @@ def test_pretrain_train_runs_a_staged_config(tiny_data, tmp_path):
 
 def test_bad_inputs_fail_with_one_line_naming_the_culprit(tiny_data, tmp_path):
     import pytest
-    from conftest import tiny_cfg
     from trainkit import make_trainer, toy_cfg
 
+    from conftest import tiny_cfg
     from pretrain.configlib import ConfigError
     from pretrain.train import train
 

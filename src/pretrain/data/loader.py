@@ -175,14 +175,17 @@ class PackedLoader:
         round (this rank's and, counted from document lengths, the others'): what a step's loss is
         normalised by, known on every rank without any communication.
         """
+        if self.world_size == 1:
+            batch, self.round_targets = self._make_batch()
+            return batch
         for _ in range(self.rank):
             self._skip_batch()
         others = self._flush()
-        batch = self._make_batch()
+        batch, targets = self._make_batch()
         for _ in range(self.world_size - 1 - self.rank):
             self._skip_batch()
         others += self._flush()
-        self.round_targets = others + batch.num_tokens
+        self.round_targets = others + targets
         return batch
 
     def _skip_batch(self) -> None:
@@ -209,8 +212,10 @@ class PackedLoader:
         self._pending[:] = 0
         return targets
 
-    def _make_batch(self) -> Batch:
+    def _make_batch(self) -> tuple[Batch, int]:
+        """The batch and its number of valid targets (counted while building it, not by a scan)."""
         B, T = self.micro_batch, self.seq_len
+        n_targets = 0
         # Rows are grouped by domain (a batch is a set of rows, so order carries no meaning): each
         # domain then fills one contiguous block and every write below goes straight into place.
         choice = np.sort(self._draw_domains())
@@ -228,6 +233,7 @@ class PackedLoader:
                 win, starts, first, last = stream.take_packed(b - a, T, self.cfg.doc_mask)
                 inputs[a:b] = win[:, :-1]
                 targets[a:b] = win[:, 1:]
+                n_targets += (b - a) * T - (len(starts) if starts is not None else 0)
                 if starts is not None:
                     # A document starting at (row, col) ends the previous one: the target that would
                     # predict its BOS from the previous EOS is ignored, and ids count up from there.
@@ -260,12 +266,13 @@ class PackedLoader:
                 targets[r, :n] = toks[1:]
                 doc_ids[r, n:] = 1  # padding is its own "document": real tokens never attend to it
                 self._nonpad += n
+                n_targets += n
                 if self.cfg.lineage:
                     lineage[r] = stream.lineage(k, k)
         self._positions += B * T
         self.batch_index += 1
         return Batch(torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(doc_ids),
-                     [self.domains[i] for i in choice.tolist()], lineage)
+                     [self.domains[i] for i in choice.tolist()], lineage), n_targets
 
     def __iter__(self):
         while True:

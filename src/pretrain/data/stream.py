@@ -9,8 +9,10 @@ Two ways to move along it:
 - ``take_packed`` / ``take_padded`` render the tokens (slices of the memory-mapped shards, FIM) and
   return them;
 - ``skip`` / ``skip_padded`` move past tokens another rank reads, from document *lengths* only
-  (``shards.lengths`` and the FIM decision, which is a hash): no token of a skipped document is read
-  or copied. This is what lets each rank of a data-parallel run read only its share of the stream.
+  (``shards.lengths`` and the FIM decision, which is a hash): no token of a skipped row is read or
+  copied. This is what lets each rank of a data-parallel run read only its share of the stream.
+Rendering stops exactly where asked, inside a document if need be, and resumes there, so a document
+split between ranks' rows is read by each rank only as far as its own rows go.
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ class SpecialIds:
 
 def domain_key(domain: str) -> int:
     return zlib.crc32(domain.encode("utf-8"))
+
+
+def _slice(pieces: list[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
+    """Tokens ``start:stop`` of the concatenation of ``pieces``, as views (nothing is copied)."""
+    out, at = [], 0
+    for piece in pieces:
+        a, b = max(start - at, 0), min(stop - at, len(piece))
+        if a < b:
+            out.append(piece[a:b])
+        at += len(piece)
+        if at >= stop:
+            break
+    return out
 
 
 class DomainStream:
@@ -90,17 +105,10 @@ class DomainStream:
         self.doc_ppos = np.zeros(0, dtype=np.int64)
         self.pos = 0
         self.head = 0  # tokens of the first buffered document that lie before buf[0]
-        if offset:  # render that one document from ``offset`` on (FIM permutes the whole body first)
-            docs, at = self._perm(epoch)[ppos:ppos + 1], np.array([ppos], dtype=np.int64)
-            pieces, lengths = self._render(docs, at)
-            kept, drop = [], offset
-            for piece in pieces:  # views into the shard: dropping the front copies nothing
-                kept.append(piece[drop:])
-                drop = max(0, drop - len(piece))
-            self.buf = np.concatenate(kept, dtype=np.int64)
-            self.tokens_read += len(self.buf)
-            self.doc_end = np.array([int(lengths[0]) - offset], dtype=np.int64)
-            self.doc_global, self.doc_epoch, self.doc_ppos = docs, np.array([epoch]), at
+        if offset:  # register that document, nothing rendered: _ensure renders it from ``offset`` on
+            self.doc_end = np.array([int(self.doc_lengths(epoch, ppos, 1)[0]) - offset], dtype=np.int64)
+            self.doc_global = self._perm(epoch)[ppos:ppos + 1].copy()
+            self.doc_epoch, self.doc_ppos = np.array([epoch]), np.array([ppos])
             self.head = offset
             self.epoch, self.cursor = self._next_doc(epoch, ppos)
 
@@ -110,11 +118,11 @@ class DomainStream:
 
     def position(self) -> tuple[int, int, int]:
         """(epoch, permutation position, offset) of the read position, without rendering anything."""
-        if self.pos < len(self.buf):
+        if len(self.doc_end) and self.pos < self.doc_end[-1]:  # inside a registered document
             k = self._doc_at(self.pos)
             start = int(self.doc_end[k - 1]) if k > 0 else -self.head
             return int(self.doc_epoch[k]), int(self.doc_ppos[k]), self.pos - start
-        return self.epoch, self.cursor, self.pos - len(self.buf)  # at the next unrendered document
+        return self.epoch, self.cursor, 0  # at the start of the next unregistered document
 
     def state(self) -> dict:
         """Where the read position is: (epoch, permutation position, offset) of its document."""
@@ -143,7 +151,13 @@ class DomainStream:
 
     # -- filling --------------------------------------------------------------------------------------
     def _ensure(self, need: int) -> None:
-        """Make sure ``need`` tokens are buffered from the read position on."""
+        """Make sure ``need`` tokens are buffered from the read position on.
+
+        Renders ``max(need, chunk_tokens)`` tokens, stopping inside a document when that is where the
+        count ends: the registered documents may end past the buffer (``doc_end[-1] > len(buf)``), and
+        the next call renders the rest of the last one first. So a rank reads no more of a document
+        than its rows hold, and a resumed stream none of the document before its position.
+        """
         if len(self.buf) - self.pos >= need:
             return
         self._compact()
@@ -152,6 +166,12 @@ class DomainStream:
         base = len(self.buf)
         target = max(need - (base - self.pos), self.chunk_tokens)
         got = 0
+        tail = int(self.doc_end[-1]) - base if len(self.doc_end) else 0
+        if tail > 0:  # the rest of the last registered document (FIM permutes the whole body again)
+            doc_pieces, lengths = self._render(self.doc_global[-1:], self.doc_ppos[-1:], int(self.doc_epoch[-1]))
+            length = int(lengths[0])
+            got = min(tail, target)
+            pieces.extend(_slice(doc_pieces, length - tail, length - tail + got))
         while got < target:
             perm = self._perm(self.epoch)
             # each document takes >= 2 stream tokens, so no more than this many can be needed
@@ -161,12 +181,20 @@ class DomainStream:
             ppos = np.arange(self.cursor, self.cursor + k, dtype=np.int64)
             docs = perm[self.cursor:self.cursor + k]
             doc_pieces, lengths = self._render(docs, ppos)
+            doc_ends = np.cumsum(lengths)
+            total = int(doc_ends[-1])
+            keep = min(total, target - got)  # stop inside a document when the count ends there
+            if keep < total:  # register only the documents up to the one the cut falls in
+                k = int(np.searchsorted(doc_ends, keep, side="left")) + 1
+                docs, ppos, doc_ends = docs[:k], ppos[:k], doc_ends[:k]
+                first = int(doc_ends[-2]) if k > 1 else 0  # where the cut document starts
+                doc_pieces = doc_pieces[:3 * (k - 1)] + _slice(doc_pieces[3 * (k - 1):3 * k], 0, keep - first)
             pieces.extend(doc_pieces)
-            ends.append(base + got + np.cumsum(lengths))
+            ends.append(base + got + doc_ends)  # true ends, the last one possibly past the buffer
             glob.append(docs)
             epochs.append(np.full(k, self.epoch, dtype=np.int64))
             pposs.append(ppos)
-            got += int(lengths.sum())
+            got += keep
             self.cursor += k
             if self.cursor >= len(perm):
                 self.epoch += 1
@@ -192,7 +220,7 @@ class DomainStream:
         self.doc_ppos = self.doc_ppos[keep:]
         self.pos -= start
 
-    def _render(self, docs: np.ndarray, ppos: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    def _render(self, docs: np.ndarray, ppos: np.ndarray, epoch: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """Documents -> pieces ``BOS, body, EOS`` each (body FIM-permuted for the chosen ones), and lengths.
 
         One slice per document out of the memory-mapped shard (no copy yet; the caller concatenates
@@ -203,10 +231,11 @@ class DomainStream:
             docs]
         bodies = [views[k][s:s + n] for k, s, n in zip(shard_of, starts, lens.tolist(), strict=True)]
         lengths = lens + 2
+        epoch = self.epoch if epoch is None else epoch
         if self._fim_ids is not None:
-            chosen = np.nonzero(self._fim_chosen(ppos, self.epoch))[0]
+            chosen = np.nonzero(self._fim_chosen(ppos, epoch))[0]
             if len(chosen):
-                cuts = [hash_uniform(ppos[chosen], self.seed, self.key, self.epoch, s) for s in (1, 2, 3)]
+                cuts = [hash_uniform(ppos[chosen], self.seed, self.key, epoch, s) for s in (1, 2, 3)]
                 for j, i in enumerate(chosen.tolist()):
                     bodies[i] = fim_permute(bodies[i], cuts[0][j], cuts[1][j], bool(cuts[2][j] < self.spm_rate),
                                             self._fim_ids)

@@ -30,6 +30,8 @@ class ParallelPlan:
     """Step checkpoints also get model.safetensors (rank 0 holds every full tensor)."""
     precision_map = True
     """fp32 modules may run outside autocast (FSDP's mixed-precision policy owns dtypes instead)."""
+    collective_forward = False
+    """A forward pass needs every rank (FSDP gathers parameters): evaluation runs on all ranks."""
 
     def __init__(self, info: DistInfo, device: torch.device, precision: str, reduce_dtype: str):
         self.info, self.device, self.precision, self.reduce_dtype = info, device, precision, reduce_dtype
@@ -92,9 +94,17 @@ class ParallelPlan:
 
         msd, osd = get_state_dict(raw, optimizers)  # this plan's layout: DCP reshards into it
         holder = {"model": msd, "optim": osd}
-        with _quiet():
-            dcp.load(holder, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
-        set_state_dict(raw, optimizers, model_state_dict=holder["model"], optim_state_dict=holder["optim"])
+        try:
+            with _quiet():
+                dcp.load(holder, checkpoint_id=str(directory / "dcp"), no_dist=not self.info.enabled)
+            set_state_dict(raw, optimizers, model_state_dict=holder["model"], optim_state_dict=holder["optim"])
+        except (RuntimeError, ValueError, KeyError, dcp.api.CheckpointException) as exc:
+            # Another model or optimizer than the one saved. DCP wraps each rank's error with its
+            # traceback: keep the last line, the error itself.
+            lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()] or [type(exc).__name__]
+            first = lines[-1] if isinstance(exc, dcp.api.CheckpointException) else lines[0]
+            raise ValueError(f"{directory / 'dcp'}: does not fit this model and optimizer "
+                             f"({type(exc).__name__}: {first[:300]})") from None
 
 
 class DDPPlan(ParallelPlan):
@@ -122,6 +132,7 @@ class FSDPPlan(ParallelPlan):
     local_grads = False
     writes_full_weights = False
     precision_map = False
+    collective_forward = True
 
     def wrap(self, model: nn.Module, blocks: list[nn.Module]) -> nn.Module:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard

@@ -40,6 +40,12 @@ def fp8_unsupported(device: torch.device) -> str | None:
     return None
 
 
+def check_fp8(enabled: bool, device: torch.device) -> None:
+    """Refuse ``train.fp8 = true`` in one line on a device without FP8 (the trainer calls it first thing)."""
+    if enabled and (why := fp8_unsupported(device)):
+        raise ConfigError("train.fp8", why)
+
+
 def fp8_eligible(fqn: str, module: nn.Module) -> bool:
     """A block's linear layer whose dimensions the float8 kernel takes (multiples of 16)."""
     return (isinstance(module, nn.Linear) and fqn.split(".", 1)[0] == "layers"
@@ -52,9 +58,7 @@ def apply_fp8(model: nn.Module, device: torch.device) -> list[str]:
 
     Raises :class:`ConfigError` (``train.fp8``) on a device without FP8 or when torchao is missing.
     """
-    why = fp8_unsupported(device)
-    if why is not None:
-        raise ConfigError("train.fp8", why)
+    check_fp8(True, device)
     return convert_fp8(model)
 
 

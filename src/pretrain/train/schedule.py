@@ -97,3 +97,17 @@ def lr_batch_scale(batch: int, base_batch: int, rule: str) -> float:
         return 1.0
     ratio = batch / base_batch
     return math.sqrt(ratio) if rule == "sqrt" else ratio
+
+
+def check_batch_split(tcfg, world: int) -> None:
+    """Refuse (naming the field) a global batch or ramp point that micro-batches x processes do not divide."""
+    from pretrain.configlib import ConfigError
+
+    per_step = tcfg.micro_batch * world
+    if tcfg.global_batch and tcfg.global_batch % per_step:
+        raise ConfigError("train.global_batch", f"{tcfg.global_batch} sequences do not split into "
+                          f"micro_batch={tcfg.micro_batch} x {world} processes")
+    for i, p in enumerate(tcfg.batch_ramp):
+        if p.batch % per_step:
+            raise ConfigError(f"train.batch_ramp[{i}].batch", f"{p.batch} sequences do not split "
+                              f"into micro_batch={tcfg.micro_batch} x {world} processes")

@@ -112,7 +112,7 @@ def load(tr, path: Path) -> None:
     tr.step, tr.tokens, tr.train_time = int(state["step"]), int(state["tokens"]), float(state["train_time_s"])
     tr.plan_total = state.get("plan_total")
     tr.plan = Plan(tr.t, tr.plan_total, state.get("extensions", {}))
-    tr.callbacks.load_state_dict(from_safe(state.get("callbacks", {})))
+    tr.callbacks.load_state_dict(from_safe(state["callbacks"] if "callbacks" in state else _legacy_callbacks(state)))
     if tr.scaler is not None and "scaler" in state:
         tr.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
@@ -122,6 +122,19 @@ def load(tr, path: Path) -> None:
     if int(state.get("max_steps", tr.t.max_steps)) != tr.t.max_steps and tr.t.schedule != "wsd":
         tr.event("schedule_changed", f"max_steps {state.get('max_steps')} -> {tr.t.max_steps}: the "
                  f"{tr.t.schedule} LR curve differs from the one the earlier steps followed (WSD would not)")
+
+
+def _legacy_callbacks(state: dict) -> dict:
+    """Callback states of a checkpoint written before the loop had callbacks (fields at the top level;
+    skip steps were 0-based)."""
+    pkg = "pretrain.train.callbacks"
+    return {
+        f"{pkg}.spike:SpikeGuard": {"detector": state.get("detector", {}), "rewinds": state.get("rewinds", 0),
+                                    "skip_steps": [int(s) + 1 for s in state.get("skip_steps", [])]},
+        f"{pkg}.gns:NoiseScale": state.get("gns", {}),
+        f"{pkg}.averaging:FinalModel": {"ema": state.get("ema")},
+        f"{pkg}.gate:LongContextGate": {"checks": state.get("gate_checks", {}), "short_val_ref": state.get("short_val_ref")},
+    }
 
 
 def check_same_model(tr, path: Path) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from pretrain import configlib
 from pretrain.rundir import RunDir
 from pretrain.train import distributed as distlib
 from pretrain.train import snapshot
@@ -25,7 +24,7 @@ from pretrain.train.lock import RunLock
 from pretrain.train.metrics import MetricsLogger
 from pretrain.train.optim import build_optimizer
 from pretrain.train.parallel import make_plan
-from pretrain.train.parallelize import apply_transforms, fp8_unsupported
+from pretrain.train.parallelize import apply_transforms, check_fp8
 from pretrain.train.precision import (
     apply_precision_map,
     find_blocks,
@@ -33,7 +32,7 @@ from pretrain.train.precision import (
     resolve_precision,
 )
 from pretrain.train.safestate import from_safe
-from pretrain.train.schedule import batch_at
+from pretrain.train.schedule import batch_at, check_batch_split
 from pretrain.train.stages import Plan, Stage, apply_stage_context
 from pretrain.train.step import run_step
 
@@ -77,9 +76,8 @@ class Trainer:
         self.dist = distlib.init(self.t.distributed, self.device.type)
         self.device = resolve_device(self.t.device, self.dist.local_rank)
         self.precision = resolve_precision(self.t.precision, self.device)
-        if self.t.fp8 and (why := fp8_unsupported(self.device)):  # before anything is written
-            raise configlib.ConfigError("train.fp8", why)
-        self._check_batch()
+        check_fp8(self.t.fp8, self.device)  # before anything is written
+        check_batch_split(self.t, self.dist.world)
         self.run.root.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.run.root) if self.dist.is_main else None
         self._progress = progress and self.dist.is_main
@@ -114,23 +112,14 @@ class Trainer:
         self.control = Control()
         eval_interval = int(getattr(getattr(cfg, "eval", None), "interval", 0) or 0)
         self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks)
-        self._history: list = []
+        self.history: list[float] = []  # train loss of every step run (floats, read on logged steps)
+        self._history: list = []  # ... and the device scalars of the steps since the last logged one
         self.pending_save = None
         self._clock = (time.perf_counter(), 0.0)
         flops = getattr(self.raw, "flops_per_token", None)
         n_params = sum(p.numel() for p in self.raw.parameters())
         self.flops_per_token = flops if callable(flops) else (lambda T: 6.0 * n_params)
         self.peak, self.peak_source = peak_flops(self.device, self.precision != "fp32", self.t.peak_flops)
-
-    def _check_batch(self) -> None:
-        per_step = self.t.micro_batch * self.dist.world
-        if self.t.global_batch and self.t.global_batch % per_step:
-            raise configlib.ConfigError("train.global_batch", f"{self.t.global_batch} sequences do not split into "
-                                        f"micro_batch={self.t.micro_batch} x {self.dist.world} processes")
-        for i, p in enumerate(self.t.batch_ramp):
-            if p.batch % per_step:
-                raise configlib.ConfigError(f"train.batch_ramp[{i}].batch", f"{p.batch} sequences do not split "
-                                            f"into micro_batch={self.t.micro_batch} x {self.dist.world} processes")
 
     # ------------------------------------------------------------------ services for callbacks
     def event(self, name: str, detail: str = "", step: int | None = None, **extra) -> None:
@@ -187,8 +176,8 @@ class Trainer:
         """Held-out evaluation (rank 0, or every rank under FSDP); logs and returns an eval row."""
         if self.evaluator is None:
             return None
-        sharded = not self.parallel.writes_full_weights
-        if not (self.dist.is_main or sharded):
+        everywhere = self.parallel.collective_forward
+        if not (self.dist.is_main or everywhere):
             self.dist.barrier()
             return None
         was = self.raw.training
@@ -202,13 +191,13 @@ class Trainer:
         self.log.log(row)
         self.last_eval = row
         self.callbacks.fire("on_eval", self, row)
-        if not sharded:
+        if not everywhere:
             self.dist.barrier()
         return row
 
     def needle_accuracy(self, seq_len: int) -> tuple[float | None, str]:
         acc, why = None, "no needle check configured"
-        if self.needle is not None and (self.dist.is_main or not self.parallel.writes_full_weights):
+        if self.needle is not None and (self.dist.is_main or self.parallel.collective_forward):
             was = self.raw.training
             self.raw.eval()
             try:
@@ -301,9 +290,12 @@ class Trainer:
             if not metrics.get("skipped"):
                 self.last_loss = metrics["loss"]
             self._history.append(metrics["loss"])
-            if self.is_log_step(step):  # the one host sync: read this step's device scalars back
+            if self.is_log_step(step):  # the one host sync: this step's device scalars and the losses since
                 keys = [k for k, v in metrics.items() if torch.is_tensor(v)]
-                metrics.update(zip(keys, self.read_scalars(*(metrics[k] for k in keys)), strict=True))
+                values = self.read_scalars(*(metrics[k] for k in keys), *self._history)
+                metrics.update(zip(keys, values[:len(keys)], strict=True))
+                self.history += values[len(keys):]
+                self._history = []
             self.train_time = self._clock[1] + time.perf_counter() - self._clock[0]
             self.callbacks.fire("on_step_end", self, step, metrics)
             if not self.control.rewound and self.step == stage.end:
@@ -312,11 +304,12 @@ class Trainer:
         for cb in reversed(self.callbacks.callbacks):  # teardown order: checkpoints first, the final model last
             cb.on_train_end(self)
         self.log.close()
-        history = self.read_scalars(*self._history) if self._history else []
+        self.history += self.read_scalars(*self._history) if self._history else []
+        self._history = []
         self.final_losses = {k: (self.read_scalars(v)[0] if torch.is_tensor(v) else v)
                              for k, v in self.final_losses.items()}
         return TrainResult(self.step, self.tokens, self.final_losses,
-                           self.final_checkpoint if self.dist.is_main else None, self.control.stop or "done", history)
+                           self.final_checkpoint if self.dist.is_main else None, self.control.stop or "done", self.history)
 
 
 __all__ = ["Callback", "Trainer", "TrainResult"]

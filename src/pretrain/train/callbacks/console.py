@@ -31,8 +31,8 @@ class MetricsWriter(Callback):
         if not trainer.is_log_step(step):
             return
         if self._t0 is None or trainer.train_time < self._t0 or trainer.step <= self._step0:
-            self._restart_window(trainer)  # a rewind went back in time
-            self._step0 -= 1
+            # A rewind went back in time: count this one step on its own.
+            self._t0, self._tokens0, self._step0 = trainer.train_time, trainer.tokens, trainer.step - 1
         window = trainer.train_time - self._t0
         tps = (trainer.tokens - self._tokens0) / window if window > 0 else 0.0
         seq = trainer.stage.seq_len

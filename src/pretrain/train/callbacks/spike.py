@@ -2,7 +2,9 @@
 the last good checkpoint and skip the offending batches, or only log it (``train.spike.policy``).
 
 The verdict must be known before the update is applied, so policies skip and rewind read the step's loss
-and gradient norm back from the device once per step; ``policy = "off"`` removes that last per-step sync.
+and gradient norm back from the device once per step. ``policy = "log"`` only reports, so it judges the
+steps in bulk on logged steps and at checkpoints (same verdicts, no per-step sync; its spike rows carry
+no lineage, the batches are gone by then); ``"off"`` judges nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ class SpikeGuard(Callback):
         """1-based steps whose batches are drawn but not trained on (the spikes a rewind went back over)."""
         self.rewinds = 0
         self.consecutive_skips = 0
+        self._pending: list[tuple[int, object, object]] = []  # policy log: (step, loss, grad norm) to judge
+        self._trainer = None
+
+    def on_train_start(self, trainer) -> None:
+        self._trainer = trainer
 
     def on_step_start(self, trainer, step: int, metrics: dict) -> None:
         if step in self.skip_steps:
@@ -32,6 +39,9 @@ class SpikeGuard(Callback):
 
     def on_before_update(self, trainer, step: int, metrics: dict) -> None:
         if self.cfg.policy == "off":
+            return
+        if self.cfg.policy == "log":
+            self._pending.append((step, metrics["loss"], metrics["grad_norm"]))
             return
         loss, grad_norm = (float(v) for v in trainer.read_scalars(metrics["loss"], metrics["grad_norm"]))
         if trainer.scaler is not None and not math.isfinite(grad_norm):
@@ -48,7 +58,20 @@ class SpikeGuard(Callback):
             trainer.control.skip_update = True
             metrics["lineage"] = lineage
 
+    def _judge_pending(self, trainer) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        values = trainer.read_scalars(*(v for _, loss, gn in pending for v in (loss, gn)))
+        for i, (step, _, _) in enumerate(pending):
+            loss, grad_norm = values[2 * i], values[2 * i + 1]
+            verdict = self.detector.check(loss, grad_norm)
+            if verdict.spike:
+                trainer.event("spike", f"step {step}: {verdict.reason}", step=step, loss=loss, grad_norm=grad_norm)
+
     def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+        if self._pending and trainer.is_log_step(step):
+            self._judge_pending(trainer)
         if trainer.control.skip_batches:
             lineage, n_docs = lineage_summary(step_batches(trainer))
             trainer.event("skip", f"batches of step {step} skipped after a rewind ({n_docs} documents)",
@@ -87,6 +110,8 @@ class SpikeGuard(Callback):
         return True
 
     def state_dict(self) -> dict:
+        if self._pending and self._trainer is not None:
+            self._judge_pending(self._trainer)  # a checkpoint holds a window with every step judged
         return {"detector": self.detector.state_dict(), "skip_steps": sorted(self.skip_steps),
                 "rewinds": self.rewinds, "consecutive_skips": self.consecutive_skips}
 
