@@ -5,6 +5,11 @@ tokens, like web text), then times ``next_batch()`` for several loader settings 
 tokens/s and the ratio to the 20M tokens/s goal. Usage::
 
     python benchmarks/loader_throughput.py [--quick] [--tokens 50000000]
+    python benchmarks/loader_throughput.py --quick --ranks 1,2,4,8   # per-rank data, side by side
+
+``--ranks``: the time rank 0 of N spends per micro-batch it trains on, when it builds only its own
+(``PackedLoader(rank, world_size)``: the others' rows are skipped by document lengths) against the
+former scheme, where every rank packed all N micro-batches and kept one; plus the tokens it read.
 """
 
 from __future__ import annotations
@@ -56,6 +61,32 @@ def measure(shards, cfg: LoaderConfig, seq_len: int, micro_batch: int, seconds: 
     return n * seq_len * micro_batch / dt, loader.packing_efficiency
 
 
+def measure_ranks(shards, seq_len: int, micro_batch: int, worlds: list[int], seconds: float) -> None:
+    special = SpecialIds(bos=0, eos=1, pad=2)
+    mix = Mixture(MixtureConfig(), {d: s.num_tokens for d, s in shards.items()})
+    print(f"{'world':>5s} {'own only ms/batch':>18s} {'pack all, keep 1':>17s} {'speed-up':>9s} {'read/served':>12s}")
+    for world in worlds:
+        times = {}
+        for mode in ("own", "all"):
+            own = mode == "own" and world > 1
+            loader = PackedLoader(shards, seq_len, micro_batch, mix, LoaderConfig(), special, seed=0,
+                                  rank=0, world_size=world if own else 1)
+            per = 1 if own else world  # next_batch calls per micro-batch this rank trains on
+            for _ in range(per):
+                loader.next_batch()  # warm the page cache
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                for _ in range(per):
+                    loader.next_batch()
+                n += 1
+            times[mode] = (time.perf_counter() - t0) / n
+            if mode == "own":
+                served = sum(s.tokens_served for s in loader.streams.values())
+                ratio = loader.tokens_read / served * world
+        print(f"{world:5d} {times['own'] * 1e3:18.2f} {times['all'] * 1e3:17.2f} {times['all'] / times['own']:8.2f}x "
+              f"{ratio:11.2f}x")
+
+
 def measure_nanogpt(shards, seq_len: int, micro_batch: int, seconds: float) -> float:
     """Baseline: nanoGPT's get_batch (random windows of one flat memmap; no documents, no mixture)."""
     data = shards["web"].shards[0].tokens
@@ -76,6 +107,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=0, help="tokens per domain (default 40M, quick 4M)")
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--ranks", default="", help="comma-separated world sizes: per-rank data comparison only")
     args = ap.parse_args()
     torch.set_num_threads(1)
     n_tokens = args.tokens or (4_000_000 if args.quick else 40_000_000)
@@ -85,6 +117,9 @@ def main() -> None:
         shards = {d: write_domain(Path(tmp), d, n_tokens, i) for i, d in enumerate(("web", "code"))}
         print(f"wrote 2 domains x {n_tokens / 1e6:.0f}M tokens in {time.perf_counter() - t0:.1f}s; "
               f"seq_len={args.seq_len} micro_batch={args.micro_batch}, 1 thread")
+        if args.ranks:
+            measure_ranks(shards, args.seq_len, args.micro_batch, [int(w) for w in args.ranks.split(",")], seconds)
+            return
         settings = {
             "packed, doc mask, lineage": LoaderConfig(),
             "packed, doc mask, no lineage": LoaderConfig(lineage=False),

@@ -1,4 +1,4 @@
-"""The packing loader: document boundaries, mixture proportions, schedule, FIM, exact resume, ranks."""
+"""The packing loader: document boundaries, mixture proportions, schedule, FIM, exact resume (ranks: test_per_rank.py)."""
 
 from __future__ import annotations
 
@@ -148,23 +148,6 @@ def test_resume_gives_exactly_the_same_batches(shards, tokenizer, pack):
     assert resumed.packing_efficiency == pytest.approx(ref.packing_efficiency)
     other_seed = make(shards, tokenizer, **{**kw, "seed": 8})
     assert not torch.equal(other_seed.next_batch().input_ids, batches[0].input_ids)
-
-
-def test_ranks_get_disjoint_documents(shards, tokenizer):
-    counts = {d: s.num_tokens for d, s in shards.items()}
-    seen = []
-    for rank in range(2):
-        mix = Mixture(MixtureConfig(weights={"math": 1.0}), counts)
-        loader = PackedLoader(shards, 64, 4, mix, LoaderConfig(), tokenizer, seed=3, rank=rank, world_size=2)
-        docs = set()
-        while loader.epochs()["math"] < 0.99:
-            for row in loader.next_batch().lineage:
-                docs.update(row)
-        seen.append(docs)
-    assert not seen[0] & seen[1]
-    assert len(seen[0] | seen[1]) == shards["math"].num_docs
-    with pytest.raises(ValueError, match="rank 2 out of range"):
-        PackedLoader(shards, 64, 4, mix, LoaderConfig(), tokenizer, rank=2, world_size=2)
 
 
 def test_padded_mode_reports_efficiency_and_masks_padding(shards, tokenizer):

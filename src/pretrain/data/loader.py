@@ -1,6 +1,6 @@
 """The packing loader: domain mixture -> fixed-length rows with document ids, FIM, exact resume.
 
-Each domain is an endless *stream*: its documents (this rank's share) in a seeded random order per
+Each domain is an endless *stream* (``pretrain.data.stream``): its documents in a seeded random order per
 epoch, each written ``BOS tokens EOS`` (after the FIM transform for the chosen fraction). A batch row
 is drawn from one domain, chosen with the mixture weights at the current training progress, and takes
 the next ``seq_len + 1`` tokens of that domain's stream; consecutive rows of a domain overlap by one
@@ -12,8 +12,13 @@ With ``pack=False`` a row holds one document (or a piece of a long one) padded w
 Exact resume: the state is a handful of integers (batch counter, and per domain the epoch, position in
 the epoch's permutation of the current document and the offset inside it). The document order and the
 FIM decisions are functions of (seed, domain, epoch, position), and each batch's domain draw uses a
-generator seeded by (seed, rank, batch index), so a restored loader produces exactly the batches the
-uninterrupted one would have. Ranks own disjoint documents (document i belongs to rank i % world_size).
+generator seeded by (seed, global batch index), so a restored loader produces exactly the batches the
+uninterrupted one would have.
+
+Ranks: there is one global stream of micro-batches (the one a single process reads). Rank r of N
+builds global micro-batches r, r + N, ... and moves past the others' rows from the documents' lengths
+(no token of theirs is read), so data work per rank falls as 1/N while the union of the ranks' rows is
+exactly the single-process stream, and the saved state (a global position) resumes under any N.
 
 Everything per token is vectorized numpy (gathers from the memory-mapped shards); Python runs per
 chunk of documents and per row only.
@@ -21,19 +26,19 @@ chunk of documents and per row only.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from pretrain.data.fim import FIMTokens, fim_permute, hash_uniform
+from pretrain.data.fim import hash_uniform
 from pretrain.data.loader_config import LoaderConfig
 from pretrain.data.mixture import Mixture
 from pretrain.data.shards import ShardSet
+from pretrain.data.stream import DomainStream, SpecialIds
 
 IGNORE = -100
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass
@@ -68,216 +73,18 @@ class Batch:
                      self.doc_ids.to(device, **move), self.domains, self.lineage)
 
 
-@dataclass(frozen=True)
-class SpecialIds:
-    bos: int
-    eos: int
-    pad: int
-    fim_prefix: int | None = None
-    fim_middle: int | None = None
-    fim_suffix: int | None = None
-
-    @classmethod
-    def of(cls, tok) -> SpecialIds:
-        """From a :class:`pretrain.tokenizer.Tokenizer` (or anything with the same ``*_id`` attributes)."""
-        return cls(tok.bos_id, tok.eos_id, tok.pad_id, tok.fim_prefix_id, tok.fim_middle_id, tok.fim_suffix_id)
-
-
-def _domain_key(domain: str) -> int:
-    return zlib.crc32(domain.encode("utf-8"))
-
-
-class _DomainStream:
-    """One domain's endless token stream for one rank, rendered a chunk of documents at a time.
-
-    The buffer ``buf`` always begins at a document start; ``doc_end[k]`` is where buffered document k
-    ends (exclusive), so document membership of any position is one ``searchsorted`` away and no
-    per-token bookkeeping array is needed.
-    """
-
-    def __init__(self, shards: ShardSet, domain: str, seed: int, rank: int, world_size: int,
-                 special: SpecialIds, fim_rate: float, spm_rate: float, chunk_tokens: int):
-        self.shards = shards
-        self.domain = domain
-        self.key = _domain_key(domain)
-        self.seed = seed
-        self.docs = np.arange(rank, shards.num_docs, world_size, dtype=np.int64)
-        if len(self.docs) == 0:
-            raise ValueError(f"{shards.dir}: domain '{domain}' has {shards.num_docs} documents, "
-                             f"too few for rank {rank} of {world_size}")
-        self.stream_tokens = int(shards.lengths[self.docs].sum()) + 2 * len(self.docs)  # one epoch
-        self.special = special
-        self.fim_rate = fim_rate
-        self.spm_rate = spm_rate
-        self.chunk_tokens = chunk_tokens
-        self._fim_ids = (FIMTokens(special.fim_prefix, special.fim_middle, special.fim_suffix)
-                         if fim_rate > 0 else None)
-        self._bos = np.array([special.bos], dtype=np.int64)
-        self._eos = np.array([special.eos], dtype=np.int64)
-        self.tokens_served = 0
-        self._perm_epoch = -1
-        self.reset(epoch=0, ppos=0, offset=0)
-
-    # -- position and state ---------------------------------------------------------------------------
-    def reset(self, epoch: int, ppos: int, offset: int) -> None:
-        """Position the stream at ``offset`` tokens into the document at permutation position ``ppos``."""
-        self.epoch = epoch
-        self.cursor = ppos  # next permutation position to render into the buffer
-        self.buf = np.zeros(0, dtype=np.int64)
-        self.doc_end = np.zeros(0, dtype=np.int64)  # per buffered document: end offset in buf
-        self.doc_global = np.zeros(0, dtype=np.int64)  # per buffered document: index in the ShardSet
-        self.doc_epoch = np.zeros(0, dtype=np.int64)
-        self.doc_ppos = np.zeros(0, dtype=np.int64)
-        self.pos = 0
-        if offset:
-            self._ensure(offset + 1)
-            self.pos = offset
-
-    def _doc_at(self, position: int) -> int:
-        """Index (in the buffer's document list) of the document holding buffer ``position``."""
-        return int(np.searchsorted(self.doc_end, position, side="right"))
-
-    def state(self) -> dict:
-        """Where the read position is: (epoch, permutation position, offset) of its document."""
-        self._ensure(1)
-        k = self._doc_at(self.pos)
-        start = int(self.doc_end[k - 1]) if k > 0 else 0
-        return {"epoch": int(self.doc_epoch[k]), "ppos": int(self.doc_ppos[k]), "offset": self.pos - start,
-                "tokens_served": self.tokens_served}
-
-    def _perm(self, epoch: int) -> np.ndarray:
-        if self._perm_epoch != epoch:
-            rng = np.random.default_rng([self.seed, self.key, epoch])
-            self._perm_cache = self.docs[rng.permutation(len(self.docs))]
-            self._perm_epoch = epoch
-        return self._perm_cache
-
-    # -- filling --------------------------------------------------------------------------------------
-    def _ensure(self, need: int) -> None:
-        """Make sure ``need`` tokens are buffered from the read position on."""
-        if len(self.buf) - self.pos >= need:
-            return
-        self._compact()
-        pieces, ends, glob, epochs, pposs = [self.buf], [self.doc_end], [self.doc_global], [self.doc_epoch], [
-            self.doc_ppos]
-        base = len(self.buf)
-        target = max(need - (base - self.pos), self.chunk_tokens)
-        got = 0
-        while got < target:
-            perm = self._perm(self.epoch)
-            # each document takes >= 2 stream tokens, so no more than this many can be needed
-            window = perm[self.cursor:self.cursor + (target - got) // 2 + 1]
-            k = int(np.searchsorted(np.cumsum(self.shards.lengths[window] + 2), target - got)) + 1
-            k = min(k, len(perm) - self.cursor)
-            ppos = np.arange(self.cursor, self.cursor + k, dtype=np.int64)
-            docs = perm[self.cursor:self.cursor + k]
-            doc_pieces, lengths = self._render(docs, ppos)
-            pieces.extend(doc_pieces)
-            ends.append(base + got + np.cumsum(lengths))
-            glob.append(docs)
-            epochs.append(np.full(k, self.epoch, dtype=np.int64))
-            pposs.append(ppos)
-            got += int(lengths.sum())
-            self.cursor += k
-            if self.cursor >= len(perm):
-                self.epoch += 1
-                self.cursor = 0
-        self.buf = np.concatenate(pieces, dtype=np.int64)  # the one copy of every token into the buffer
-        self.doc_end = np.concatenate(ends)
-        self.doc_global = np.concatenate(glob)
-        self.doc_epoch = np.concatenate(epochs)
-        self.doc_ppos = np.concatenate(pposs)
-
-    def _compact(self) -> None:
-        """Drop buffered documents that end before the read position."""
-        keep = self._doc_at(self.pos)
-        if keep == 0:
-            return
-        start = int(self.doc_end[keep - 1])
-        self.buf = self.buf[start:]
-        self.doc_end = self.doc_end[keep:] - start
-        self.doc_global = self.doc_global[keep:]
-        self.doc_epoch = self.doc_epoch[keep:]
-        self.doc_ppos = self.doc_ppos[keep:]
-        self.pos -= start
-
-    def _render(self, docs: np.ndarray, ppos: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """Documents -> pieces ``BOS, body, EOS`` each (body FIM-permuted for the chosen ones), and lengths.
-
-        One slice per document out of the memory-mapped shard (no copy yet; the caller concatenates
-        once): per document Python work only (about a microsecond), nothing per token.
-        """
-        sh = self.shards
-        views, shard_of, starts, lens = sh.views, sh.shard_of[docs].tolist(), sh.starts[docs].tolist(), sh.lengths[
-            docs]
-        bodies = [views[k][s:s + n] for k, s, n in zip(shard_of, starts, lens.tolist(), strict=True)]
-        lengths = lens + 2
-        if self._fim_ids is not None:
-            chosen = np.nonzero(hash_uniform(ppos, self.seed, self.key, self.epoch, 0) < self.fim_rate)[0]
-            if len(chosen):
-                cuts = [hash_uniform(ppos[chosen], self.seed, self.key, self.epoch, s) for s in (1, 2, 3)]
-                for j, i in enumerate(chosen.tolist()):
-                    bodies[i] = fim_permute(bodies[i], cuts[0][j], cuts[1][j], bool(cuts[2][j] < self.spm_rate),
-                                            self._fim_ids)
-                lengths[chosen] += 3
-        bos, eos = self._bos, self._eos
-        return [x for body in bodies for x in (bos, body, eos)], lengths
-
-    # -- reading --------------------------------------------------------------------------------------
-    def take_packed(self, rows: int, seq_len: int, doc_mask: bool):
-        """``rows`` windows of ``seq_len + 1`` tokens, consecutive windows sharing one token.
-
-        Returns (windows [rows, T+1] view, document starts as offsets into the span or None, first and
-        last buffered-document index per row). Offset c is row c // T, column c % T; column 0 is also
-        column T of the previous row (the shared token).
-        """
-        T = seq_len
-        span = rows * T + 1
-        self._ensure(span)
-        p = self.pos
-        chunk = self.buf[p:p + span]
-        win = np.lib.stride_tricks.as_strided(chunk, shape=(rows, T + 1), strides=(T * chunk.itemsize, chunk.itemsize),
-                                              writeable=False)
-        row_start = p + np.arange(rows, dtype=np.int64) * T
-        first = np.searchsorted(self.doc_end, row_start, side="right")
-        last = np.searchsorted(self.doc_end, row_start + T - 1, side="right")
-        starts: list[int] | None = None
-        if doc_mask:  # offsets of the document starts inside the span (never 0), ascending; a few per row
-            k0, k1 = int(first[0]), int(np.searchsorted(self.doc_end, p + span - 1, side="right"))
-            starts = (self.doc_end[k0:k1] - p).tolist()
-        self.pos += rows * T
-        self.tokens_served += rows * T
-        return win, starts, first, last
-
-    def take_padded(self, seq_len: int) -> tuple[np.ndarray, int]:
-        """One document (or the next ``seq_len + 1`` tokens of a long one): (tokens, buffered-doc index)."""
-        while True:
-            self._ensure(seq_len + 1)
-            k = self._doc_at(self.pos)
-            remaining = int(self.doc_end[k]) - self.pos
-            if remaining <= 1:  # only the EOS is left: it was already a target
-                self.pos += remaining
-                continue
-            n = min(remaining, seq_len + 1)
-            toks = self.buf[self.pos:self.pos + n]
-            self.pos += n if n == remaining else seq_len  # a cut document resumes at its last target
-            self.tokens_served += n - 1
-            return toks, k
-
-    def lineage(self, first: int, last: int) -> list[tuple[str, int]]:
-        """(shard path, index in shard) of buffered documents first..last."""
-        g = self.doc_global[first:last + 1]
-        paths = self.shards.shard_paths
-        return [(paths[s], i) for s, i in zip(self.shards.shard_of[g].tolist(), self.shards.local_index[g].tolist(),
-                                                strict=True)]
-
-
 class PackedLoader:
     """Batches of packed (or padded) rows from per-domain shards, mixed by a (scheduled) mixture.
 
     ``special``: a :class:`SpecialIds`, or a tokenizer (its ``bos_id``, ``eos_id``... are used).
     Call :meth:`set_progress` with the training fraction before each batch when the mixture has a
     schedule. ``state_dict()`` holds only plain ints/floats/strings (safe for ``torch.load(weights_only=True)``).
+
+    ``rank`` / ``world_size`` (or :meth:`shard`): this process's share of one global stream of
+    micro-batches. The global stream is the one a single process reads; rank r of N returns global
+    micro-batches r, r + N, r + 2N, ... and moves past the others from document lengths alone (no token
+    of theirs is read). Between calls every rank stands at the same global position, so the state is
+    the same on every rank and a run resumes under another world size by re-splitting the same stream.
     """
 
     def __init__(self, shards: dict[str, ShardSet], seq_len: int, micro_batch: int, mixture: Mixture,
@@ -285,8 +92,6 @@ class PackedLoader:
         cfg = cfg or LoaderConfig()
         if seq_len < 1 or micro_batch < 1:
             raise ValueError(f"seq_len and micro_batch must be >= 1 (got {seq_len}, {micro_batch})")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
         if special is None:
             raise ValueError("PackedLoader needs the tokenizer's special ids (special=tokenizer or SpecialIds)")
         self.special = special if isinstance(special, SpecialIds) else SpecialIds.of(special)
@@ -301,19 +106,34 @@ class PackedLoader:
         self.micro_batch = micro_batch
         self.mixture = mixture
         self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
         self.domains = list(mixture.domains)
         self.streams = {
-            d: _DomainStream(shards[d], d, seed, rank, world_size, self.special,
-                             fim.rate if d in fim.domains else 0.0, fim.spm_rate, cfg.chunk_tokens)
+            d: DomainStream(shards[d], d, seed, self.special, fim.rate if d in fim.domains else 0.0,
+                            fim.spm_rate, cfg.chunk_tokens)
             for d in self.domains
         }
         self.batch_index = 0
+        """Global micro-batches consumed (this rank's and the others')."""
         self.progress = 0.0
         self._weights = mixture.weight_vector(0.0)
         self._positions = 0
         self._nonpad = 0
+        self._pending = np.zeros(len(self.domains), dtype=np.int64)  # rows of other ranks not yet skipped
+        self.round_targets = 0
+        """Valid targets of the last round of ``world_size`` global micro-batches (see next_batch)."""
+        self.shard(rank, world_size)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Serve rank ``rank`` of ``world_size`` from the next batch on (the state is world-independent, so
+        this may follow a ``load_state_dict`` saved under another world size, or come between batches)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+        self._flush()  # the global position so far stays; only who reads what from here on changes
+        self.rank, self.world_size = rank, world_size
+        # One process renders big chunks (fewest copies); a rank renders only its own rows' documents,
+        # since most of what a chunk would hold belongs to the other ranks.
+        for s in self.streams.values():
+            s.chunk_tokens = self.cfg.chunk_tokens if world_size == 1 else 1
 
     # -- mixture --------------------------------------------------------------------------------------
     def set_progress(self, fraction: float) -> None:
@@ -331,17 +151,65 @@ class PackedLoader:
         return self._nonpad / self._positions if self._positions else 1.0
 
     def epochs(self) -> dict[str, float]:
-        """Epochs of each domain consumed by this rank so far."""
+        """Epochs of each domain consumed by the run so far (all ranks)."""
+        self._flush()
         return {d: s.tokens_served / s.stream_tokens for d, s in self.streams.items()}
+
+    @property
+    def tokens_read(self) -> int:
+        """Tokens this process rendered from the shards (about 1 / world_size of the stream)."""
+        return sum(s.tokens_read for s in self.streams.values())
 
     # -- batches --------------------------------------------------------------------------------------
     def _draw_domains(self) -> np.ndarray:
-        """The domain of each row: counter-based draws from (seed, rank, batch index), so resumable."""
-        u = hash_uniform(np.arange(self.micro_batch), self.seed, self.rank, self.batch_index, 0x6D6978)
+        """The domain of each row: counter-based draws from (seed, global batch index), so resumable.
+        (The 0 is the slot a per-rank key once held: one global stream keeps it at 0.)"""
+        u = hash_uniform(np.arange(self.micro_batch), self.seed, 0, self.batch_index, 0x6D6978)
         cdf = np.cumsum(self._weights)
         return np.minimum(np.searchsorted(cdf / cdf[-1], u, side="right"), len(self.domains) - 1)
 
     def next_batch(self) -> Batch:
+        """This rank's next micro-batch: global micro-batch ``rank`` of the next ``world_size``.
+
+        Afterwards ``round_targets`` holds the valid targets of all ``world_size`` micro-batches of the
+        round (this rank's and, counted from document lengths, the others'): what a step's loss is
+        normalised by, known on every rank without any communication.
+        """
+        for _ in range(self.rank):
+            self._skip_batch()
+        others = self._flush()
+        batch = self._make_batch()
+        for _ in range(self.world_size - 1 - self.rank):
+            self._skip_batch()
+        others += self._flush()
+        self.round_targets = others + batch.num_tokens
+        return batch
+
+    def _skip_batch(self) -> None:
+        """Another rank's micro-batch: draw its domains (the mixture weights of now), defer the reading."""
+        self._pending += np.bincount(self._draw_domains(), minlength=len(self.domains))
+        self._positions += self.micro_batch * self.seq_len
+        if self.cfg.pack:
+            self._nonpad += self.micro_batch * self.seq_len
+        self.batch_index += 1
+
+    def _flush(self) -> int:
+        """Move every stream past the rows of skipped micro-batches (lengths only; one move per domain);
+        returns the valid targets those rows hold."""
+        targets = 0
+        for di in np.nonzero(self._pending)[0].tolist():
+            stream, rows = self.streams[self.domains[di]], int(self._pending[di])
+            if self.cfg.pack:  # every target counts but the one before each document start (doc_mask)
+                crossed = stream.skip(rows * self.seq_len)
+                targets += rows * self.seq_len - (crossed if self.cfg.doc_mask else 0)
+            else:  # one document (piece) per row: its real tokens are its targets
+                real = stream.skip_padded(rows, self.seq_len)
+                self._nonpad += real
+                targets += real
+        self._pending[:] = 0
+        return targets
+
+    def _make_batch(self) -> Batch:
         B, T = self.micro_batch, self.seq_len
         # Rows are grouped by domain (a batch is a set of rows, so order carries no meaning): each
         # domain then fills one contiguous block and every write below goes straight into place.
@@ -405,24 +273,31 @@ class PackedLoader:
 
     # -- state ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """The global stream position: the same on every rank (``rank`` / ``world_size`` are informative)."""
+        self._flush()
         return {"version": STATE_VERSION, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
                 "seq_len": self.seq_len, "micro_batch": self.micro_batch, "pack": self.cfg.pack,
                 "batch_index": self.batch_index, "progress": self.progress, "positions": self._positions,
                 "nonpad": self._nonpad, "streams": {d: s.state() for d, s in self.streams.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"loader state version {state.get('version')} != {STATE_VERSION}")
-        for key in ("seed", "rank", "world_size"):
-            if state[key] != getattr(self, key):
-                raise ValueError(f"loader state was saved with {key}={state[key]}, this loader has "
-                                 f"{key}={getattr(self, key)}; resumption would not be exact")
+        version = state.get("version")
+        # Version 1 split documents between ranks; its single-process states mean what version 2 does.
+        if version != STATE_VERSION and not (version == 1 and state.get("world_size") == 1):
+            raise ValueError(f"loader state version {version} (world_size={state.get('world_size')}) cannot be "
+                             f"read by this loader (version {STATE_VERSION})")
+        if state["seed"] != self.seed:
+            raise ValueError(f"loader state was saved with seed={state['seed']}, this loader has "
+                             f"seed={self.seed}; resumption would not be exact")
+        # A different world_size (or micro_batch, seq_len) is fine: the state is the global position, and this loader's rank
+        # takes its share of the same stream from there (rank r of N: the r-th of every N micro-batches).
         unknown = sorted(set(self.streams) - set(state["streams"]))
         if unknown:
             raise ValueError(f"loader state has no position for domain '{unknown[0]}'")
         self.batch_index = int(state["batch_index"])
         self.set_progress(float(state["progress"]))
         self._positions, self._nonpad = int(state["positions"]), int(state["nonpad"])
+        self._pending[:] = 0
         for d, s in self.streams.items():
             st = state["streams"][d]
             s.reset(int(st["epoch"]), int(st["ppos"]), int(st["offset"]))

@@ -47,16 +47,28 @@ def load_config(directory: str | Path) -> ModelConfig:
     return cfg
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Transformer:
-    """Rebuild the Transformer saved in ``directory`` (a checkpoint or run directory)."""
+def read_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; a damaged one (truncated, corrupted header, not safetensors
+    at all) is refused in one line that names the file, instead of the library's traceback."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path}: not a readable safetensors file ({why}); the file is damaged or "
+                         "incomplete (re-copy it, or resume from another checkpoint)") from None
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Transformer:
+    """Rebuild the Transformer saved in ``directory`` (a checkpoint or run directory)."""
     directory = resolve_checkpoint(directory)
     cfg = load_config(directory)
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"no {WEIGHTS} in {directory}")
-    state = load_file(str(weights), device=str(device))
+    state = read_weights(weights, device)
     model = Transformer(cfg).to(device)
     if cfg.tie_embeddings:
         state.pop("lm_head.weight", None)
@@ -70,6 +82,9 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Tra
         if tensor.shape != expected[key].shape:
             raise ValueError(f"{weights}: {key} has shape {tuple(tensor.shape)} but {CONFIG} implies "
                              f"{tuple(expected[key].shape)}")
+        if tensor.is_floating_point() != expected[key].is_floating_point():  # load_state_dict would cast
+            raise ValueError(f"{weights}: {key} has dtype {tensor.dtype} where the model holds "
+                             f"{expected[key].dtype}; these are not this model's weights")
     model.load_state_dict(state)
     return model
 

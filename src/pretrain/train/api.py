@@ -66,8 +66,8 @@ def build_loader_factory(cfg: RunConfig, tokens_dir: Path, tokenizer):
             mix_cfg = MixtureConfig(weights=dict(cfg.data.mixture.anneal_weights))
         loader_cfg = copy.deepcopy(cfg.data.loader)
         loader_cfg.doc_mask = stage.cfg.doc_mask
-        # Every rank reads the same stream (world_size=1 here) and keeps its share of micro-batches:
-        # see pretrain.train.distributed for why.
+        # One global stream; the trainer calls loader.shard(rank, world) so each rank builds only its
+        # micro-batches (see pretrain.data.loader).
         return PackedLoader(shards, stage.seq_len, stage.micro_batch, Mixture(mix_cfg, domain_tokens), loader_cfg,
                             special=tokenizer, seed=stage_seed(cfg.train.seed, stage))
 

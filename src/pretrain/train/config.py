@@ -188,7 +188,13 @@ class TrainConfig:
     activation_checkpointing: bool = False
     """Recompute each transformer block in the backward pass (less memory, ~30% more compute)."""
     compile: bool = False
-    """Wrap the model in torch.compile."""
+    """Compile the model with torch.compile (see compile_scope)."""
+    compile_scope: Literal["model", "blocks"] = "model"
+    """With compile: the whole model in one graph, or each transformer block on its own (torchtitan's
+    way: compiles once for all blocks of a shape, keeps parameter names; applied before DDP/FSDP)."""
+    fp8: bool = False
+    """FP8 matmuls for the blocks' linear layers (torchao float8 training); needs compute capability
+    >= 8.9 (Ada, Hopper or newer) and torchao (pip install 'pretrain[gpu]'); refused elsewhere."""
     distributed: Literal["auto", "ddp", "fsdp"] = "auto"
     """Under torchrun: ddp (replicated) or fsdp (FSDP2 fully_shard); auto = ddp."""
     device: str = "auto"

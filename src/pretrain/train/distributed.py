@@ -1,9 +1,10 @@
 """Process groups under torchrun (gloo on CPU, NCCL on GPU); wrapping and gradient sync are the parallel
 plan's (pretrain.train.parallel).
 
-The same config runs on 1 or N processes with the same global batch: every rank reads the same loader
-stream and keeps every world-th micro-batch, so rank r of N trains on exactly the micro-batches a single
-process would have accumulated, and the loader state is identical on all ranks (one copy is saved).
+The same config runs on 1 or N processes with the same global batch: there is one global stream of
+micro-batches and rank r of N trains on every world-th one (r, r + N, ...), which it alone builds
+(``PackedLoader.shard``), so rank r of N trains on exactly the micro-batches a single process would have
+accumulated, and the loader state (a global position) is identical on all ranks (one copy is saved).
 """
 
 from __future__ import annotations

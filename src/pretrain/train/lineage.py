@@ -23,3 +23,18 @@ def lineage_summary(batches: list, limit: int = 16) -> tuple[list[list], int]:
             pass  # not a shard file (an in-memory stream): the pair is all there is
         out.append(entry)
     return out, len(docs)
+
+
+def step_batches(trainer) -> list:
+    """The step's micro-batches in global order, for lineage: ``trainer.batches``, gathered from every
+    rank when each rank holds only its own (per-rank data; a collective, so every rank must call it)."""
+    if not getattr(trainer, "per_rank_data", False):
+        return trainer.batches
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    world = trainer.dist.world
+    parts: list = [None] * world
+    dist.all_gather_object(parts, [b.lineage for b in trainer.batches])
+    return [SimpleNamespace(lineage=parts[i % world][i // world]) for i in range(world * len(trainer.batches))]

@@ -1,8 +1,10 @@
 """One optimizer step: draw the micro-batches, accumulate exact gradients, clip, ask the callbacks, apply.
 
-  1. the global batch for this step (batch ramp) is split into micro-batches; every rank draws all of
-     them from the same loader stream and trains on every world-th one (rank r of N: micro-batches r,
-     r + N, ...), so 1 and N processes see the same data in the same steps;
+  1. the global batch for this step (batch ramp) is split into micro-batches of one global stream; rank
+     r of N trains on micro-batches r, r + N, ..., so 1 and N processes see the same data in the same
+     steps. A loader with ``shard()`` (PackedLoader) builds only this rank's and counts every rank's
+     targets from document lengths (``round_targets``, pretrain.data.loader); any other loader is read
+     whole on every rank and the rest dropped;
   2. each micro-batch's objective is ``ce_sum / T + (aux + mtp) * n / T`` where T is the number of
      target tokens in the *whole* step (all micro-batches, all ranks): the accumulated gradient is
      exactly that of one big batch, however it is cut (not the mean of per-micro-batch means);
@@ -31,12 +33,20 @@ def run_step(tr, stage, step: int) -> dict[str, Any]:
         tr.loader.set_progress((step - 1) / max(1, tr.plan.total))
     metrics: dict[str, Any] = {"batch": batch}
     tr.callbacks.fire("on_step_start", tr, step, metrics)
-    tr.batches = [tr.loader.next_batch() for _ in range(n_micro)]
-    mine = tr.batches[rank::world]
-    total_targets = int(sum(int((b.targets != -100).sum()) for b in tr.batches))  # host tensors: no sync
+    if tr.per_rank_data:  # this rank's micro-batches only; the loader knows the others' target counts
+        tr.batches, total_targets = [], 0
+        for _ in range(n_micro // world):
+            tr.batches.append(tr.loader.next_batch())
+            total_targets += tr.loader.round_targets
+        mine = tr.batches
+    else:
+        tr.batches = [tr.loader.next_batch() for _ in range(n_micro)]
+        mine = tr.batches[rank::world]
+        total_targets = int(sum(int((b.targets != -100).sum()) for b in tr.batches))  # host tensors: no sync
     lr_factor = tr.plan.lr_factor(step - 1) * lr_batch_scale(batch, tr.base_global_batch(), tr.t.lr_batch_scaling)
     tr.opt.set_lr_factor(lr_factor)
-    metrics.update(lr=lr_factor * tr.t.lr, tokens_in_step=int(sum(b.input_ids.numel() for b in tr.batches)),
+    tokens_in_step = int(sum(b.input_ids.numel() for b in tr.batches)) * (world if tr.per_rank_data else 1)
+    metrics.update(lr=lr_factor * tr.t.lr, tokens_in_step=tokens_in_step,
                    targets_in_step=total_targets, micro_steps=len(mine))
     if tr.control.skip_batches:
         metrics.update(skipped=True, loss=float("nan"), grad_norm=float("nan"))

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pretrain.configlib import ConfigError
 from pretrain.rundir import RunDir
 from pretrain.train import distributed as distlib
 from pretrain.train import snapshot
@@ -24,8 +25,8 @@ from pretrain.train.lock import RunLock
 from pretrain.train.metrics import MetricsLogger
 from pretrain.train.optim import build_optimizer
 from pretrain.train.parallel import make_plan
+from pretrain.train.parallelize import apply_transforms, fp8_unsupported
 from pretrain.train.precision import (
-    apply_activation_checkpointing,
     apply_precision_map,
     find_blocks,
     resolve_device,
@@ -76,6 +77,8 @@ class Trainer:
         self.dist = distlib.init(self.t.distributed, self.device.type)
         self.device = resolve_device(self.t.device, self.dist.local_rank)
         self.precision = resolve_precision(self.t.precision, self.device)
+        if self.t.fp8 and (why := fp8_unsupported(self.device)):  # before anything is written
+            raise ConfigError("train.fp8", why)
         check_batch_split(self.t, self.dist.world)
         self.run.root.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.run.root) if self.dist.is_main else None
@@ -88,10 +91,10 @@ class Trainer:
         self.parallel = make_plan(self.dist, self.device, self.precision, self.t.reduce_dtype)
         self.fp32_modules = apply_precision_map(self.raw, self.t.fp32_modules, self.precision) \
             if self.parallel.precision_map else []
-        if self.t.activation_checkpointing:
-            apply_activation_checkpointing(self.raw)
+        scope = self.t.compile_scope if self.t.compile else "none"  # FP8, act. ckpt, compile per block
+        self.transforms = apply_transforms(self.raw, self.device, self.t.fp8, self.t.activation_checkpointing, scope)
         self.model = self.parallel.wrap(self.raw, find_blocks(self.raw))
-        self.forward_model = torch.compile(self.model) if self.t.compile else self.model
+        self.forward_model = torch.compile(self.model) if scope == "model" else self.model
         self.opt = build_optimizer(self.raw, self.t)
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
@@ -102,6 +105,7 @@ class Trainer:
         self.plan = Plan(self.t)
         self.stage: Stage | None = None
         self.loader = None
+        self.per_rank_data = False
         self.batches: list = []
         self.last_eval: dict | None = None
         self.last_loss: Any = float("nan")
@@ -213,6 +217,10 @@ class Trainer:
         if getattr(self.raw, "cfg", None) is not None and hasattr(self.raw, "rope") and self.base_model_cfg is not None:
             apply_stage_context(self.raw, self.base_model_cfg, stage, self.device)
         self.loader = self.make_loader(stage)
+        # A loader that can serve one rank's share builds only this rank's micro-batches (step.py).
+        self.per_rank_data = self.dist.enabled and hasattr(self.loader, "shard")
+        if self.per_rank_data:
+            self.loader.shard(self.dist.rank, self.dist.world)
         if loader_state is not None:
             self.loader.load_state_dict(from_safe(loader_state))
             return
@@ -267,7 +275,8 @@ class Trainer:
         self.event("start", f"world={self.dist.world} mode={self.parallel.name} device={self.device} "
                    f"precision={self.precision} params={sum(p.numel() for p in self.raw.parameters()):,} "
                    f"total_steps={self.plan.total}",
-                   peak_flops=self.peak, peak_source=self.peak_source, fp32_modules=len(self.fp32_modules))
+                   peak_flops=self.peak, peak_source=self.peak_source, fp32_modules=len(self.fp32_modules),
+                   **self.transforms)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self._clock = (time.perf_counter(), self.train_time)

@@ -13,7 +13,7 @@ import math
 
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.callbacks import Callback
-from pretrain.train.lineage import lineage_summary
+from pretrain.train.lineage import lineage_summary, step_batches
 from pretrain.train.stability import SpikeDetector
 
 
@@ -49,7 +49,7 @@ class SpikeGuard(Callback):
         verdict = self.detector.check(loss, grad_norm)
         if not verdict.spike:
             return
-        lineage, n_docs = lineage_summary(trainer.batches)
+        lineage, n_docs = lineage_summary(step_batches(trainer))
         # Logged under the step's own number, like the skip row that follows it.
         trainer.event("spike", f"step {step}: {verdict.reason}; {n_docs} documents in the step", step=step,
                       lineage=lineage, loss=loss, grad_norm=grad_norm)
@@ -73,7 +73,7 @@ class SpikeGuard(Callback):
         if self._pending and trainer.is_log_step(step):
             self._judge_pending(trainer)
         if trainer.control.skip_batches:
-            lineage, n_docs = lineage_summary(trainer.batches)
+            lineage, n_docs = lineage_summary(step_batches(trainer))
             trainer.event("skip", f"batches of step {step} skipped after a rewind ({n_docs} documents)",
                           lineage=lineage)
             return

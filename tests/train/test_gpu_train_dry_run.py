@@ -1,0 +1,32 @@
+"""benchmarks/gpu_train.py --dry-run: every row of the GPU benchmark (124M, 1B, FP8, long context) runs
+on the CPU with tiny shapes through the same code, so the GPU script cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_train.py"
+
+
+def test_gpu_benchmark_dry_run(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("gpu_train_bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    out = tmp_path / "rows.json"
+    assert bench.main(["--dry-run", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    rows, notes = got["rows"], got["notes"]
+    # bf16 rows of both models and the two long-context rows (scaled to T = 128 and 256) were measured
+    assert [(r["label"], r["seq_len"]) for r in rows] == [("gpt2-124m", 64), ("llama-1b", 64),
+                                                          ("124M T=8192", 128), ("124M T=32768", 256)]
+    for r in rows:
+        assert r["tokens_per_s"] > 0 and math.isfinite(r["mfu"]) and r["mem_gb"] > 0 and r["doc_mask"]
+    # the FP8 rows reach the trainer and come back as its one-line refusal (no FP8 on a CPU)
+    assert len(notes) == 2 and all("refused: config field 'train.fp8'" in n and "on cpu" in n for n in notes)
+    printed = capsys.readouterr().out
+    assert "tok/s" in printed and "MFU" in printed and "dry run" in printed
