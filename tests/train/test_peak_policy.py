@@ -40,11 +40,11 @@ def test_cpu_peak_rises_past_a_loaded_first_measurement(tmp_path, monkeypatch):
     monkeypatch.setattr(hardware, "load_average", lambda: next(loads))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     value, source = cpu_peak()  # 91 > the legacy 48: the loaded first number does not stick
-    assert value == 91e9 and "may be overstated" in source and calls == [1.0]
-    value, source = cpu_peak()  # a quiet machine: the real peak replaces the loaded one
+    assert value == 91e9 and "may be overstated" in source and calls == [0.25]
+    value, source = cpu_peak()  # a quiet machine: a long measurement, and the real peak replaces the loaded one
     assert value == 140e9 and "overstated" not in source and "best of 3 runs" in source
     value, _ = cpu_peak()  # a slower later measurement keeps the best, and is short once a quiet one exists
-    assert value == 140e9 and calls == [1.0, 1.0, 0.25]
+    assert value == 140e9 and calls == [0.25, 1.0, 0.25]
     stored = json.loads((tmp_path / "cpu_peaks.json").read_text())[hardware.cpu_key()]
     assert stored == {"flops": 140e9, "load": 0.4, "quiet": True, "count": 4}
     assert (tmp_path / "peak_flops.json").read_text() == legacy  # older code still reads its own file

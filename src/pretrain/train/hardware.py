@@ -6,8 +6,8 @@ run's events, never a silent default. CPU peaks are measured with an fp32 matmul
 thread count on every run, and the best rate seen is kept in ~/.cache/pretrain/cpu_peaks.json
 (PRETRAIN_CACHE moves it; the first format's peak_flops.json is read, never written) with the load
 average it was measured at (see :func:`merge_peak`): a measurement disturbed by other jobs on the
-machine is never the final word, and until one was taken on a quiet machine each run measures longer
-and the source text says MFU may be overstated.
+machine is never the final word; until one was taken on a quiet machine the source text says MFU may
+be overstated, and the first run that finds the machine quiet measures for longer.
 
 CPU threads: torch's default (one per core) with OpenMP's PASSIVE wait policy, which the ``pretrain``
 package sets before torch loads (libgomp reads it only then). Under two competing busy processes on 2
@@ -160,9 +160,15 @@ def cpu_peak() -> tuple[float, str]:
             cache = {}
     old = _entry(cache.get(key, _legacy_peak(key)))
     load = load_average()
-    # Until a measurement on a quiet machine exists, measure for longer: more chances to catch the cores free.
-    measured = measure_cpu_peak(seconds=0.25 if old is not None and old.quiet else 1.0)
-    entry = merge_peak(old, measured, load, os.cpu_count() or 1)
+    # A quiet machine that has no quiet measurement yet gets a long one (the real peak shows then); otherwise
+    # a short one, as a measurement on busy cores cannot find the peak however long it runs.
+    cores = os.cpu_count() or 1
+    if old is None:
+        seconds = 0.5
+    else:
+        seconds = 1.0 if not old.quiet and is_quiet(load, cores) else 0.25
+    measured = measure_cpu_peak(seconds=seconds)
+    entry = merge_peak(old, measured, load, cores)
     cache[key] = asdict(entry)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
