@@ -63,7 +63,9 @@ def test_real_matmul_measurement_is_positive():
 
 @pytest.mark.parametrize("torch_first", [False, True])
 def test_wait_policy_is_set_before_torch_loads(torch_first):
-    code = ("import torch, pretrain" if torch_first else "import pretrain, torch") + \
+    # pretrain first: the variable is set before anything could load torch (importing torch after it would
+    # only cost time here); torch first: the flag says libgomp may not have seen the policy.
+    code = ("import torch, pretrain" if torch_first else "import pretrain") + \
         "; import os; print(os.environ['OMP_WAIT_POLICY'], pretrain.WAIT_POLICY_BEFORE_TORCH)"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
