@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         for w in workers.values():
             w.close()
+    print(f"end:   {uptime()}")
     med = {(p, k): statistics.median(v) for p, r in results.items() for k, v in r.items()}
     base = med[(policies[0], f"{threads[0]}|0")]
     table = {}

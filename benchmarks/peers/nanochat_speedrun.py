@@ -41,8 +41,10 @@ PINNED = {"nanochat/gpt.py": "8cdedc2e418b9d4d", "nanochat/optim.py": "7c9b714c6
           "nanochat/checkpoint_manager.py": "aa63399ddaf2a041", "scripts/tok_train.py": "93237def990ddd96"}
 # nanochat's recipe for a few CPU minutes: its single dial (--depth) with its own scaling rules for batch
 # size, learning rates and weight decay, plus the settings 1-minute trials favoured (docs/performance.md).
+# Its automatic batch (from a data:param horizon of 12) is 65,536 tokens, ~50 steps in 4 minutes: a user with
+# a time budget sets the batch instead, and nanochat rescales learning rates and weight decay to it.
 NANOCHAT_RECIPE = ["--depth=2", "--head-dim=64", "--max-seq-len=256", "--device-batch-size=16",
-                   "--window-pattern=L"]
+                   "--total-batch-size=4096", "--window-pattern=L"]
 NANOCHAT_VOCAB = 1024  # the quickstart's vocabulary size
 
 

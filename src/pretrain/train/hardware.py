@@ -3,10 +3,11 @@
 MFU (Chowdhery et al. 2022, PaLM, Appendix B) = achieved model FLOP/s / peak FLOP/s, where model FLOPs
 per token come from the model (6N plus attention). The peak is always stated with its source in the
 run's events, never a silent default. CPU peaks are measured with an fp32 matmul benchmark at the current
-thread count on every run and the best rate seen is kept in ~/.cache/pretrain/peak_flops.json
-(PRETRAIN_CACHE moves it) with the load average it was measured at (see :func:`merge_peak`): a
-measurement disturbed by other jobs on the machine is never the final word, and until one was taken on a
-quiet machine each run measures longer and the source text says MFU may be overstated.
+thread count on every run, and the best rate seen is kept in ~/.cache/pretrain/cpu_peaks.json
+(PRETRAIN_CACHE moves it; the first format's peak_flops.json is read, never written) with the load
+average it was measured at (see :func:`merge_peak`): a measurement disturbed by other jobs on the
+machine is never the final word; until one was taken on a quiet machine the source text says MFU may
+be overstated, and the first run that finds the machine quiet measures for longer.
 
 CPU threads: torch's default (one per core) with OpenMP's PASSIVE wait policy, which the ``pretrain``
 package sets before torch loads (libgomp reads it only then). Under two competing busy processes on 2
@@ -61,7 +62,17 @@ def gpu_peak(name: str, low_precision: bool) -> float | None:
 
 def _cache_file() -> Path:
     base = Path(os.environ.get("PRETRAIN_CACHE", Path.home() / ".cache" / "pretrain"))
-    return base / "peak_flops.json"
+    return base / "cpu_peaks.json"
+
+
+def _legacy_peak(key: str) -> float | None:
+    """A peak the first cache format (peak_flops.json, bare numbers, no load recorded) holds for key."""
+    path = _cache_file().with_name("peak_flops.json")
+    try:
+        value = json.loads(path.read_text()).get(key)
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def measure_cpu_peak(n: int = 1024, seconds: float = 0.5) -> float:
@@ -147,11 +158,17 @@ def cpu_peak() -> tuple[float, str]:
             cache = json.loads(path.read_text())
         except (json.JSONDecodeError, OSError):
             cache = {}
-    old = _entry(cache.get(key))
+    old = _entry(cache.get(key, _legacy_peak(key)))
     load = load_average()
-    # Until a measurement on a quiet machine exists, measure for longer: more chances to catch the cores free.
-    measured = measure_cpu_peak(seconds=0.25 if old is not None and old.quiet else 1.0)
-    entry = merge_peak(old, measured, load, os.cpu_count() or 1)
+    # A quiet machine that has no quiet measurement yet gets a long one (the real peak shows then); otherwise
+    # a short one, as a measurement on busy cores cannot find the peak however long it runs.
+    cores = os.cpu_count() or 1
+    if old is None:
+        seconds = 0.5
+    else:
+        seconds = 1.0 if not old.quiet and is_quiet(load, cores) else 0.25
+    measured = measure_cpu_peak(seconds=seconds)
+    entry = merge_peak(old, measured, load, cores)
     cache[key] = asdict(entry)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
