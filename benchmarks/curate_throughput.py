@@ -137,11 +137,14 @@ def bench_minhash(n_docs: int) -> tuple[float, float]:
 
 
 def peak_rss_mb(inp: Path, out: Path) -> float:
-    """Peak RSS of a fresh single-worker process curating ``inp`` (ru_maxrss of that process)."""
-    code = ("import resource,sys;from pretrain.data.curate import CurateConfig,curate;"
+    """Peak RSS of a fresh single-worker process curating ``inp``: its VmHWM on Linux (ru_maxrss of a
+    child also counts the pages of this, larger, parent it inherited at fork), else ru_maxrss."""
+    code = ("import resource,sys,os;from pretrain.data.curate import CurateConfig,curate;"
             f"curate([sys.argv[1]],sys.argv[2],CurateConfig(steps={STEPS!r},shard_docs=100,"
             "keep_removed=False),workers=1,progress=False);"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "st='/proc/self/status';"
+            "print([int(x.split()[1]) for x in open(st) if x.startswith('VmHWM')][0] if os.path.exists(st) "
+            "else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     res = subprocess.run([sys.executable, "-c", code, str(inp), str(out)], capture_output=True, text=True, check=True)
     return int(res.stdout.strip().splitlines()[-1]) / 1024
 
