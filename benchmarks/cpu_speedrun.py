@@ -31,12 +31,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
+    import pretrain  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads)
     from pretrain.config import resolve
     from pretrain.data.builtin import shakespeare_files
     from pretrain.data.record import Document, write_jsonl
     from pretrain.data.tokenize import tokenize_corpus
     from pretrain.model.io import load_model
-    from pretrain.speedrun import bits_per_char, shakespeare_text, split_text
+    from pretrain.speedrun import bits_per_char, shakespeare_text, split_text, text_sha256
     from pretrain.tokenizer import train_tokenizer
     from pretrain.train import train
 
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "minutes": args.minutes,
         "vocab_size": tok.vocab_size,
+        "context": cfg.train.seq_len,
+        "val_chars": len(val_text),
+        "val_sha256": text_sha256(val_text),
         "overrides": args.overrides,
         **{k: round(v, 2) for k, v in timings.items()},
     }

@@ -16,9 +16,25 @@ dependency of this project) the same input also goes through datatrove's equival
 -> Trafilatura -> GopherQualityFilter -> GopherRepetitionFilter -> JsonlWriter, then the four MinHash
 stages (5-grams, 14 buckets x 8 hashes), with the same workers; language ID is left out of both runs
 for that comparison (datatrove's downloads its fastText model, which needs network).
+With ``--html-dir DIR`` (real pages: the Debian ``python3.11-doc`` package, ``apt-get download
+python3.11-doc && dpkg-deb -x python3.11-doc_*.deb x``, then ``DIR = x/usr/share/doc/python3.11/html``)
+it instead measures, on ``--real-pages`` pages taken evenly from the sorted list:
+
+- the two extractors (trafilatura, resiliparse) page by page in this process: seconds per page, and how
+  far resiliparse's main text agrees with trafilatura's (character 5-gram F1, see :func:`char_f1`);
+- the full default chain (every step of ``pipeline.DEFAULT_STEPS``; extraction by resiliparse and by
+  trafilatura) beside datatrove's nearest chain (JsonlReader -> Trafilatura -> GopherRepetition ->
+  GopherQuality -> C4Quality -> FineWebQuality -> PIIFormatter -> JsonlWriter, then its four MinHash
+  stages; no language filter: datatrove's downloads a fastText model), at 1 and 2 workers, each
+  pair run twice with the order swapped, with the load average before each run;
+- how much of the kept set the two tools share (by page id) and, for pages only one kept, which of our
+  steps removed them.
+
 Usage::
 
     python benchmarks/curate_throughput.py [--quick] [--pages 1500] [--datatrove /tmp/dtvenv/bin/python]
+    python benchmarks/curate_throughput.py --html-dir x/usr/share/doc/python3.11/html --real-pages 320 \\
+        --datatrove /work/dtvenv/bin/python
 """
 
 from __future__ import annotations
@@ -26,11 +42,13 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import random
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 STEPS = [{"type": "extract"}, {"type": "langid"}, {"type": "gopher_quality"}, {"type": "gopher_repetition"},
@@ -79,10 +97,10 @@ def make_pages(out: Path, n: int, seed: int = 0, files: int = 4) -> int:
     return total
 
 
-def run_once(inp: Path, out: Path, workers: int, n: int, steps=STEPS) -> tuple[float, dict]:
+def run_once(inp: Path, out: Path, workers: int, n: int, steps=STEPS, keep_removed: bool = False) -> tuple[float, dict]:
     from pretrain.data.curate import CurateConfig, curate
 
-    cfg = CurateConfig(steps=steps, shard_docs=(n + 3) // 4, keep_removed=False)
+    cfg = CurateConfig(steps=steps, shard_docs=(n + 3) // 4, keep_removed=keep_removed)
     t0 = time.perf_counter()
     stats = curate([inp], out, cfg, workers=workers, progress=False)
     return time.perf_counter() - t0, stats
@@ -155,11 +173,187 @@ print("SECONDS", time.perf_counter() - t0)
 """
 
 
-def run_datatrove(python: str, inp: Path, out: Path, workers: int) -> float:
-    res = subprocess.run([python, "-c", DATATROVE, str(inp), str(out), str(workers)], capture_output=True, text=True)
+def run_datatrove(python: str, inp: Path, out: Path, workers: int, script: str = DATATROVE, tasks: int = 4) -> float:
+    res = subprocess.run([python, "-c", script, str(inp), str(out), str(workers), str(tasks)], capture_output=True,
+                         text=True)
     if res.returncode != 0:
         raise RuntimeError(f"datatrove run failed: {res.stderr[-2000:]}")
     return float([ln for ln in res.stdout.splitlines() if ln.startswith("SECONDS")][-1].split()[1])
+
+
+DATATROVE_FULL = r"""
+import sys, time
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.filters import (GopherQualityFilter, GopherRepetitionFilter, C4QualityFilter,
+                                        FineWebQualityFilter)
+from datatrove.pipeline.formatters import PIIFormatter
+from datatrove.pipeline.dedup import MinhashDedupSignature, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter
+from datatrove.pipeline.dedup.minhash import MinhashConfig
+
+inp, out, workers, tasks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cfg = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
+def run(pipeline, n, name):
+    LocalPipelineExecutor(pipeline=pipeline, tasks=n, workers=min(workers, n), logging_dir=f"{out}/logs/{name}").run()
+t0 = time.perf_counter()
+def gone(name):  # each filter's dropped documents, so the comparison can name datatrove's reasons
+    return JsonlWriter(f"{out}/removed/{name}")
+run([JsonlReader(inp), Trafilatura(favour_precision=False, timeout=10.0),
+     GopherRepetitionFilter(exclusion_writer=gone("gopher_repetition")),
+     GopherQualityFilter(exclusion_writer=gone("gopher_quality")), C4QualityFilter(exclusion_writer=gone("c4")),
+     FineWebQualityFilter(exclusion_writer=gone("fineweb")), PIIFormatter(),
+     JsonlWriter(f"{out}/filtered")], tasks, "filter")
+run([JsonlReader(f"{out}/filtered"), MinhashDedupSignature(output_folder=f"{out}/sigs", config=cfg)], tasks, "sigs")
+run([MinhashDedupBuckets(input_folder=f"{out}/sigs", output_folder=f"{out}/buckets", config=cfg)], 14, "buckets")
+run([MinhashDedupCluster(input_folder=f"{out}/buckets", output_folder=f"{out}/remove_ids", config=cfg)], 1, "cluster")
+run([JsonlReader(f"{out}/filtered"), MinhashDedupFilter(input_folder=f"{out}/remove_ids",
+                                                     exclusion_writer=gone("minhash")),
+     JsonlWriter(f"{out}/deduped")], tasks, "dedup")
+print("SECONDS", time.perf_counter() - t0)
+"""
+
+
+def real_pages(html_dir: Path, n: int, out: Path, files: int = 4) -> tuple[list[tuple[str, str]], int]:
+    """n pages taken evenly from the sorted HTML files under ``html_dir``, written as ``files`` JSONL files
+    of web records (id = path under html_dir). Returns [(id, html)] and the input bytes."""
+    paths = sorted(html_dir.rglob("*.html"))
+    if len(paths) < n:
+        raise SystemExit(f"only {len(paths)} HTML files under {html_dir} (asked for {n})")
+    chosen = [paths[i * len(paths) // n] for i in range(n)]
+    pages = [(p.relative_to(html_dir).as_posix(), p.read_text(encoding="utf-8", errors="replace")) for p in chosen]
+    out.mkdir(parents=True, exist_ok=True)
+    handles = [open(out / f"part_{k}.jsonl", "w", encoding="utf-8") for k in range(files)]
+    for i, (pid, page) in enumerate(pages):
+        handles[i * files // n].write(json.dumps({"text": page, "id": pid, "domain": "web"}) + "\n")
+    for h in handles:
+        h.close()
+    return pages, sum(len(p.encode()) for _, p in pages)
+
+
+def _grams(text: str, n: int = 5) -> Counter:
+    t = " ".join(text.split())
+    return Counter(t[i: i + n] for i in range(max(0, len(t) - n + 1)))
+
+
+def char_f1(candidate: str, reference: str) -> float:
+    """F1 of the multisets of character 5-grams (whitespace runs collapsed) of two texts: 1.0 for the same
+    text, order-sensitive within 5 characters, not fooled by two texts merely sharing letter frequencies."""
+    a, b = _grams(candidate), _grams(reference)
+    if not a and not b:
+        return 1.0
+    common = sum((a & b).values())
+    if not common:
+        return 0.0
+    p, r = common / sum(a.values()), common / sum(b.values())
+    return 2 * p * r / (p + r)
+
+
+def bench_extractors(pages: list[tuple[str, str]]) -> None:
+    from pretrain.data.curate.extract import html_to_text
+
+    texts: dict[str, list[str]] = {}
+    for name in ("trafilatura", "resiliparse"):
+        html_to_text(pages[0][1], name)  # imports out of the timing
+        t0 = time.perf_counter()
+        texts[name] = [html_to_text(h, name) for _, h in pages]
+        secs = time.perf_counter() - t0
+        chars = sum(map(len, texts[name]))
+        print(f"extractor {name:12s}: {secs:6.2f} s for {len(pages)} pages = {1000 * secs / len(pages):6.2f} ms/page, "
+              f"{chars / 1e6:.2f} M characters of text")
+    f1 = sorted(char_f1(r, t) for r, t in zip(texts["resiliparse"], texts["trafilatura"], strict=True))
+    print(f"resiliparse vs trafilatura, character 5-gram F1 per page: mean {sum(f1) / len(f1):.3f}, "
+          f"median {f1[len(f1) // 2]:.3f}, 10th percentile {f1[len(f1) // 10]:.3f}, pages >= 0.9: "
+          f"{sum(x >= 0.9 for x in f1) / len(f1):.0%}")
+
+
+def default_chain(extractor: str) -> list[dict]:
+    from pretrain.data.curate.pipeline import DEFAULT_STEPS
+
+    return [dict(s, extractor=extractor) if s["type"] == "extract" else dict(s) for s in DEFAULT_STEPS]
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _kept_ids(d: Path) -> set[str]:
+    import gzip
+
+    from pretrain.data.record import open_text
+
+    ids: set[str] = set()
+    for f in sorted(d.rglob("*.jsonl*")):
+        opener = gzip.open(f, "rt", encoding="utf-8") if f.name.endswith(".gz") else open_text(f)
+        with opener as fh:
+            ids.update(json.loads(line)["id"] for line in fh if line.strip())
+    return ids
+
+
+def bench_real(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pages, nbytes = real_pages(Path(args.html_dir), args.real_pages, tmp / "in")
+        n = len(pages)
+        print(f"input: {n} real HTML pages from {args.html_dir}, {nbytes / 1e6:.2f} MB; load average {_load()}")
+        bench_extractors(pages)
+        warm = tmp / "warm"
+        real_pages(Path(args.html_dir), 8, warm, files=1)
+        for ex in ("resiliparse", "trafilatura"):  # imports and model loading out of the timings
+            run_once(warm, tmp / f"warm_{ex}", 1, 8, default_chain(ex))
+        times: dict[tuple[str, int], list[float]] = {}
+        kept: dict[str, set[str]] = {}
+        for w in (1, 2):
+            for rnd in range(2):
+                order = ["resiliparse", "trafilatura", "datatrove"]
+                if rnd % 2:
+                    order.reverse()
+                for tool in order:
+                    if tool == "datatrove" and not args.datatrove:
+                        continue
+                    load = _load()
+                    out = tmp / f"{tool}{w}{rnd}"
+                    if tool == "datatrove":
+                        secs = run_datatrove(args.datatrove, tmp / "in", out, w, script=DATATROVE_FULL, tasks=4)
+                        kept[tool] = _kept_ids(out / "deduped")
+                        dt_removed = {k.name: _kept_ids(k) for k in sorted((out / "removed").glob("*"))}
+                        nk = len(kept[tool])
+                    else:
+                        secs, st = run_once(tmp / "in", out, w, n, default_chain(tool))
+                        kept[tool] = _kept_ids(out / "data")
+                        nk = st["kept"]
+                    times.setdefault((tool, w), []).append(secs)
+                    print(f"workers={w} round {rnd + 1} {tool:12s}: {secs:7.2f} s  {n / secs:6.1f} pages/s  "
+                          f"{nbytes / 1e6 / secs:5.2f} MB/s  kept {nk}/{n}  (load average before: {load})")
+        for w in (1, 2):
+            base = {t: sum(v) / len(v) for (t, ww), v in times.items() if ww == w}
+            line = ", ".join(f"{t} {s:.2f} s" for t, s in base.items())
+            if "datatrove" in base:
+                line += " -> " + ", ".join(f"{t} {base['datatrove'] / s:.2f}x datatrove's throughput"
+                                           for t, s in base.items() if t != "datatrove")
+            print(f"mean of 2 runs, workers={w}: {line}")
+        if "datatrove" in kept:
+            for tool in ("resiliparse", "trafilatura"):  # untimed reruns that keep removed/ for the reasons
+                run_once(tmp / "in", tmp / f"keep_{tool}", 2, n, default_chain(tool), keep_removed=True)
+                ours, theirs = kept[tool], kept["datatrove"]
+                both = ours & theirs
+                print(f"kept sets, pretrain ({tool}) vs datatrove: {len(ours)} and {len(theirs)}, {len(both)} shared "
+                      f"(Jaccard {len(both) / max(1, len(ours | theirs)):.2f})")
+                removed_by: Counter = Counter()
+                from pretrain.data.record import open_text
+
+                for f in sorted((tmp / f"keep_{tool}" / "removed").glob("*.jsonl.zst")):
+                    with open_text(f) as fh:
+                        for line in fh:
+                            r = json.loads(line)
+                            if r["id"] in theirs:
+                                removed_by[f"{r['meta']['removed_by']}:{r['meta']['reason']}"] += 1
+                print(f"  kept only by datatrove ({len(theirs - ours)}), our reasons: {dict(removed_by.most_common())}")
+                only = ours - theirs
+                theirs_why = {k: len(v & only) for k, v in dt_removed.items() if v & only}
+                print(f"  kept only by pretrain ({len(only)}), datatrove's reasons: {theirs_why} "
+                      f"(the rest: no text extracted by datatrove's trafilatura)")
 
 
 def main() -> None:
@@ -167,7 +361,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="300 pages instead of --pages")
     ap.add_argument("--pages", type=int, default=1500)
     ap.add_argument("--datatrove", default="", help="python of a venv with datatrove[processing] installed")
+    ap.add_argument("--html-dir", default="", help="directory of real HTML pages (see the module docstring)")
+    ap.add_argument("--real-pages", type=int, default=320)
     args = ap.parse_args()
+    if args.html_dir:
+        bench_real(args)
+        return
     n = 300 if args.quick else args.pages
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -197,7 +396,7 @@ def main() -> None:
         make_pages(tmp / "in2", 2 * n, seed=1)
         big = peak_rss_mb(tmp / "in2", tmp / "rss2")
         print(f"peak RSS, 1 worker: {n} pages {small:.0f} MB, {2 * n} pages {big:.0f} MB (ratio {big / small:.2f})")
-        from pretrain.data.curate.dedup import MinHashOptions
+        from pretrain.data.curate.steps.minhash_dedup import MinHashOptions
 
         o = MinHashOptions()
         disk = o.num_perm * 4 + o.bands * 8 + 8 + 16

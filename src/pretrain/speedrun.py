@@ -10,23 +10,33 @@ tokenizer has one) and scored in non-overlapping windows of the model's context:
 [k*T, (k+1)*T) and predicts tokens [k*T+1, (k+1)*T+1), so every token after the first is predicted
 exactly once, with between 1 and T tokens of context. The result depends only on the probability the
 model gives the text, so a byte-level, character-level and BPE model compare fairly.
+
+This module imports only torch at load time (the data's package is imported when the text is built), so
+the peer benchmark's scorer can run it inside another project's environment: both sides of
+benchmarks/peers/ are scored by this very code, on text whose :func:`text_sha256` they both report.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
 import torch
-
-from pretrain.data.builtin import shakespeare_files
 
 SHAKESPEARE_CHARS = 9_543_107
 
 
 def shakespeare_text() -> str:
     """The benchmark text: every play followed by a newline, in byte-wise file-name order."""
+    from pretrain.data.builtin import shakespeare_files
+
     return "".join(f.read_text(encoding="utf-8") + "\n" for f in shakespeare_files())
+
+
+def text_sha256(text: str) -> str:
+    """sha256 of the text's UTF-8 bytes: what both sides of a comparison report for the text they scored."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:

@@ -109,3 +109,32 @@ def mixed_dir(tmp_path: Path) -> Path:
     pq.write_table(pa.table({"text": [prose(70 + i) for i in range(4)] + [None], "domain": ["wiki"] * 5}),
                    root / "jsonl" / "wiki.parquet")
     return root
+
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+@pytest.fixture(scope="session")
+def plugin_steps() -> str:
+    """Make tests/curate/plugins importable here, in spawned workers and in Ray workers."""
+    import os
+    import sys
+
+    if str(PLUGINS) not in sys.path:
+        sys.path.insert(0, str(PLUGINS))
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(PLUGINS) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(PLUGINS), *[p for p in paths if p]])
+    return "c1_test_steps"
+
+
+@pytest.fixture(scope="session")
+def ray_local(plugin_steps):
+    """One local Ray instance (2 CPUs) for the whole session; the executor reuses it."""
+    import os
+
+    ray = pytest.importorskip("ray", reason="Ray is installed by `make install` (pretrain[ray])")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+    yield ray
+    ray.shutdown()

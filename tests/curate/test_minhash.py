@@ -67,11 +67,18 @@ def test_dedup_recall_and_precision(tmp_path):
         records.append({"text": text, "id": f"far{i}"})
     src = tmp_path / "docs.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in records))
-    cfg = CurateConfig(steps=[{"type": "minhash_dedup"}])
-    curate([src], tmp_path / "out", cfg, workers=1, progress=False)
     from pretrain.data.record import read_dir
 
-    kept = {d.id for d in read_dir(tmp_path / "out" / "data")}
+    removed_sets = {}
+    for parts, workers in ((1, 1), (2, 2), (4, 1)):  # pairs cross shards (shards of 50 records)
+        cfg = CurateConfig(shard_docs=50, steps=[{"type": "minhash_dedup", "partitions": parts}])
+        out = tmp_path / f"out{parts}"
+        stats = curate([src], out, cfg, workers=workers, progress=False)
+        assert stats["documents_in"] == stats["kept"] + stats["removed"] + stats["quarantined"] == len(records)
+        assert stats["steps"][0]["index"]["partitions"] == parts
+        removed_sets[parts] = sorted((d.id, d.meta["duplicate_of"]) for d in read_dir(out / "removed"))
+    assert removed_sets[1] == removed_sets[2] == removed_sets[4]  # the same decisions for 1, 2 and 4 partitions
+    kept = {d.id for d in read_dir(tmp_path / "out1" / "data")}
     near_hi = [i for i, j in near if j >= 0.9]
     far_lo = [i for i, j in far if j < 0.5]
     assert len(near_hi) >= 100 and len(far_lo) >= 100
@@ -80,6 +87,42 @@ def test_dedup_recall_and_precision(tmp_path):
     assert recall >= 0.95, recall
     assert false_pos <= 0.01, false_pos
     assert all(f"orig{i}" in kept for i in range(120))  # the first of each cluster is the one kept
-    removed = [json.loads(x) for x in __import__("pretrain.data.record", fromlist=["x"]).open_text(
-        next((tmp_path / "out" / "removed").glob("*.zst"))).read().splitlines()]
-    assert all(r["meta"]["reason"] == "duplicate" and r["meta"]["duplicate_of"].startswith("orig") for r in removed)
+    removed = list(read_dir(tmp_path / "out1" / "removed"))
+    assert all(r.meta["reason"] == "duplicate" and r.meta["duplicate_of"].startswith("orig") for r in removed)
+
+
+def test_bucket_pairs_are_fixed_by_the_bucket():
+    import numpy as np
+
+    from pretrain.data.curate.steps.minhash_dedup import bucket_pairs
+
+    keys = np.array([5, 5, 5, 7, 9, 9], dtype=np.uint64)
+    docs = np.array([1, 4, 6, 2, 3, 8], dtype=np.uint64)
+    got = sorted(map(tuple, bucket_pairs(keys, docs).tolist()))
+    assert got == [(1, 4), (1, 6), (3, 8), (4, 6)]  # head-member and previous-member, never across buckets
+
+
+def test_components_keep_the_earliest():
+    import numpy as np
+
+    from pretrain.data.curate.dedup import components
+
+    edges = np.array([[7, 3], [3, 9], [20, 21]], dtype=np.uint64)
+    rows = sorted(map(tuple, components(edges).tolist()))
+    assert rows == [(7, 3), (9, 3), (21, 20)]
+
+
+def test_streamed_union_find_matches_scipy_components():
+    import numpy as np
+
+    from pretrain.data.curate.dedup import components, union_find_roots
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    e = np.sort(rng.integers(0, n, size=(2500, 2)), axis=1)
+    e = e[e[:, 0] != e[:, 1]]
+    roots = union_find_roots([(e[:900, 0], e[:900, 1]), (e[900:, 0], e[900:, 1])], n)
+    rows = components(e.astype(np.uint64))
+    expected = np.arange(n)
+    expected[rows["doc"].astype(np.int64)] = rows["keep"].astype(np.int64)
+    assert (roots == expected).all() and (roots <= np.arange(n)).all()

@@ -77,7 +77,7 @@ def test_same_output_for_any_worker_count(mixed_dir: Path, tmp_path: Path):
     s1 = curate([mixed_dir], tmp_path / "w1", c, workers=1, progress=False)
     s2 = curate([mixed_dir], tmp_path / "w2", c, workers=2, progress=False)
     assert _snapshot(tmp_path / "w1") == _snapshot(tmp_path / "w2")
-    drop = {"seconds", "workers", "timing"}
+    drop = {"seconds", "workers", "timing", "executor"}
     assert {k: v for k, v in s1.items() if k not in drop} == {k: v for k, v in s2.items() if k not in drop}
     assert s1["shards"] > 4
 
@@ -89,22 +89,22 @@ LIGHT = [{"type": "normalize"}, {"type": "exact_dedup"}, {"type": "length", "min
 def test_resume_after_interruption(mixed_dir: Path, tmp_path: Path, monkeypatch):
     c = cfg(shard_docs=3, files_per_shard=2, steps=LIGHT)
     out = tmp_path / "cur"
-    real = runner_mod._task
+    real = runner_mod.shard_task
     calls: list[tuple[int, int]] = []
 
-    def crash_on_shard_3(cfg_, out_, key, k, shard):
+    def crash_on_shard_3(cfg_, out_, key, k, shard, n):
         if k == 0 and shard.index == 3:
             raise KeyboardInterrupt("simulated kill")
         calls.append((k, shard.index))
-        return real(cfg_, out_, key, k, shard)
+        return real(cfg_, out_, key, k, shard, n)
 
-    monkeypatch.setattr(runner_mod, "_task", crash_on_shard_3)
+    monkeypatch.setattr(runner_mod, "shard_task", crash_on_shard_3)
     with pytest.raises(KeyboardInterrupt):
         curate([mixed_dir], out, c, workers=1, progress=False)
     first = list(calls)
     assert (0, 0) in first and (0, 3) not in first
     calls.clear()
-    monkeypatch.setattr(runner_mod, "_task", lambda *a: (calls.append((a[3], a[4].index)), real(*a))[1])
+    monkeypatch.setattr(runner_mod, "shard_task", lambda *a: (calls.append((a[3], a[4].index)), real(*a))[1])
     stats = curate([mixed_dir], out, c, workers=1, progress=False)
     seg0_redone = [i for k, i in calls if k == 0]
     assert seg0_redone == [i for i in range(stats["shards"]) if i >= 3]  # finished shards not redone

@@ -159,7 +159,7 @@ def test_classifier_rejects_one_label(tmp_path: Path):
 
 
 def test_step_failure_quarantines_the_document(tmp_path: Path, monkeypatch):
-    from pretrain.data.curate import steps as steps_mod
+    from pretrain.data.curate.steps import length as steps_mod
 
     def boom(self, doc):
         if "explode" in doc.text:

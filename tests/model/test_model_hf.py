@@ -33,6 +33,11 @@ EXPORT_CASES = {
     "rope-llama3": ({"rope_scaling": RopeScalingConfig(type="llama3", factor=8.0, original_max_position=16),
                      "rope_theta": 500000.0}, "LlamaForCausalLM"),
     "qk-norm": ({"qk_norm": True}, "Qwen3ForCausalLM"),
+    "head-dim": ({"attn_head_dim": 16}, "LlamaForCausalLM"),
+    "window-all": ({"sliding_window": 8, "window_pattern": "S"}, "MistralForCausalLM"),
+    "window-sl-qk-norm": ({"sliding_window": 8, "window_pattern": "SL", "qk_norm": True}, "Qwen3ForCausalLM"),
+    "window-sl": ({"sliding_window": 8, "window_pattern": "SL"}, "SmolLM3ForCausalLM"),
+    "qkv-bias": ({"qkv_bias": True, "sliding_window": 8, "window_pattern": "LS"}, "Qwen2ForCausalLM"),
     "moe-shared": ({"moe": MoEConfig(n_experts=4, top_k=2, n_shared=1, first_dense_layers=1), "qk_norm": True},
                    "Glm4MoeForCausalLM"),
     "moe-plain": ({"moe": MoEConfig(n_experts=4, top_k=1)}, "Glm4MoeForCausalLM"),
@@ -141,13 +146,17 @@ def test_import_refuses_what_it_cannot_represent(tmp_path):
     cfg = json.loads(cfg_path.read_text())
     cfg["model_type"] = "gpt2"
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="model_type 'gpt2'"):
+    with pytest.raises(ValueError, match="model_type = 'gpt2' is not supported"):
         import_hf(tmp_path / "stock")
-    cfg["model_type"], cfg["attention_bias"] = "llama", True
+    cfg["model_type"], cfg["attention_bias"] = "mistral", True  # Mistral has no attention biases
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="biases"):
+    with pytest.raises(ValueError, match="attention_bias = True is not supported for mistral"):
         import_hf(tmp_path / "stock")
-    cfg["attention_bias"] = False
+    cfg["model_type"], cfg["attention_bias"], cfg["hidden_act"] = "llama", False, "relu"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="hidden_act = 'relu' is not supported"):
+        import_hf(tmp_path / "stock")
+    cfg["hidden_act"] = "silu"
     cfg_path.write_text(json.dumps(cfg))
     (tmp_path / "stock" / "model.safetensors").rename(tmp_path / "stock" / "pytorch_model.bin")
     with pytest.raises(ValueError, match="pickled checkpoints are refused"):

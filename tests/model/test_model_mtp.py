@@ -18,7 +18,7 @@ def _manual_mtp_losses(model: Transformer, x: torch.Tensor, y: torch.Tensor) -> 
     losses, h = [], hidden
     for k, module in enumerate(model.mtp, start=1):
         h = h[:, : T - k]
-        h, _ = module(h, model.tok_emb(x[:, k:]), cos[..., : T - k, :], sin[..., : T - k, :], None)
+        h, _ = module(h, model.tok_emb(x[:, k:]), {"global": (cos[..., : T - k, :], sin[..., : T - k, :])}, None)
         logits = model.lm_head(module.norm(h))
         losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:, k:].reshape(-1)))
     return losses

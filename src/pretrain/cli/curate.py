@@ -13,6 +13,10 @@ def curate_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory: data/, removed/, quarantine/, stats.json."),
     config: Path = typer.Option(None, "--config", "-c", help="Run config (TOML/YAML) whose data.curate section is used."),
     workers: int = typer.Option(0, "--workers", "-w", help="Worker processes (0 = config value, else all cores)."),
+    executor: str = typer.Option("local", "--executor", help="'local' (a process pool here) or 'ray' (Ray tasks, "
+                                 "on a laptop or a cluster; pip install 'pretrain[ray]')."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to join ('auto' or ray://HOST:10001); "
+                                    "default: start a local Ray instance with --workers CPUs."),
     overrides: list[str] = typer.Option(None, "--set", help="Config override, e.g. data.curate.keep_removed=false."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no funnel table."),
 ) -> None:
@@ -25,7 +29,8 @@ def curate_cmd(
     from pretrain.data.curate import curate
 
     cfg = resolve(config, list(overrides or [])).data.curate
-    curate([str(p) for p in inputs], out, cfg, workers=workers or None, progress=not quiet)
+    curate([str(p) for p in inputs], out, cfg, workers=workers or None, progress=not quiet, executor=executor,
+           ray_address=ray_address)
 
 
 def classifier_cmd(

@@ -20,7 +20,7 @@ def generate(
     greedy: bool = typer.Option(False, "--greedy", help="Deterministic argmax decoding."),
     speculative: bool = typer.Option(False, "--speculative", help="Greedy self-speculative decoding with the MTP module."),
     seed: int = typer.Option(0, help="Random seed for sampling."),
-    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend <|bos|> to the prompt."),
+    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend the BOS token (<|bos|>) to the prompt."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
 ) -> None:
     """Continue prompts with a trained model (KV cache; temperature, top-k, top-p or greedy)."""
@@ -33,11 +33,13 @@ def generate(
     tok_path = find_tokenizer(ckpt)
     if tok_path is None:
         raise FileNotFoundError(f"no tokenizer.json in checkpoint {ckpt} (nor in its run's tokenizer/)")
-    from tokenizers import Tokenizer
+    from pretrain.tokenizer import load_tokenizer
 
-    tok = Tokenizer.from_file(str(tok_path))
+    # The wrapper knows the special tokens' roles, also for an imported model's own tokenizer.
+    wrapped = load_tokenizer(tok_path)
+    tok = wrapped.hf
     model = load_model(ckpt, device=device)
-    bos, eos = tok.token_to_id("<|bos|>"), tok.token_to_id("<|eos|>")
+    bos, eos = wrapped.bos_id, wrapped.eos_id
     gen = torch.Generator(device=device).manual_seed(seed)
     for text in prompt:
         ids = tok.encode(text, add_special_tokens=False).ids
@@ -76,11 +78,17 @@ def import_hf(
     directory: Path = typer.Argument(..., help="Hugging Face model directory (config.json + *.safetensors)."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
 ) -> None:
-    """Load a Llama-family Hugging Face checkpoint (Llama, Mistral, Qwen3, Qwen3-MoE, Mixtral, GLM-4.5 MoE) to continue pre-training."""
+    """Import a Hugging Face checkpoint to continue pre-training from it.
+
+    Llama, Mistral, Qwen2/2.5, Qwen3, OLMo 2, Gemma 3, SmolLM3, Phi-3, Qwen3-MoE, Mixtral, GLM-4.5 MoE.
+    Writes the weights, the model's own tokenizer files and OUT/continue.toml, a run config for
+    `pretrain train OUT/continue.toml data.tokens=...` (see docs/model.md).
+    """
     from pretrain.model.hf import import_hf as run_import
 
     model = run_import(directory, out)
-    print(f"imported {model.num_params() / 1e6:.2f}M parameters into {out}")
+    print(f"imported {model.cfg.hf_architecture} ({model.num_params() / 1e6:.2f}M parameters) into {out}; "
+          f"continue with: pretrain train {Path(out) / 'continue.toml'} data.tokens=...")
 
 
 def register(app: typer.Typer) -> None:

@@ -87,11 +87,15 @@ def tokenize(
     out: Path = typer.Option(Path("tokens"), "--out", "-o", help="Output directory (train/ and val/ shards)."),
     val_fraction: float = typer.Option(0.05, help="Fraction of documents held out for validation, by id hash."),
     workers: int = typer.Option(0, help="Encoding processes (0 = automatic; 1 = in-process Rust thread pool)."),
+    executor: str = typer.Option("local", "--executor", help="'local' (processes here) or 'ray' (Ray tasks)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to join (e.g. 'auto'); default: "
+                                    "a local Ray instance with --workers CPUs."),
 ) -> None:
     """Encode documents into per-domain token shards with a document index and lineage."""
     from pretrain.data.tokenize import tokenize_corpus
 
-    s = tokenize_corpus(inputs, tokenizer, out, val_fraction=val_fraction, workers=workers or None)
+    s = tokenize_corpus(inputs, tokenizer, out, val_fraction=val_fraction, workers=workers or None,
+                        executor=executor, ray_address=ray_address)
     print(f"{s['documents']} documents -> {s['tokens']} tokens in {s['seconds']:.1f}s "
           f"({s['mb_per_s']:.2f} MB/s, {s['workers']} worker(s)) -> {out}")
     for split, domains in s["splits"].items():

@@ -18,6 +18,7 @@ import shutil
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,43 @@ def _encode(texts: list[str], tok=None) -> tuple[np.ndarray, np.ndarray]:
     return flat, lengths
 
 
+def encode_task(path: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A Ray task: encode one batch with the tokenizer at ``path`` (loaded once per worker process)."""
+    global _WORKER_TOK
+    if _WORKER_TOK is None or str(getattr(_WORKER_TOK, "path", "")) != path:
+        _worker_init(path)
+    return _encode(texts)
+
+
+def _ray_encoded(batches: Iterator[list[Document]], tok_path: str, workers: int, address: str | None):
+    """(batch, flat, lengths) in input order, encoded by Ray tasks with at most 2 x workers in flight."""
+    from pretrain.data.curate.executors import RayExecutor
+
+    ex = RayExecutor(workers, address)
+    ray = ex.ray
+    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(encode_task)
+    window: list[tuple[list[Document], Any]] = []
+    try:
+        for batch in batches:
+            window.append((batch, remote.remote(tok_path, [d.text for d in batch])))
+            while len(window) > 2 * max(1, workers):
+                yield _ray_get(ray, *window.pop(0))
+        while window:
+            yield _ray_get(ray, *window.pop(0))
+    finally:
+        ex.close()
+
+
+def _ray_get(ray, batch: list[Document], ref) -> tuple[list[Document], np.ndarray, np.ndarray]:
+    try:
+        return (batch, *ray.get(ref))
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        if isinstance(cause, ValueError):
+            raise _named(cause, batch) from None
+        raise cause from None
+
+
 def _named(exc: ValueError, batch: list[Document]) -> ValueError:
     """Turn "text #i is not valid ..." into a message naming the record's source."""
     from pretrain.tokenizer.wrapper import bad_text_index
@@ -117,12 +155,15 @@ def _batches(docs: Iterator[Document], batch_docs: int, batch_bytes: int) -> Ite
 
 def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_dir: str | Path,
                     val_fraction: float = 0.05, workers: int | None = None, batch_docs: int = 512,
-                    batch_bytes: int = 4_000_000, shard_tokens: int = 1 << 30) -> dict:
+                    batch_bytes: int = 4_000_000, shard_tokens: int = 1 << 30, executor: str = "local",
+                    ray_address: str | None = None) -> dict:
     """Encode documents into ``out_dir/{train,val}/<domain>/`` shards; returns (and writes) stats.json.
 
     ``tokenizer``: a :class:`pretrain.tokenizer.Tokenizer` or a path to one. ``workers``: None = 1 if
     the machine has <= 2 cores (the in-process Rust pool is then fastest), else the core count.
     Previous shards in ``out_dir/train`` and ``out_dir/val`` are replaced once the new ones are complete.
+    ``executor="ray"``: batches are encoded by Ray tasks (``ray_address`` joins a cluster; else a local
+    Ray instance with ``workers`` CPUs); the shards are identical to the local executor's.
     """
     from pretrain.tokenizer import Tokenizer, load_tokenizer
 
@@ -133,7 +174,11 @@ def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_di
         raise ValueError(f"val_fraction must be in [0, 1) (got {val_fraction})")
     cores = os.cpu_count() or 1
     workers = workers if workers is not None else (1 if cores <= 2 else cores)
-    if workers > 1 and tok.path is None:
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r} (choose from local, ray)")
+    if ray_address and executor != "ray":
+        raise ValueError("--ray-address needs --executor ray")
+    if (workers > 1 or executor == "ray") and tok.path is None:
         raise ValueError("tokenize_corpus: a tokenizer loaded from a file is needed for worker processes")
     out = Path(out_dir)
     tmp = out / f".tmp-tokenize-{os.getpid()}"
@@ -163,7 +208,11 @@ def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_di
         n_docs += len(batch)
 
     try:
-        if workers <= 1:
+        if executor == "ray":
+            for batch, flat, lengths in _ray_encoded(batches, str(tok.path), workers, ray_address):
+                n_chars += sum(len(d.text) for d in batch)
+                write(batch, flat, lengths)
+        elif workers <= 1:
             for batch in batches:
                 n_chars += sum(len(d.text) for d in batch)
                 try:
@@ -210,6 +259,7 @@ def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_di
         "tokenizer_hash": tok.hash, "vocab_size": tok.vocab_size, "val_fraction": val_fraction,
         "documents": n_docs, "tokens": sum(m["tokens"] for m in metas.values()), "bytes": total_bytes,
         "seconds": seconds, "mb_per_s": total_bytes / 1e6 / max(seconds, 1e-9), "workers": workers,
+        "executor": executor,
         "splits": {s: {d: {k: metas[(s2, d)][k] for k in ("documents", "tokens", "bytes", "dtype")}
                        for (s2, d) in sorted(metas) if s2 == s} for s in ("train", "val")},
     }

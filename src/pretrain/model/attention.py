@@ -5,23 +5,20 @@ query heads; n_kv_heads = 1 is multi-query attention (Shazeer 2019). QK-norm (De
 OLMo 2, Qwen3) RMS-normalises queries and keys per head before RoPE, which keeps attention logits
 bounded at high learning rates.
 
-All of it runs through ``F.scaled_dot_product_attention``: ``is_causal=True`` when there is no document
-mask (the fast path, flash/memory-efficient kernels), a boolean block-diagonal causal mask otherwise
-(works forward and backward on CPU and GPU).
+Sliding-window layers (Mistral, Gemma 3, nanochat's "SSSL" pattern) see only the last
+``model.sliding_window`` keys. The kernel (SDPA with a dense mask, or FlexAttention with a block mask)
+and the masks are chosen once per forward by :class:`pretrain.model.masking.AttentionPlan`.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pretrain.model.config import ModelConfig
 from pretrain.model.layers import RMSNorm
+from pretrain.model.masking import AttentionPlan
 from pretrain.model.rope import apply_rotary
-
-# scaled_dot_product_attention shares key/value heads itself (enable_gqa) from torch 2.5 on.
-_SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
 class KVCache:
@@ -54,52 +51,45 @@ class KVCache:
         self.length = min(self.length, length)
 
 
-def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
-    """Boolean [B, 1, T, T] mask, True where query i may attend key j: j <= i and same document."""
-    T = doc_ids.shape[1]
-    causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
-    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
-    return (same_doc & causal)[:, None]
-
-
-def offset_causal_mask(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
-    """Causal mask for q_len new queries after k_len - q_len cached positions (bottom-right aligned)."""
-    q_pos = torch.arange(k_len - q_len, k_len, device=device)[:, None]
-    return torch.arange(k_len, device=device)[None, :] <= q_pos
-
-
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, cache_index: int):
+    def __init__(self, cfg: ModelConfig, layer: int, cache_index: int):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
         self.cache_index = cache_index  # this layer's slot in a KVCache
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.kv_heads * cfg.head_dim, bias=False)
-        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
-        self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
-        self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.window = cfg.layer_window(layer)  # 0 = full attention
+        self.rope = cfg.layer_rope(layer)  # which cos/sin table the model hands this layer ("none": NoPE)
+        self.scale = cfg.attn_scale or None  # None: the kernels' 1/sqrt(head_dim)
+        self.softcap = cfg.attn_softcap
+        q_width, kv_width = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, q_width, bias=cfg.qkv_bias)
+        self.wk = nn.Linear(cfg.dim, kv_width, bias=cfg.qkv_bias)
+        self.wv = nn.Linear(cfg.dim, kv_width, bias=cfg.qkv_bias)
+        self.wo = nn.Linear(q_width, cfg.dim, bias=cfg.attn_out_bias)
+        # QK-norm per head normalises each head_dim slice; OLMo 2 normalises the whole projection at once.
+        self.norm_all = cfg.qk_norm_scope == "all"
+        q_norm_dim, k_norm_dim = (q_width, kv_width) if self.norm_all else (cfg.head_dim, cfg.head_dim)
+        norm = {"eps": cfg.norm_eps, "unit_offset": cfg.norm_unit_offset}
+        self.q_norm = RMSNorm(q_norm_dim, **norm) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(k_norm_dim, **norm) if cfg.qk_norm else None
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                cache: KVCache | None = None) -> torch.Tensor:
-        """x [B, T, dim]; mask None means plain causal attention over the whole (cached + new) sequence."""
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
+                plan: AttentionPlan | None, cache: KVCache | None = None) -> torch.Tensor:
+        """x [B, T, dim] -> [B, T, dim]; ``plan`` says which keys the queries may see (None: causal);
+        cos/sin None (or a NoPE layer) leaves queries and keys unrotated."""
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
-        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
-        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        if self.q_norm is not None:
+        plan = plan or AttentionPlan(T, device=x.device)
+        q, k, v = self.wq(x), self.wk(x), self.wv(x)
+        if self.q_norm is not None and self.norm_all:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(B, T, self.n_heads, self.head_dim)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim)
+        if self.q_norm is not None and not self.norm_all:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, T, head_dim]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cos is not None and self.rope != "none":
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
-            k, v = cache.update(self.cache_index, k, v)
-        # is_causal aligns top-left, which is right only when queries and keys are the same positions.
-        is_causal = mask is None and T > 1 and k.shape[2] == T
-        if mask is None and T > 1 and k.shape[2] != T:
-            mask = offset_causal_mask(T, k.shape[2], x.device)
-        if self.n_kv_heads != self.n_heads and not _SDPA_HAS_GQA:  # torch < 2.5: share heads by copying
-            k = k.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
-            v = v.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
-        gqa = {"enable_gqa": self.n_kv_heads != self.n_heads} if _SDPA_HAS_GQA else {}
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, **gqa)
+            k, v = cache.update(self.cache_index, k, v)  # every cached key: the plan trims to the window
+        y = plan.attend(q, k, v, self.window, scale=self.scale, softcap=self.softcap)
         return self.wo(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))

@@ -1,4 +1,12 @@
-"""Model configuration: the shape of a Llama-style decoder and its optional parts (RoPE scaling, MoE, MTP)."""
+"""Model configuration: the shape of a Llama-style decoder and its optional parts (RoPE scaling, MoE, MTP).
+
+Besides the Llama recipe, the fields below express the variants of the open models people continue
+pre-training from (see docs/model.md for the table): decoupled head width (Qwen3, Gemma 3), q/k/v
+biases (Qwen2), attention/MLP biases (Llama variants), sliding windows (Mistral, Gemma 3), post- and
+sandwich-norm placement and whole-projection QK-norm (OLMo 2, Gemma 3), (1 + w) norms, embedding
+scaling, GeGLU, local RoPE bases and soft-capping (Gemma), and NoPE layers (SmolLM3). Each is honoured
+by our own forward, training, generation and KV cache, not only by import/export.
+"""
 
 from __future__ import annotations
 
@@ -111,6 +119,9 @@ class ModelConfig:
     """Attention (query) heads."""
     n_kv_heads: int = 0
     """Key/value heads for grouped-query attention (0 = n_heads, i.e. multi-head; 1 = multi-query)."""
+    attn_head_dim: int = 0
+    """Width of each attention head (0 = dim / n_heads; Qwen3 and Gemma 3 decouple it, e.g. 1024 wide with
+    16 heads of 128)."""
     ffn_hidden: int = 0
     """SwiGLU hidden size (0 = 8/3 * dim rounded up to multiple_of)."""
     multiple_of: int = 64
@@ -125,6 +136,49 @@ class ModelConfig:
     """RMSNorm epsilon."""
     qk_norm: bool = False
     """RMSNorm on queries and keys per head (stabilises large learning rates)."""
+    qk_norm_scope: Literal["head", "all"] = "head"
+    """QK-norm over each head (Qwen3, Gemma 3) or over the whole q and k projections (OLMo 2)."""
+    qkv_bias: bool = False
+    """Biases on the query, key and value projections (Qwen2 / Qwen2.5; Llama's attention_bias)."""
+    attn_out_bias: bool = False
+    """Bias on the attention output projection (Llama's attention_bias sets it with qkv_bias)."""
+    mlp_bias: bool = False
+    """Biases on the feed-forward projections (Llama's mlp_bias)."""
+    activation: Literal["silu", "gelu_tanh"] = "silu"
+    """Gate activation of the gated feed-forward: silu (SwiGLU, Llama) or tanh-approximated GELU (GeGLU,
+    Gemma)."""
+    norm_placement: Literal["pre", "post", "sandwich"] = "pre"
+    """Where the block norms sit: pre (x + f(norm(x)), Llama), post (x + norm(f(x)), OLMo 2) or sandwich
+    (x + norm(f(norm(x))), Gemma 2/3)."""
+    norm_unit_offset: bool = False
+    """RMSNorm scales by (1 + weight) with the weight starting at 0 (Gemma); else by weight starting at 1."""
+    scale_embeddings: bool = False
+    """Multiply the token embeddings by sqrt(dim) before the first block (Gemma)."""
+    attn_scale: float = 0.0
+    """Attention logit scale (0 = 1/sqrt(head width); Gemma 3 uses query_pre_attn_scalar^-0.5)."""
+    attn_softcap: float = 0.0
+    """Soft-cap attention logits to cap * tanh(s / cap) (0 = off; Gemma 2 uses 50)."""
+    logit_softcap: float = 0.0
+    """Soft-cap the output logits to cap * tanh(z / cap) (0 = off; Gemma 2 uses 30)."""
+    rope_pattern: str = "R"
+    """Positional encoding per layer, cycled over the layers: R = RoPE, N = none (NoPE; SmolLM3 drops RoPE
+    in every fourth layer, "RRRN")."""
+    rope_theta_local: float = 0.0
+    """RoPE base of the sliding-window (S) layers, without rope_scaling (0 = the layers share rope_theta
+    and its scaling; Gemma 3: 10000 locally, 1e6 with scaling globally)."""
+    hf_architecture: str = ""
+    """Hugging Face model_type to export as ("" = chosen from the features; import records the source's,
+    so import -> export gives back the same architecture and tensors)."""
+    sliding_window: int = 0
+    """Keys an "S" layer of window_pattern sees: the query itself and the window - 1 before it (0 = no
+    sliding window; Mistral uses 4096, Gemma 3 1024)."""
+    window_pattern: str = "L"
+    """Attention span per layer, cycled over the layers: S = sliding window, L = full (nanochat "SSSL",
+    Gemma 3 "SSSSSL", Mistral "S"). A string as long as n_layers spells every layer out."""
+    attention_kernel: Literal["auto", "sdpa", "flex"] = "auto"
+    """auto: FlexAttention with a block mask on CUDA whenever documents or windows mask a forward without
+    a KV cache, SDPA otherwise (causal fast path, decoding); sdpa: SDPA with a dense mask (the CPU path);
+    flex: FlexAttention everywhere (its CPU version is forward-only)."""
     tie_embeddings: bool = True
     """Share the token embedding with the LM head."""
     init_std: float = 0.02
@@ -140,7 +194,7 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.attn_head_dim or self.dim // self.n_heads
 
     @property
     def hidden_dim(self) -> int:
@@ -158,6 +212,16 @@ class ModelConfig:
     def rope_original_max_position(self) -> int:
         """Context the RoPE scaling is relative to."""
         return self.rope_scaling.original_max_position or self.max_seq_len
+
+    def layer_window(self, layer: int) -> int:
+        """Sliding window of a layer (0 = full attention); the pattern repeats over the layers."""
+        return self.sliding_window if self.window_pattern[layer % len(self.window_pattern)] == "S" else 0
+
+    def layer_rope(self, layer: int) -> str:
+        """Which RoPE a layer applies: "global", "local" (windowed layer with its own base) or "none"."""
+        if self.rope_pattern[layer % len(self.rope_pattern)] == "N":
+            return "none"
+        return "local" if self.rope_theta_local and self.layer_window(layer) else "global"
 
     def is_moe_layer(self, layer: int) -> bool:
         return self.moe.n_experts > 0 and layer >= self.moe.first_dense_layers
@@ -184,8 +248,11 @@ class ModelConfig:
     def validate(self) -> None:
         check(self.dim > 0, "dim", "must be > 0")
         check(self.n_layers > 0, "n_layers", "must be > 0")
-        check(self.n_heads > 0 and self.dim % self.n_heads == 0, "n_heads", f"must divide dim={self.dim}")
-        check(self.head_dim % 2 == 0, "n_heads", "head dimension dim/n_heads must be even for RoPE")
+        check(self.attn_head_dim >= 0, "attn_head_dim", "must be >= 0")
+        check(self.n_heads > 0 and (self.attn_head_dim or self.dim % self.n_heads == 0), "n_heads",
+              f"must divide dim={self.dim} (or set attn_head_dim)")
+        check(self.head_dim % 2 == 0, "attn_head_dim" if self.attn_head_dim else "n_heads",
+              f"the head width {self.head_dim} must be even for RoPE")
         check(self.n_heads % self.kv_heads == 0, "n_kv_heads", f"must divide n_heads={self.n_heads}")
         check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
         check(self.vocab_size >= 0, "vocab_size", "must be >= 0")
@@ -194,6 +261,23 @@ class ModelConfig:
         check(self.rope_theta > 0, "rope_theta", "must be > 0")
         check(self.norm_eps > 0, "norm_eps", "must be > 0")
         check(self.init_std > 0, "init_std", "must be > 0")
+        check(bool(self.window_pattern) and set(self.window_pattern) <= {"S", "L"}, "window_pattern",
+              f"must be a string of S (sliding) and L (full) (got {self.window_pattern!r})")
+        check(self.sliding_window >= 0, "sliding_window", f"must be >= 0 (got {self.sliding_window})")
+        check(not ("S" in self.window_pattern and self.sliding_window == 0), "sliding_window",
+              f"must be > 0 when window_pattern {self.window_pattern!r} has S layers")
+        check(not (self.sliding_window and "S" not in self.window_pattern), "window_pattern",
+              f"has no S layer, so sliding_window = {self.sliding_window} would never apply")
+        check(bool(self.rope_pattern) and set(self.rope_pattern) <= {"R", "N"}, "rope_pattern",
+              f"must be a string of R (RoPE) and N (no positional encoding) (got {self.rope_pattern!r})")
+        for name in ("attn_scale", "attn_softcap", "logit_softcap", "rope_theta_local"):
+            check(getattr(self, name) >= 0, name, f"must be >= 0 (got {getattr(self, name)})")
+        check(self.norm_placement in ("pre", "post", "sandwich"), "norm_placement",
+              f"must be pre, post or sandwich (got {self.norm_placement!r})")
+        check(self.qk_norm_scope in ("head", "all"), "qk_norm_scope", f"must be head or all (got {self.qk_norm_scope!r})")
+        check(self.activation in ("silu", "gelu_tanh"), "activation", f"must be silu or gelu_tanh (got {self.activation!r})")
+        check(self.attention_kernel in ("auto", "sdpa", "flex"), "attention_kernel",
+              f"must be auto, sdpa or flex (got {self.attention_kernel!r})")
         check(
             self.moe.first_dense_layers <= self.n_layers,
             "moe.first_dense_layers",

@@ -1,4 +1,4 @@
-"""The small building blocks: RMSNorm and the SwiGLU feed-forward."""
+"""The small building blocks: RMSNorm and the gated feed-forward (SwiGLU / GeGLU)."""
 
 from __future__ import annotations
 
@@ -6,31 +6,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+ACTIVATIONS = {"silu": F.silu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
+
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm (Zhang & Sennrich 2019): no mean subtraction, no bias.
 
     Normalises in float32 and scales in the input dtype, as Llama does, so bf16 training stays stable and
-    exported models match ``transformers`` exactly.
+    exported models match ``transformers`` exactly. With ``unit_offset`` (Gemma) the scale is 1 + weight
+    with the weight starting at 0, applied in float32 as Gemma does (so weight decay pulls it towards 1).
     """
 
-    def __init__(self, dim: int, eps: float = 1e-5):
+    def __init__(self, dim: int, eps: float = 1e-5, unit_offset: bool = False):
         super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps, self.unit_offset = eps, unit_offset
+        self.weight = nn.Parameter(torch.zeros(dim) if unit_offset else torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype) * self.weight
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        if self.unit_offset:
+            return (normed * (1.0 + self.weight.float())).to(x.dtype)
+        return normed.to(x.dtype) * self.weight
 
 
 class SwiGLU(nn.Module):
-    """Gated feed-forward down(silu(gate(x)) * up(x)) (Shazeer 2020, "GLU Variants Improve Transformer")."""
+    """Gated feed-forward down(act(gate(x)) * up(x)) (Shazeer 2020, "GLU Variants Improve Transformer"):
+    SwiGLU with silu (Llama), GeGLU with tanh-GELU (Gemma); optional biases (Llama's mlp_bias)."""
 
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, bias: bool = False, activation: str = "silu"):
         super().__init__()
-        self.gate = nn.Linear(dim, hidden, bias=False)
-        self.up = nn.Linear(dim, hidden, bias=False)
-        self.down = nn.Linear(hidden, dim, bias=False)
+        self.gate = nn.Linear(dim, hidden, bias=bias)
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        return self.down(self.act(self.gate(x)) * self.up(x))

@@ -39,9 +39,10 @@ class MoE(nn.Module):
         self.score, self.cfg = m.router_score, m
         hidden = cfg.expert_hidden_dim
         self.router = nn.Linear(cfg.dim, m.n_experts, bias=False)
-        self.experts = nn.ModuleList(SwiGLU(cfg.dim, hidden) for _ in range(m.n_experts))
+        ffn = {"bias": cfg.mlp_bias, "activation": cfg.activation}
+        self.experts = nn.ModuleList(SwiGLU(cfg.dim, hidden, **ffn) for _ in range(m.n_experts))
         # n_shared shared experts are one SwiGLU n_shared times as wide (their outputs simply add up).
-        self.shared = SwiGLU(cfg.dim, hidden * m.n_shared) if m.n_shared else None
+        self.shared = SwiGLU(cfg.dim, hidden * m.n_shared, **ffn) if m.n_shared else None
         # Auxiliary-loss-free bias: saved with the model, never trained by gradients.
         self.register_buffer("router_bias", torch.zeros(m.n_experts, dtype=torch.float32))
         # Tokens routed to each expert since the last bias update (training forwards only). A plain tensor,

@@ -22,23 +22,31 @@ if TYPE_CHECKING:
 
 
 def _attention_params(cfg: ModelConfig) -> int:
-    hd = cfg.head_dim
-    q_and_o = 2 * cfg.dim * cfg.n_heads * hd
-    k_and_v = 2 * cfg.dim * cfg.kv_heads * hd
-    return q_and_o + k_and_v + (2 * hd if cfg.qk_norm else 0)
+    q_width, kv_width = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    n = 2 * cfg.dim * q_width + 2 * cfg.dim * kv_width  # q, o and k, v weights
+    n += (q_width + 2 * kv_width) * cfg.qkv_bias + cfg.dim * cfg.attn_out_bias
+    if cfg.qk_norm:
+        n += q_width + kv_width if cfg.qk_norm_scope == "all" else 2 * cfg.head_dim
+    return n
+
+
+def _gated_ffn_params(cfg: ModelConfig, hidden: int) -> int:
+    return 3 * cfg.dim * hidden + (2 * hidden + cfg.dim) * cfg.mlp_bias
 
 
 def _ffn_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
     if not moe:
-        return 3 * cfg.dim * cfg.hidden_dim
-    expert = 3 * cfg.dim * cfg.expert_hidden_dim
+        return _gated_ffn_params(cfg, cfg.hidden_dim)
+    expert = _gated_ffn_params(cfg, cfg.expert_hidden_dim)
     routed = cfg.moe.top_k if active else cfg.moe.n_experts
     router = cfg.moe.n_experts * cfg.dim
-    return router + (routed + cfg.moe.n_shared) * expert
+    shared = _gated_ffn_params(cfg, cfg.expert_hidden_dim * cfg.moe.n_shared) if cfg.moe.n_shared else 0
+    return router + routed * expert + shared
 
 
 def _block_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
-    return 2 * cfg.dim + _attention_params(cfg) + _ffn_params(cfg, moe, active)
+    norms = 4 if cfg.norm_placement == "sandwich" else 2
+    return norms * cfg.dim + _attention_params(cfg) + _ffn_params(cfg, moe, active)
 
 
 def _mtp_module_params(cfg: ModelConfig, active: bool) -> int:

@@ -1,5 +1,6 @@
 """The Llama-style decoder: embedding, pre-norm blocks (attention + SwiGLU or MoE), final norm, LM head,
-plus optional DeepSeek-V3 multi-token-prediction (MTP) modules.
+plus optional DeepSeek-V3 multi-token-prediction (MTP) modules. Config fields switch in the variants of
+other open models (post/sandwich norms, NoPE and local-RoPE layers, embedding scaling, soft-capping).
 
 Forward contract (docs/architecture.md): ``forward(input_ids, targets=None, doc_ids=None,
 position_ids=None)`` returns a :class:`ModelOutput`. ``loss = ce_sum / n_tokens + aux_loss + mtp_loss``;
@@ -11,16 +12,17 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from pretrain.model.attention import Attention, KVCache, document_causal_mask
+from pretrain.model.attention import Attention, KVCache
 from pretrain.model.config import ModelConfig, RopeScalingConfig
 from pretrain.model.layers import RMSNorm, SwiGLU
+from pretrain.model.masking import AttentionPlan
 from pretrain.model.moe import MoE, max_violation
 from pretrain.model.rope import RotaryEmbedding
 
@@ -48,22 +50,31 @@ class ModelOutput:
     """Last block's output before the final norm [B, T, dim] (MTP drafting input)."""
 
 
+def _norm(cfg: ModelConfig) -> RMSNorm:
+    return RMSNorm(cfg.dim, cfg.norm_eps, cfg.norm_unit_offset)
+
+
 class Block(nn.Module):
-    """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x))."""
+    """Residual block, x + attn(...), then x + ffn(...), with the norms where ``norm_placement`` puts them:
+    pre (Llama: f(norm(x))), post (OLMo 2: norm(f(x)), which keeps the residual stream un-normalised
+    yet bounds each update), sandwich (Gemma 2/3: norm(f(norm(x))))."""
 
     def __init__(self, cfg: ModelConfig, layer: int, cache_index: int, moe: bool):
         super().__init__()
-        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.attn = Attention(cfg, cache_index)
-        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.ffn = MoE(cfg) if moe else SwiGLU(cfg.dim, cfg.hidden_dim)
+        pre, post = cfg.norm_placement in ("pre", "sandwich"), cfg.norm_placement in ("post", "sandwich")
+        # A missing norm is an Identity, so the state dict holds exactly the norms the placement uses.
+        self.attn_norm = _norm(cfg) if pre else nn.Identity()
+        self.attn = Attention(cfg, layer, cache_index)
+        self.attn_post_norm = _norm(cfg) if post else nn.Identity()
+        self.ffn_norm = _norm(cfg) if pre else nn.Identity()
+        self.ffn = MoE(cfg) if moe else SwiGLU(cfg.dim, cfg.hidden_dim, cfg.mlp_bias, cfg.activation)
+        self.ffn_post_norm = _norm(cfg) if post else nn.Identity()
 
-    def forward(self, x, cos, sin, mask, cache=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache)
-        if isinstance(self.ffn, MoE):
-            y, aux = self.ffn(self.ffn_norm(x))
-            return x + y, aux
-        return x + self.ffn(self.ffn_norm(x)), None
+    def forward(self, x, cos, sin, plan, cache=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = x + self.attn_post_norm(self.attn(self.attn_norm(x), cos, sin, plan, cache))
+        h = self.ffn_norm(x)
+        h, aux = self.ffn(h) if isinstance(self.ffn, MoE) else (self.ffn(h), None)
+        return x + self.ffn_post_norm(h), aux
 
 
 class MTPModule(nn.Module):
@@ -74,15 +85,16 @@ class MTPModule(nn.Module):
 
     def __init__(self, cfg: ModelConfig, index: int):
         super().__init__()
-        self.hidden_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.embed_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.hidden_norm = _norm(cfg)
+        self.embed_norm = _norm(cfg)
         self.proj = nn.Linear(2 * cfg.dim, cfg.dim, bias=False)
         self.block = Block(cfg, cfg.n_layers + index, cache_index=index, moe=cfg.is_moe_layer(cfg.n_layers - 1))
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.norm = _norm(cfg)
 
-    def forward(self, h, emb, cos, sin, mask, cache=None):
+    def forward(self, h, emb, rope, plan, cache=None):
+        """``rope``: the model's {kind: (cos, sin)} tables; the block's attention picks its own."""
         x = self.proj(torch.cat([self.hidden_norm(h), self.embed_norm(emb)], dim=-1))
-        return self.block(x, cos, sin, mask, cache)
+        return self.block(x, *rope[self.block.attn.rope], plan, cache)
 
 
 def _shift_left(x: torch.Tensor, k: int, fill: int) -> torch.Tensor:
@@ -100,8 +112,11 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.rope = RotaryEmbedding(cfg)
+        # Gemma 3's windowed layers rotate with their own base and no context scaling.
+        self.rope_local = RotaryEmbedding(replace(cfg, rope_theta=cfg.rope_theta_local,
+                                                  rope_scaling=RopeScalingConfig())) if cfg.rope_theta_local else None
         self.layers = nn.ModuleList(Block(cfg, i, i, cfg.is_moe_layer(i)) for i in range(cfg.n_layers))
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.norm = _norm(cfg)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
@@ -121,10 +136,12 @@ class Transformer(nn.Module):
             if isinstance(module, nn.Linear):
                 is_residual = name.endswith("attn.wo") or name.endswith(".down")
                 nn.init.normal_(module.weight, 0.0, residual_std if is_residual else std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, 0.0, std)
             elif isinstance(module, RMSNorm):
-                nn.init.ones_(module.weight)
+                (nn.init.zeros_ if module.unit_offset else nn.init.ones_)(module.weight)
             elif isinstance(module, MoE):
                 module.router_bias.zero_()
                 module.load.zero_()
@@ -203,13 +220,16 @@ class Transformer(nn.Module):
         offset = cache.length if cache is not None else 0
         if doc_ids is not None and offset:
             raise ValueError("doc_ids cannot be combined with a non-empty KV cache")
-        cos, sin = self.rope(T, offset, position_ids)
-        mask = document_causal_mask(doc_ids) if doc_ids is not None else None
+        rope = self._rope_tables(T, offset, position_ids)
+        # One plan for all layers: each mask (one per distinct window) is built once, not per layer.
+        plan = AttentionPlan(T, doc_ids, self.cfg.attention_kernel, input_ids.device)
+        if cache is None:
+            plan.prepare({block.attn.window for block in [*self.layers, *(m.block for m in self.mtp)]})
 
-        x = self.tok_emb(input_ids)
+        x = self.embed(input_ids)
         aux_terms = []
         for layer in self.layers:
-            x, aux = layer(x, cos, sin, mask, cache)
+            x, aux = layer(x, *rope[layer.attn.rope], plan, cache)
             if aux is not None:
                 aux_terms.append(aux)
         if cache is not None:
@@ -219,7 +239,7 @@ class Transformer(nn.Module):
         lean = targets is not None and not return_logits
         logits = None
         if not lean:
-            logits = self.lm_head(self.norm(x if logits_to_keep <= 0 else x[:, -logits_to_keep:]))
+            logits = self.head(self.norm(x if logits_to_keep <= 0 else x[:, -logits_to_keep:]))
 
         out = ModelOutput(logits=logits if return_logits else None, hidden=hidden)
         if targets is None:
@@ -236,14 +256,36 @@ class Transformer(nn.Module):
         out.n_tokens = (targets != -100).sum()
         zero = hidden.new_zeros((), dtype=torch.float32)
         out.aux_loss = torch.stack(aux_terms).mean() if aux_terms else zero
-        out.mtp_loss = self._mtp_loss(hidden, input_ids, targets, doc_ids, cos, sin, mask, out.metrics, lean)
+        out.mtp_loss = self._mtp_loss(hidden, input_ids, targets, doc_ids, rope, plan, out.metrics, lean)
         out.loss = out.ce_sum / out.n_tokens.clamp(min=1) + out.aux_loss + out.mtp_loss
         if moe_layers:
             out.metrics["aux_loss"] = float(out.aux_loss.detach())
         return out
 
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings, times sqrt(dim) in the embedding's dtype with scale_embeddings (as Gemma)."""
+        x = self.tok_emb(input_ids)
+        if self.cfg.scale_embeddings:
+            x = x * torch.tensor(self.cfg.dim**0.5, dtype=x.dtype)
+        return x
+
+    def head(self, normed: torch.Tensor) -> torch.Tensor:
+        """LM head logits, soft-capped to cap * tanh(z / cap) when logit_softcap is set (Gemma 2)."""
+        logits = self.lm_head(normed)
+        if self.cfg.logit_softcap:
+            cap = self.cfg.logit_softcap
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def _rope_tables(self, T: int, offset: int, position_ids=None) -> dict[str, tuple]:
+        """cos/sin per kind of layer: global RoPE, the windowed layers' local RoPE, none (NoPE)."""
+        tables = {"global": self.rope(T, offset, position_ids), "none": (None, None)}
+        if self.rope_local is not None:
+            tables["local"] = self.rope_local(T, offset, position_ids)
+        return tables
+
     def _chunk_ce(self, norm: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = self.lm_head(norm(x)).float()
+        logits = self.head(norm(x)).float()
         return F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum")
 
     def _ce_sum(self, x, norm, targets, logits=None) -> torch.Tensor:
@@ -264,7 +306,7 @@ class Transformer(nn.Module):
                 total = total + self._chunk_ce(*args)
         return total
 
-    def _mtp_loss(self, hidden, input_ids, targets, doc_ids, cos, sin, mask, metrics, lean=False) -> torch.Tensor:
+    def _mtp_loss(self, hidden, input_ids, targets, doc_ids, rope, plan, metrics, lean=False) -> torch.Tensor:
         """Sequential MTP (DeepSeek-V3 sec. 2.2): depth k sees tokens up to t_{i+k} and predicts t_{i+k+1}."""
         zero = hidden.new_zeros((), dtype=torch.float32)
         if not len(self.mtp) or self.mtp_weight == 0:
@@ -276,8 +318,8 @@ class Transformer(nn.Module):
             targets_k = _shift_left(targets, k, fill=-100)
             if doc_ids is not None:  # never predict across a document boundary
                 targets_k = targets_k.masked_fill(_shift_left(doc_ids, k, fill=-1) != doc_ids, -100)
-            h, _ = module(h, self.tok_emb(tokens_k), cos, sin, mask)
-            logits_k = None if lean else self.lm_head(module.norm(h))
+            h, _ = module(h, self.embed(tokens_k), rope, plan)
+            logits_k = None if lean else self.head(module.norm(h))
             ce = self._ce_sum(h, module.norm, targets_k, logits_k)
             loss_k = ce / (targets_k != -100).sum().clamp(min=1)
             metrics[f"mtp/loss_{k}"] = float(loss_k.detach())
@@ -292,9 +334,9 @@ class Transformer(nn.Module):
             raise ValueError("model has no MTP modules (model.mtp.depth = 0)")
         T = next_tokens.shape[1]
         offset = cache.length if cache is not None else (position_offset or 0)
-        cos, sin = self.rope(T, offset)
         module = self.mtp[0]
-        h, _ = module(hidden, self.tok_emb(next_tokens), cos, sin, None, cache)
+        plan = AttentionPlan(T, None, self.cfg.attention_kernel, hidden.device)
+        h, _ = module(hidden, self.embed(next_tokens), self._rope_tables(T, offset), plan, cache)
         if cache is not None:
             cache.advance(T)
-        return self.lm_head(module.norm(h)), h
+        return self.head(module.norm(h)), h

@@ -8,6 +8,9 @@ invalid UTF-8 bytes directly ("byte fallback") and to decode ids back to exact b
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 BOS = "<|bos|>"
 EOS = "<|eos|>"
 PAD = "<|pad|>"
@@ -15,6 +18,31 @@ FIM_PREFIX = "<|fim_prefix|>"
 FIM_MIDDLE = "<|fim_middle|>"
 FIM_SUFFIX = "<|fim_suffix|>"
 NAMED_SPECIALS = (BOS, EOS, PAD, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX)
+
+
+HF_ROLES = ("bos_token", "eos_token", "pad_token")
+
+
+def hf_roles(directory: str | Path) -> dict[str, str]:
+    """{bos_token, eos_token, pad_token: text} from the Hugging Face files beside a tokenizer.json
+    (``tokenizer_config.json``, ``special_tokens_map.json``), for a model's own tokenizer brought in by
+    ``pretrain import hf``; roles a file does not name are left out, no files give {}."""
+    roles: dict[str, str] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the config wins where both say
+        path = Path(directory) / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        for role in HF_ROLES:
+            value = data.get(role) if isinstance(data, dict) else None
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str):
+                roles[role] = value
+    return roles
 
 
 def reserved(i: int) -> str:

@@ -5,6 +5,10 @@
 - Any byte string round-trips exactly through :meth:`Tokenizer.encode_bytes` /
   :meth:`Tokenizer.decode_bytes`: valid UTF-8 runs go through BPE, invalid bytes map straight to their
   byte tokens (byte fallback).
+- A model's own tokenizer (brought in by ``pretrain import hf``) has other special tokens: their roles
+  come from its ``tokenizer_config.json`` / ``special_tokens_map.json``. A model without a BOS token
+  (Qwen) starts documents with its EOS token, the end-of-text separator it was trained with, and one
+  without PAD pads with EOS (padding is never a target).
 - ``hash`` is the SHA-256 of the tokenizer.json bytes; token shards record it so a shard can never be
   read with a different tokenizer by mistake.
 """
@@ -44,7 +48,8 @@ def _bad_text_message(texts: Sequence[str]) -> str:
 class Tokenizer:
     """Byte-level BPE tokenizer loaded from a tokenizer.json (see :func:`load_tokenizer`)."""
 
-    def __init__(self, hf: tokenizers.Tokenizer, path: str | Path | None = None, file_bytes: bytes | None = None):
+    def __init__(self, hf: tokenizers.Tokenizer, path: str | Path | None = None, file_bytes: bytes | None = None,
+                 roles: dict[str, str] | None = None):
         self.hf = hf
         self.hf.encode_special_tokens = True  # plain text never yields a special token
         self.path = Path(path) if path is not None else None
@@ -54,6 +59,11 @@ class Tokenizer:
         self.bos_id = hf.token_to_id(specials.BOS)
         self.eos_id = hf.token_to_id(specials.EOS)
         self.pad_id = hf.token_to_id(specials.PAD)
+        if roles and self.bos_id is None:  # a Hugging Face model's tokenizer: its own special tokens
+            eos = hf.token_to_id(roles["eos_token"]) if "eos_token" in roles else None
+            self.eos_id = eos
+            self.bos_id = hf.token_to_id(roles["bos_token"]) if "bos_token" in roles else eos
+            self.pad_id = hf.token_to_id(roles["pad_token"]) if "pad_token" in roles else eos
         self.fim_prefix_id = hf.token_to_id(specials.FIM_PREFIX)
         self.fim_middle_id = hf.token_to_id(specials.FIM_MIDDLE)
         self.fim_suffix_id = hf.token_to_id(specials.FIM_SUFFIX)
@@ -148,4 +158,4 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         hf = tokenizers.Tokenizer.from_str(data.decode("utf-8"))
     except Exception as exc:  # noqa: BLE001 - the Rust error types are not exported
         raise ValueError(f"{p}: not a valid tokenizer.json: {str(exc).splitlines()[0]}") from None
-    return Tokenizer(hf, path=p, file_bytes=data)
+    return Tokenizer(hf, path=p, file_bytes=data, roles=specials.hf_roles(p.parent))

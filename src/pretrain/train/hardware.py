@@ -2,9 +2,16 @@
 
 MFU (Chowdhery et al. 2022, PaLM, Appendix B) = achieved model FLOP/s / peak FLOP/s, where model FLOPs
 per token come from the model (6N plus attention). The peak is always stated with its source in the
-run's events, never a silent default. CPU peaks are measured once with a matmul benchmark at the current
-thread count; the best rate seen is kept in ~/.cache/pretrain/peak_flops.json (PRETRAIN_CACHE moves it),
-so a measurement disturbed by other jobs on the machine does not stick.
+run's events, never a silent default. CPU peaks are measured with an fp32 matmul benchmark at the current
+thread count on every run and the best rate seen is kept in ~/.cache/pretrain/peak_flops.json
+(PRETRAIN_CACHE moves it) with the load average it was measured at (see :func:`merge_peak`): a
+measurement disturbed by other jobs on the machine is never the final word, and until one was taken on a
+quiet machine each run measures longer and the source text says MFU may be overstated.
+
+CPU threads: torch's default (one per core) with OpenMP's PASSIVE wait policy, which the ``pretrain``
+package sets before torch loads (libgomp reads it only then). Under two competing busy processes on 2
+cores a quickstart step slowed ~4x with the default spinning policy and ~1.2x with PASSIVE
+(benchmarks/cpu_contention.py, docs/performance.md); :func:`cpu_threading` states what is in effect.
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ import json
 import os
 import platform
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+import pretrain
 
 # Dense (no sparsity) datasheet peaks in FLOP/s: (bf16/fp16 tensor core, fp32 non-tensor).
 GPU_PEAKS: dict[str, tuple[float, float]] = {
@@ -81,6 +91,52 @@ def cpu_key() -> str:
     return f"{model}|threads={torch.get_num_threads()}"
 
 
+@dataclass(frozen=True)
+class PeakEntry:
+    """A cached CPU peak: the best rate measured, the 1-minute load average at that measurement, whether any
+    measurement was taken on a quiet machine, and how many measurements were merged."""
+
+    flops: float
+    load: float
+    quiet: bool
+    count: int
+
+
+def is_quiet(load: float, cores: int) -> bool:
+    """Fewer runnable processes than cores (with half a core of slack for this process's own start-up)."""
+    return load <= cores - 0.5
+
+
+def merge_peak(old: PeakEntry | None, measured: float, load: float, cores: int) -> PeakEntry:
+    """The peak policy: keep the maximum over real measurements (a rate cannot be measured above what the
+    CPU can do, so the maximum is the least disturbed one), and remember whether a quiet one was seen."""
+    quiet = is_quiet(load, cores)
+    if old is None:
+        return PeakEntry(measured, load, quiet, 1)
+    if measured > old.flops:
+        return PeakEntry(measured, load, old.quiet or quiet, old.count + 1)
+    return PeakEntry(old.flops, old.load, old.quiet or quiet, old.count + 1)
+
+
+def _entry(raw) -> PeakEntry | None:
+    """A cache value; a bare float (the first cache format) counts as not measured on a quiet machine."""
+    if isinstance(raw, (int, float)) and raw > 0:
+        return PeakEntry(float(raw), float("nan"), False, 1)
+    if isinstance(raw, dict):
+        try:
+            return PeakEntry(float(raw["flops"]), float(raw["load"]), bool(raw["quiet"]), int(raw["count"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this platform: treat the machine as busy (measure longer)
+        return float("inf")
+
+
 def cpu_peak() -> tuple[float, str]:
     """Measured (cached) fp32 peak of this CPU at the current thread count, and its source text."""
     key = cpu_key()
@@ -91,21 +147,29 @@ def cpu_peak() -> tuple[float, str]:
             cache = json.loads(path.read_text())
         except (json.JSONDecodeError, OSError):
             cache = {}
-    # Keep the best rate ever measured: a measurement taken while other jobs share the cores is low,
-    # and a low cached peak would overstate MFU for good. A short re-measurement each run can only raise it.
-    measured = measure_cpu_peak(seconds=0.25 if key in cache else 0.5)
-    entry = cache.get(key, 0.0)
-    # Other versions store {"flops": ..., ...} per key: read and update that field, keep the rest.
-    best = float(entry.get("flops", 0.0)) if isinstance(entry, dict) else float(entry or 0.0)
-    if measured > best:
-        best = measured
-        cache[key] = dict(entry, flops=measured) if isinstance(entry, dict) else measured
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(cache, indent=2))
-        except OSError:
-            pass  # a read-only home only costs a re-measurement next time
-    return best, f"measured fp32 matmul on {key} (cached in {path})"
+    old = _entry(cache.get(key))
+    load = load_average()
+    # Until a measurement on a quiet machine exists, measure for longer: more chances to catch the cores free.
+    measured = measure_cpu_peak(seconds=0.25 if old is not None and old.quiet else 1.0)
+    entry = merge_peak(old, measured, load, os.cpu_count() or 1)
+    cache[key] = asdict(entry)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cache, indent=2))
+    except OSError:
+        pass  # a read-only home only costs a re-measurement next time
+    note = "" if entry.quiet else "; no measurement on a quiet machine yet, so MFU may be overstated"
+    return entry.flops, (f"measured fp32 matmul on {key}, best of {entry.count} runs "
+                         f"(cached in {path}){note}; {cpu_threading()}")
+
+
+def cpu_threading() -> str:
+    """The CPU threading in effect: torch's intra-op threads and OpenMP's wait policy."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "")
+    text = f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={policy or 'unset (libgomp spins)'}"
+    if not pretrain.WAIT_POLICY_BEFORE_TORCH:
+        text += " (torch was loaded before pretrain, so libgomp may not use this policy)"
+    return text
 
 
 def peak_flops(device: torch.device, low_precision: bool, override: float = 0.0) -> tuple[float, str]:

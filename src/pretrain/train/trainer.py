@@ -195,19 +195,6 @@ class Trainer:
             self.dist.barrier()
         return row
 
-    def needle_accuracy(self, seq_len: int) -> tuple[float | None, str]:
-        acc, why = None, "no needle check configured"
-        if self.needle is not None and (self.dist.is_main or self.parallel.collective_forward):
-            was = self.raw.training
-            self.raw.eval()
-            try:
-                acc = self.needle(self.raw, seq_len)
-            except ValueError as exc:  # e.g. a context too short to hold needle and question
-                why = str(exc)
-            finally:
-                self.raw.train(was)
-        return self.broadcast(acc), why
-
     # ------------------------------------------------------------------ stages and checkpoints
     def enter_stage(self, stage: Stage, loader_state: dict | None = None) -> None:
         """Apply a stage's model settings (context, RoPE scaling) and build its data stream."""

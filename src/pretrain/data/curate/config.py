@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pretrain.configlib import check
+from pretrain.data.curate.registry import build_step, import_step_modules
 
 DEFAULT_DOMAIN_GLOBS: dict[str, str] = {
     **{f"*.{ext}": "code" for ext in ("py", "pyi", "rs", "c", "h", "cc", "cpp", "hpp", "cxx", "go", "java", "js",
@@ -46,8 +48,10 @@ class CurateConfig:
     carry a `domain` keep it)."""
     default_domain: str = "prose"
     """Domain of loose files that match no glob."""
-    max_record_bytes: int = 64_000_000
-    """Records (JSONL lines, files) larger than this go to quarantine instead of memory."""
+    max_record_bytes: int = 8_000_000
+    """Records (JSONL lines, files, WARC payloads) larger than this go to quarantine instead of memory:
+    the steps hold a few copies of a document, so peak memory grows with the largest one (see
+    docs/curation.md; 8 MB is a 2,000-page book, and Common Crawl cuts captures at 1 MiB)."""
     samples_per_reason: int = 3
     """Removed documents kept as samples per reason in stats.json (for inspection)."""
     sample_chars: int = 400
@@ -55,8 +59,14 @@ class CurateConfig:
     output_format: str = "jsonl.zst"
     """Format of the kept documents under data/: 'jsonl.zst' or 'parquet' (removed/ and quarantine/ are
     always JSONL.zst)."""
+    step_modules: list[str] = field(default_factory=list)
+    """Python modules imported before the pipeline is built, for steps defined outside pretrain (each
+    registers its step with @register; they must be importable on every worker and Ray node)."""
     keep_work: bool = False
     """Keep the scratch directory work/ (dedup indexes, intermediate shards) after a successful run."""
+    blocklist: str = ""
+    """Domain blocklist file (UT1 format, one domain per line, subdomains included): adds the
+    `domain_blocklist` step at the front of the pipeline ('' = none)."""
 
     def validate(self) -> None:
         check(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
@@ -68,6 +78,8 @@ class CurateConfig:
         check(self.output_format in ("jsonl.zst", "parquet"), "output_format",
               f"must be 'jsonl.zst' or 'parquet' (got {self.output_format!r})")
         check(self.samples_per_reason >= 0, "samples_per_reason", "must be >= 0")
-        from pretrain.data.curate.pipeline import build_steps
-
-        build_steps(self)  # step types and options are checked here, naming e.g. steps[2].min_words
+        check(not self.blocklist or "://" in self.blocklist or Path(self.blocklist).is_file(), "blocklist",
+              f"blocklist file not found: {self.blocklist}")
+        import_step_modules(self.step_modules)
+        for i, spec in enumerate(self.steps):  # types and options checked here, naming e.g. steps[2].min_words
+            build_step(spec, f"steps[{i}]")

@@ -1,16 +1,79 @@
-"""HTML -> main text with trafilatura (Barbaresi 2021), keeping image alt text, code and math.
+"""HTML -> main text, keeping image alt text, code and math: trafilatura (Barbaresi 2021) or
+resiliparse (Bevendorff et al. 2018; its C++ DOM and main-content rules, several times faster).
 
-trafilatura drops boilerplate (navigation, footers, cookie banners) and keeps ``<pre>``/``<code>``
-blocks. MathML and MathJax are turned into ``$TeX$`` spans before extraction (trafilatura would drop
-them), and image references ``![alt](src)`` become their alt text. When trafilatura finds no main
-content (very short pages), its plain-text baseline is used instead.
+Both drop boilerplate (navigation, footers, cookie banners) and keep ``<pre>``/``<code>`` blocks.
+MathML and MathJax are turned into ``$TeX$`` spans before extraction (both would drop them).
+trafilatura writes images and tables as Markdown; that syntax is turned back into text here: an image
+``![alt](src)`` becomes its alt text (escaped brackets and parentheses in ``src`` included), a table row
+``| a | b |`` becomes its cells separated by tabs and the ``|---|`` rule line goes. When no main
+content is found (very short pages), the extractor's whole-page text is used instead.
+
+Every call can be given a time limit (:func:`time_limit`): a pathological page raises
+:class:`ExtractTimeout` instead of stalling its worker.
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import threading
+from contextlib import contextmanager
 
-_IMG = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+EXTRACTORS = ("trafilatura", "resiliparse")
+
+# ![alt](target "title"): alt may hold escaped brackets; target is <...> or has balanced parentheses
+_IMG = re.compile(r"!\[((?:\\.|[^\]\\])*)\]\((?:<[^>]*>|(?:[^()\s]|\([^()]*\))*)(?:\s+\"[^\"]*\")?\)")
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")
+_TABLE_RULE = re.compile(r"^\s*\|(?:\s*:?-{2,}:?\s*\|)+\s*$")
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+class ExtractTimeout(Exception):
+    """Extraction of one page ran past its time limit."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raise ExtractTimeout in the block after ``seconds`` (wall clock; 0 = no limit). Uses SIGALRM, so it
+    works in a process's main thread (pool workers and Ray workers run tasks there); elsewhere (or on
+    a platform without SIGALRM) the block runs unlimited."""
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def fire(signum, frame):
+        raise ExtractTimeout(f"HTML extraction took longer than {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _alt(m: re.Match) -> str:
+    return _MD_ESCAPE.sub(r"\1", m.group(1))
+
+
+def markdown_to_text(text: str) -> str:
+    """Turn trafilatura's Markdown images and tables back into plain text (see the module docstring)."""
+    if "![" in text:
+        text = _IMG.sub(_alt, text)
+    if "|" not in text:
+        return text
+    out = []
+    for line in text.split("\n"):
+        s = line.strip()
+        if s.startswith("|") and s.endswith("|") and len(s) > 1:
+            if _TABLE_RULE.match(s):
+                continue
+            cells = [_MD_ESCAPE.sub(r"\1", c.strip()) for c in _CELL_SPLIT.split(s[1:-1])]
+            line = "\t".join(c for c in cells)
+        out.append(line)
+    return "\n".join(out)
 
 
 def _math_to_text(html: str) -> str:
@@ -39,18 +102,35 @@ def _math_to_text(html: str) -> str:
     return lxml.html.tostring(root, encoding="unicode")
 
 
-def html_to_text(html: str) -> str:
-    """Main text of an HTML page ('' when there is none)."""
+def _trafilatura(html: str) -> str:
     try:
         import trafilatura
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise ImportError("HTML extraction needs trafilatura: pip install trafilatura lxml_html_clean") from exc
-    html = _math_to_text(html)
     text = trafilatura.extract(html, include_images=True, include_tables=True, include_comments=False,
                                favor_recall=True, deduplicate=False)
     if not text:
         text = trafilatura.html2txt(html) or ""
-    return _IMG.sub(lambda m: m.group(1), text)
+    return markdown_to_text(text)
+
+
+def _resiliparse(html: str) -> str:
+    try:
+        from resiliparse.extract.html2text import extract_plain_text
+    except ImportError as exc:
+        raise ImportError("extract.extractor = 'resiliparse' needs resiliparse: pip install 'pretrain[web]'") from exc
+    kw = {"alt_texts": True, "preserve_formatting": True, "list_bullets": True, "links": False,
+          "noscript": False, "comments": False}
+    text = extract_plain_text(html, main_content=True, **kw)
+    if not text.strip():
+        text = extract_plain_text(html, main_content=False, **kw)
+    return text
+
+
+def html_to_text(html: str, extractor: str = "trafilatura") -> str:
+    """Main text of an HTML page ('' when there is none) with the named extractor."""
+    html = _math_to_text(html)
+    return _resiliparse(html) if extractor == "resiliparse" else _trafilatura(html)
 
 
 def looks_like_html(text: str) -> bool:

@@ -2,17 +2,25 @@
 Insights from Training Gopher", Appendix A.1.1 and Table A1), with the published thresholds as defaults.
 
 Each check returns ``None`` for a document that passes or ``(reason, detail)`` for the first rule it fails.
-Words are whitespace-separated tokens, as in the paper.
+Words are whitespace-separated tokens, as in the paper, except in languages written without spaces
+(``unsegmented_langs``: Japanese, Chinese, Thai ...), where each character that is not part of a Latin
+word counts as a word and the mean-word-length bounds (meaningless there) are not applied; so a
+Japanese page is not one 2000-character "word" rejected for its length. The stop-word rule is English's
+and runs only on ``stop_words_langs``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 BULLETS = ("•", "-", "*", "·", "‣", "◦", "⁃", "○", "▪", "▫", "–")
+UNSEGMENTED = ("ja", "zh", "th", "lo", "km", "my", "bo")
+# a run of Latin letters/digits is one word; any other non-space character is a word of its own
+_UNSEG_WORD = re.compile(r"[0-9A-Za-z\u00C0-\u024F'’-]+|\S")
 
 
 @dataclass
@@ -40,17 +48,21 @@ class GopherQualityOptions:
     stop_words_langs: list[str] = field(default_factory=lambda: ["en"])
     """The stop-word rule applies only to documents whose `lang` is one of these or unlabelled (an
     English list would reject every German page); [] = apply to all."""
+    unsegmented_langs: list[str] = field(default_factory=lambda: list(UNSEGMENTED))
+    """Languages written without spaces between words: words are counted per character and the
+    mean-word-length bounds are off for them."""
 
 
 def gopher_quality(text: str, o: GopherQualityOptions, lang: str = "") -> tuple[str, str] | None:
-    ws = text.split()
+    unsegmented = lang in o.unsegmented_langs
+    ws = _UNSEG_WORD.findall(text) if unsegmented else text.split()
     n = len(ws)
     if n < o.min_words:
         return "word_count", f"{n} words < {o.min_words}"
     if n > o.max_words:
         return "word_count", f"{n} words > {o.max_words}"
     mean_len = sum(len(w) for w in ws) / n
-    if not o.min_mean_word_length <= mean_len <= o.max_mean_word_length:
+    if not unsegmented and not o.min_mean_word_length <= mean_len <= o.max_mean_word_length:
         return "mean_word_length", f"mean word length {mean_len:.2f} outside [{o.min_mean_word_length}, {o.max_mean_word_length}]"
     symbols = text.count("#") + text.count("...") + text.count("…")
     if symbols / n > o.max_symbol_word_ratio:

@@ -11,27 +11,11 @@ gibberish, base64, tables of numbers or a foreign script inside an English corpu
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from pretrain.configlib import check
-from pretrain.data.curate.steps import GlobalStep, Verdict
-from pretrain.data.record import Document
 
-
-@dataclass
-class KLOptions:
-    max_kl: float = 5.0
-    """Documents whose KL divergence (nats) from their domain's distribution exceeds this are removed."""
-    min_words: int = 50
-    """Shorter documents are not judged (their distribution is too noisy)."""
-    bins: int = 65536
-    """Hash buckets of the unigram distribution."""
-
-
-def _word_bins(text: str, bins: int) -> np.ndarray:
+def word_bins(text: str, bins: int) -> np.ndarray:
     return np.fromiter((zlib.crc32(w.encode("utf-8", "surrogatepass")) % bins for w in text.lower().split()),
                        dtype=np.int64)
 
@@ -42,51 +26,3 @@ def kl_divergence(counts: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[nz] * np.log(p[nz] / q[nz])))
 
 
-class KLOutlier(GlobalStep):
-    type = "kl_outlier"
-    Options = KLOptions
-
-    def validate(self) -> None:
-        check(self.o.max_kl > 0, "max_kl", f"must be > 0 (got {self.o.max_kl})")
-        check(self.o.bins >= 16, "bins", "must be >= 16")
-
-    def begin_collect(self, shard: int) -> None:
-        self.shard = shard
-        self.counts: dict[str, np.ndarray] = {}
-
-    def collect(self, doc: Document, idx: int) -> None:
-        c = self.counts.setdefault(doc.domain, np.zeros(self.o.bins, dtype=np.float64))
-        np.add.at(c, _word_bins(doc.text, self.o.bins), 1.0)
-
-    def end_collect(self) -> None:
-        np.savez(self.work / f".tmp-counts-s{self.shard:05d}.npz", **self.counts)
-        (self.work / f".tmp-counts-s{self.shard:05d}.npz").replace(self.work / f"counts-s{self.shard:05d}.npz")
-
-    def resolve(self, n_shards: int) -> dict[str, Any]:
-        total: dict[str, np.ndarray] = {}
-        for s in range(n_shards):
-            with np.load(self.work / f"counts-s{s:05d}.npz") as z:
-                for d in z.files:
-                    total[d] = total.get(d, 0) + z[d]
-        # Additive smoothing that gives unseen buckets 1% of the mass in all (add-one over 65536 buckets
-        # would swamp a small corpus and make every document look like an outlier).
-        q = {}
-        for d, c in total.items():
-            alpha = 0.01 * max(c.sum(), 1.0) / len(c)
-            q[d] = (c + alpha) / (c.sum() + alpha * len(c))
-        np.savez(self.work / "q.npz", **q)
-        return {"domains": sorted(q)}
-
-    def begin_apply(self, shard: int) -> None:
-        with np.load(self.work / "q.npz") as z:
-            self.q = {d: z[d] for d in z.files}
-
-    def apply(self, doc: Document, idx: int) -> Verdict | None:
-        b = _word_bins(doc.text, self.o.bins)
-        if len(b) < self.o.min_words or doc.domain not in self.q:
-            return None
-        kl = kl_divergence(np.bincount(b, minlength=self.o.bins).astype(np.float64), self.q[doc.domain])
-        doc.meta["kl_divergence"] = round(kl, 4)
-        if kl > self.o.max_kl:
-            return "outlier_tokens", f"KL divergence {kl:.2f} nats > {self.o.max_kl}"
-        return None

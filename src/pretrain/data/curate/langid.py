@@ -19,3 +19,18 @@ def detect_language(text: str, max_chars: int = 2000) -> tuple[str, float]:
     """(ISO 639-1 code, probability) of the text's first ``max_chars`` characters."""
     lang, score = _identifier().classify(text[:max_chars])
     return str(lang), float(score)
+
+
+def relabel(doc, max_chars: int = 2000) -> bool:
+    """Recompute the label of a document that language ID labelled (``meta.lang_score`` set) after a
+    step rewrote its text; the old label goes to ``meta.lang_relabelled_from`` when it changes.
+    Returns whether it changed. Steps that drop lines after language ID call this."""
+    if "lang_score" not in doc.meta or not doc.text.strip():
+        return False
+    lang, score = detect_language(doc.text, max_chars)
+    doc.meta["lang_score"] = round(score, 4)
+    if lang == doc.lang:
+        return False
+    doc.meta.setdefault("lang_relabelled_from", doc.lang)
+    doc.lang = lang
+    return True

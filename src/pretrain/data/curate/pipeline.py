@@ -4,7 +4,8 @@ Default pipeline (used when ``steps`` is empty), for mixed web / prose / code in
 clean curated text: **web-calibrated rules run only on the domains they were calibrated on.**
 
 - every domain: HTML extraction (files read as HTML, or 'web' records that look like HTML), Unicode and
-  whitespace normalization, PII redaction, exact dedup and MinHash near-dup removal;
+  whitespace normalization, PII redaction, URL dedup (records with ``meta.url``: the most recent capture
+  of a page is kept), exact dedup and MinHash near-dup removal;
 - everything but code: language ID (label only; `languages` / `min_score` turn it into a filter);
 - ``web`` and ``prose`` (crawled or user-supplied loose text): Gopher quality and repetition;
 - ``web`` only: C4 line rules, FineWeb rules and ccNet line dedup (boilerplate is a web problem; a play
@@ -17,12 +18,10 @@ clean curated text: **web-calibrated rules run only on the domains they were cal
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pretrain.data.curate.steps import Step, build_step
-
-if TYPE_CHECKING:
-    from pretrain.data.curate.config import CurateConfig
+from pretrain.data.curate.config import CurateConfig
+from pretrain.data.curate.registry import Step, build_step, import_step_modules
 
 WEB = ["web"]
 CRAWLED = ["web", "prose"]
@@ -38,6 +37,7 @@ DEFAULT_STEPS: list[dict[str, Any]] = [
     {"type": "fineweb", "domains": WEB},
     {"type": "code_quality", "domains": ["code"]},
     {"type": "pii"},
+    {"type": "url_dedup"},  # only records with meta.url (WARC captures); before exact dedup, so the newest wins
     {"type": "exact_dedup"},
     {"type": "minhash_dedup"},
     {"type": "line_dedup", "domains": WEB},
@@ -45,11 +45,13 @@ DEFAULT_STEPS: list[dict[str, Any]] = [
 
 
 def step_specs(cfg: CurateConfig) -> list[dict[str, Any]]:
-    return cfg.steps or DEFAULT_STEPS
+    front = [{"type": "domain_blocklist", "file": cfg.blocklist}] if cfg.blocklist else []
+    return front + (cfg.steps or DEFAULT_STEPS)
 
 
 def build_steps(cfg: CurateConfig) -> list[Step]:
     """Step objects in order; labels are made unique (`c4`, `c4#2`) so stats never merge two steps."""
+    import_step_modules(cfg.step_modules)
     steps = [build_step(spec, f"steps[{i}]") for i, spec in enumerate(step_specs(cfg))]
     seen: dict[str, int] = {}
     for s in steps:

@@ -1,10 +1,11 @@
 """Input discovery, sharding and reading: every input record becomes a Document or a quarantine record.
 
 Formats by extension: ``.jsonl`` / ``.jsonl.gz`` / ``.jsonl.zst`` (and ``.json`` lines), ``.parquet``,
-``.html`` / ``.htm`` (domain 'web' and ``meta.format = 'html'``), and anything else read as one text
-document per file (source code, Markdown, plain text). Reading never raises on bad data: invalid UTF-8,
+``.html`` / ``.htm`` (domain 'web' and ``meta.format = 'html'``), ``.warc`` / ``.warc.gz`` / ``.wet`` /
+``.wet.gz`` (see :mod:`pretrain.data.curate.warc`), and anything else read as one text document per file
+(source code, Markdown, plain text). Inputs may be local paths or fsspec URLs (:mod:`.storage`). Reading never raises on bad data: invalid UTF-8,
 binary or empty files, NUL bytes, malformed JSON lines, records without the text field, lines over the
-size limit and truncated compressed streams each yield a :class:`Quarantined` naming file, line and
+size limit, truncated compressed streams, symlink loops and broken symlinks each yield a :class:`Quarantined` naming file, line and
 reason, and reading goes on with the next record where that is possible.
 """
 
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import zstandard
 
+from pretrain.data.curate import storage
+from pretrain.data.curate.inputs import expand_inputs, link_problem
+from pretrain.data.curate.warc import is_warc, read_warc_records
 from pretrain.data.record import Document
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".json.gz", ".json.zst")
@@ -51,6 +55,7 @@ class Shard:
     files: list[str]
     start: int = 0
     stop: int = -1  # record slice [start, stop); -1 = to the end
+    start_byte: int = -1  # offset of record `start` in an uncompressed file (-1 = unknown: count lines)
 
     def describe(self) -> str:
         if self.kind == "records":
@@ -66,38 +71,19 @@ def file_format(path: str | Path) -> str:
         return "parquet"
     if name.endswith(HTML_SUFFIXES):
         return "html"
+    if is_warc(name):
+        return "warc"
     return "text"
 
 
 def domain_for(path: str | Path, globs: dict[str, str], default: str = "prose") -> str:
     """First glob (in the mapping's order) matching the file name or its path; else ``default``."""
-    p = Path(path)
+    full = path.as_posix() if isinstance(path, Path) else str(path)
+    name = full.rstrip("/").rsplit("/", 1)[-1]
     for pattern, domain in globs.items():
-        if fnmatch.fnmatch(p.name, pattern) or fnmatch.fnmatch(p.as_posix(), pattern):
+        if fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(full, pattern):
             return domain
     return default
-
-
-def expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files named and every file under directories named, recursively, in sorted order; hidden files skipped."""
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file()
-                              and not any(part.startswith(".") for part in f.relative_to(p).parts)))
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"input not found: {p}")
-    seen: set[Path] = set()
-    return [f for f in out if not (f in seen or seen.add(f))]
-
-
-def _open_binary(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
 
 
 class TruncatedInput(Exception):
@@ -106,7 +92,7 @@ class TruncatedInput(Exception):
 
 def _zstd_chunks(path: Path) -> Iterator[bytes]:
     """Decompressed chunks of a (multi-frame) .zst file; raises TruncatedInput if the last frame is cut."""
-    with open(path, "rb") as f:
+    with storage.open_binary(path) as f:
         dctx = zstandard.ZstdDecompressor()
         obj = dctx.decompressobj()
         pending = b""
@@ -130,15 +116,24 @@ def _zstd_chunks(path: Path) -> Iterator[bytes]:
             raise TruncatedInput("truncated zstd stream (file ends inside a frame)")
 
 
-def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+def iter_lines(path: Path, max_bytes: int, offset: int = 0, first_line: int = 0) -> Iterator[tuple[int, bytes | None]]:
     """(line number, raw line) of a plain/.gz/.zst file; ``None`` for a line over ``max_bytes``, which is
-    skipped without holding it in memory. Raises TruncatedInput at a cut or corrupt compressed stream."""
-    if path.name.endswith(".zst"):
+    skipped without holding it in memory. Raises TruncatedInput at a cut or corrupt compressed stream.
+    ``offset`` / ``first_line``: start at that byte (uncompressed files only), numbered from that line."""
+    if offset > 0 and not path.name.endswith((".zst", ".gz")):
+        def seeked() -> Iterator[bytes]:
+            with storage.open_binary(path) as f:
+                f.seek(offset)
+                while chunk := f.read(_CHUNK):
+                    yield chunk
+        chunks: Iterator[bytes] = seeked()
+    elif path.name.endswith(".zst"):
         chunks = _zstd_chunks(path)
     else:
         def plain() -> Iterator[bytes]:
             try:
-                with _open_binary(path) as f:
+                with storage.open_binary(path) as raw:
+                    f = gzip.GzipFile(fileobj=raw, mode="rb") if path.name.endswith(".gz") else raw
                     # read1: what is decodable so far, so records before a cut gzip stream still come out
                     read = f.read1 if hasattr(f, "read1") else f.read
                     while chunk := read(_CHUNK):
@@ -146,7 +141,7 @@ def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes | None]]
             except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
                 raise TruncatedInput(f"corrupt or truncated compressed stream: {exc}") from None
         chunks = plain()
-    lineno = 0
+    lineno = first_line if offset > 0 else 0
     buf = bytearray()
     too_long = False
     for chunk in chunks:
@@ -167,31 +162,43 @@ def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes | None]]
         yield lineno + 1, (None if too_long else bytes(buf))
 
 
-def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_shard: int) -> list[int] | None:
+def _parquet_source(path):
+    return storage.open_binary(path) if storage.is_remote(path) else path
+
+
+def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_shard: int,
+                with_offsets: bool = False) -> list[int] | tuple[list[int], list[int]] | None:
     """Record indices where shards of a record file start (a new shard every ``records_per_shard``
     records or ``bytes_per_shard`` bytes, whichever comes first), followed by the record count; None when
-    the file cannot be read to the end (it becomes one shard that quarantines the bad part at read time)."""
+    the file cannot be read to the end (it becomes one shard that quarantines the bad part at read time).
+    ``with_offsets``: also the byte offset of each cut in an uncompressed file (-1 where unknown), so a
+    shard seeks to its first record instead of reading the file from line 1."""
     try:
         if file_format(path) == "parquet":
             import pyarrow.parquet as pq
 
-            n = pq.ParquetFile(path).metadata.num_rows
-            return list(range(0, n, records_per_shard)) + [n] if n else [0, 0]
-        cuts, n, size = [0], 0, 0
+            n = pq.ParquetFile(_parquet_source(path)).metadata.num_rows
+            pcuts = list(range(0, n, records_per_shard)) + [n] if n else [0, 0]
+            return (pcuts, [-1] * len(pcuts)) if with_offsets else pcuts
+        seekable = not path.name.endswith((".zst", ".gz"))
+        cuts, offsets, n, size, pos = [0], [0], 0, 0, 0
         for _, raw in iter_lines(path, max_bytes):
             if n - cuts[-1] >= records_per_shard or size >= bytes_per_shard:
                 cuts.append(n)
+                offsets.append(pos if seekable else -1)
                 size = 0
             size += len(raw) if raw is not None else max_bytes
+            pos = pos + len(raw) + 1 if raw is not None and pos >= 0 else -1  # a skipped line: length unknown
             n += 1
-        return cuts + [n]
+        return (cuts + [n], offsets + [-1]) if with_offsets else cuts + [n]
     except Exception:  # noqa: BLE001 - anything unreadable becomes one shard that quarantines at read time
         return None
 
 
 def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int, max_bytes: int,
-                bytes_per_shard: int = 1 << 62) -> list[Shard]:
-    """Cut the inputs into shards, independently of the number of workers (so outputs do not depend on it)."""
+                bytes_per_shard: int = 1 << 62, cuts: dict | None = None) -> list[Shard]:
+    """Cut the inputs into shards, independently of the number of workers (so outputs do not depend on it).
+    ``cuts``: :func:`record_cuts` (with offsets) of the record files, already computed (in parallel)."""
     shards: list[Shard] = []
     loose: list[str] = []
 
@@ -201,14 +208,19 @@ def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int,
             del loose[:files_per_shard]
 
     for f in files:
-        if file_format(f) in ("jsonl", "parquet"):
+        if file_format(f) == "warc" and not link_problem(f):
             flush()
-            cuts = record_cuts(f, max_bytes, records_per_shard, bytes_per_shard)
-            if cuts is None or len(cuts) <= 2:
+            shards.append(Shard(len(shards), "records", [str(f)], 0, -1))
+        elif file_format(f) in ("jsonl", "parquet") and not link_problem(f):
+            flush()
+            got = cuts[str(f)] if cuts and str(f) in cuts else record_cuts(
+                f, max_bytes, records_per_shard, bytes_per_shard, with_offsets=True)
+            fcuts, offs = got if got is not None else (None, None)
+            if fcuts is None or len(fcuts) <= 2:
                 shards.append(Shard(len(shards), "records", [str(f)], 0, -1))
             else:
-                for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-                    shards.append(Shard(len(shards), "records", [str(f)], a, -1 if b == cuts[-1] else b))
+                for a, b, o in zip(fcuts[:-1], fcuts[1:], offs[:-1], strict=True):
+                    shards.append(Shard(len(shards), "records", [str(f)], a, -1 if b == fcuts[-1] else b, o))
         else:
             loose.append(str(f))
             if len(loose) >= files_per_shard:
@@ -232,6 +244,8 @@ def _binary(raw: bytes) -> bool:
 
 def read_file_document(path: Path, domain: str, max_bytes: int) -> Document | Quarantined:
     src = f"{path}"
+    if problem := link_problem(path):
+        return Quarantined(src, problem, domain)
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -281,10 +295,12 @@ def _record_to_doc(rec: object, src: str, text_field: str, default_domain: str, 
 
 
 def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domain: str,
-                       max_bytes: int) -> Iterator[Document | Quarantined]:
+                       max_bytes: int, start_byte: int = -1) -> Iterator[Document | Quarantined]:
     lineno = 0
     try:
-        for lineno, raw in iter_lines(path, max_bytes):
+        # Seek to the shard's first record when its offset is known (otherwise read from line 1).
+        offset, first = (start_byte, start) if start_byte > 0 else (0, 0)
+        for lineno, raw in iter_lines(path, max_bytes, offset, first):
             idx = lineno - 1
             if idx < start:
                 continue
@@ -317,13 +333,17 @@ def read_parquet_records(path: Path, start: int, stop: int, text_field: str, dom
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(_parquet_source(path))
         names = pf.schema_arrow.names
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
         yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain)
         return
     if text_field not in names:
-        yield Quarantined(str(path), f"missing text column {text_field!r} (columns: {', '.join(names)})", domain)
+        # one record for the whole file, from its first shard only (its other shards yield nothing)
+        if start == 0:
+            rows = pf.metadata.num_rows
+            yield Quarantined(str(path), f"missing text column {text_field!r} (columns: {', '.join(names)}; "
+                              f"{rows} rows not read)", domain)
         return
     row = 0
     try:
@@ -341,16 +361,21 @@ def read_parquet_records(path: Path, start: int, stop: int, text_field: str, dom
 def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: int,
                default_domain: str = "prose") -> Iterator[Document | Quarantined]:
     if shard.kind == "records":
-        path = Path(shard.files[0])
+        path = storage.as_path(shard.files[0])
         domain = domain_for(path, globs, default="default")
-        if file_format(path) == "parquet":
+        if file_format(path) == "warc":
+            yield from read_warc_records(path, shard.files[0], max_bytes,
+                                         lambda src, why, url: Quarantined(src, why, "web", url))
+        elif file_format(path) == "parquet":
             yield from read_parquet_records(path, shard.start, shard.stop, text_field, domain)
         else:
-            yield from read_jsonl_records(path, shard.start, shard.stop, text_field, domain, max_bytes)
+            yield from read_jsonl_records(path, shard.start, shard.stop, text_field, domain, max_bytes,
+                                          shard.start_byte)
         return
     for name in shard.files:
-        path = Path(name)
+        path = storage.as_path(name)
         yield read_file_document(path, domain_for(path, globs, default_domain), max_bytes)
 
 
-__all__ = ["Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "plan_shards", "read_shard"]
+__all__ = ["Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "link_problem", "plan_shards",
+           "read_shard"]

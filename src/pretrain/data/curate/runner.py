@@ -1,16 +1,18 @@
-"""Running a curation pipeline: sharding, the worker pool, global steps, resumption and the final stats.
+"""Running a curation pipeline: planning shards, scheduling tasks on an executor, resumption, stats.
 
-The pipeline is cut at its global steps into *segments*. Segment k runs, for every shard in parallel:
+The pipeline is cut at its global steps into *segments*. Segment k runs, for every shard as one task:
 the decisions of the global step that closed segment k-1 (if any), then its local steps, then the
 *collect* half of the global step that closes it, writing the surviving documents to
-``work/seg<k>/<shard>.jsonl.zst`` (or to ``data/`` for the last segment). Once every shard of a segment is
-done the global step *resolves* once over what all shards collected. Shards are cut from the inputs
-alone, never from the worker count, and every decision depends only on the documents and their order,
-so the outputs are byte-identical for any number of workers.
+``work/seg<k>/<shard>.jsonl`` (or to ``data/`` for the last segment). Once every shard of a segment is
+done, the global step's *stages* run, each as parallel tasks (one per hash partition, or per shard; see
+:class:`pretrain.data.curate.registry.GlobalStep`). Shards are cut from the inputs alone, never from
+the worker count, and every decision depends only on the documents and their order, so the outputs are
+byte-identical for any number of workers and for the local and the Ray executor.
 
-Each finished shard task writes its stats file last, atomically; a rerun with the same inputs and config
-skips the shards whose stats file exists (resume after interruption), and a finished run is not redone.
-A different config or input set starts over.
+Every task writes its results to temporary names, then a small completion marker (a shard's stats file,
+a stage task's result) last and atomically. A task whose process dies is retried by the executor; a
+rerun with the same inputs and config skips every task whose marker exists (resume after ``kill -9``),
+and a finished run is not redone. A different config or input set starts over.
 """
 
 from __future__ import annotations
@@ -19,188 +21,96 @@ import hashlib
 import json
 import os
 import shutil
-import sys
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from pretrain import configlib
 from pretrain.data.curate import stats as st
+from pretrain.data.curate import storage
 from pretrain.data.curate.config import CurateConfig
+from pretrain.data.curate.executors import make_executor
+from pretrain.data.curate.inputs import link_problem
 from pretrain.data.curate.pipeline import build_steps, segments
-from pretrain.data.curate.readers import Quarantined, Shard, expand_inputs, plan_shards, read_shard
-from pretrain.data.curate.steps import GlobalStep, Step
-from pretrain.data.curate.text import utf8_len
-from pretrain.data.curate.writers import JsonlWriter, open_writer
-from pretrain.data.record import Document, read_jsonl
+from pretrain.data.curate.readers import Shard, expand_inputs, file_format, plan_shards, record_cuts
+from pretrain.data.curate.registry import GlobalStep, Step
+from pretrain.data.curate.shardrun import ShardRun
 
 _PIPELINES: dict[str, tuple[list[Step], set[str]]] = {}
+FINGERPRINT_BYTES = 1 << 16
 
 
-def _atomic_json(path: Path, data: Any) -> None:
+def atomic_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
 
 
-def _pipeline(cfg: CurateConfig, out: Path, key: str) -> list[Step]:
-    """This process's step objects for a run (built and set up once per worker, not per shard)."""
-    if key not in _PIPELINES:
+def _work_dir(out: Path, step: Step) -> Path:
+    return out / "work" / f"g-{step.label.replace('#', '_')}"
+
+
+def _pipeline(cfg: CurateConfig, out: Path, key: str, n_shards: int) -> list[Step]:
+    """This process's step objects for a run (built and set up once per worker, not per task)."""
+    tag = f"{key}:{out.resolve()}"
+    if tag not in _PIPELINES:
         _PIPELINES.clear()
-        _PIPELINES[key] = (build_steps(cfg), set())
-    steps = _PIPELINES[key][0]
+        _PIPELINES[tag] = (build_steps(cfg), set())
+    steps, ready = _PIPELINES[tag]
     for s in steps:
         if isinstance(s, GlobalStep):
-            s.work = out / "work" / f"g-{s.label.replace('#', '_')}"
+            s.work, s.n_shards = _work_dir(out, s), n_shards
             s.work.mkdir(parents=True, exist_ok=True)
+        if s.label not in ready:
+            s.setup()
+            ready.add(s.label)
     return steps
 
 
-def _ready(step: Step, key: str) -> Step:
-    done = _PIPELINES[key][1]
-    if step.label not in done:
-        step.setup()
-        done.add(step.label)
-    return step
-
-
-class _ShardRun:
-    """One shard through one segment, with the bookkeeping that makes every document accountable."""
-
-    def __init__(self, cfg: CurateConfig, out: Path, k: int, shard: Shard):
-        self.cfg, self.out, self.k, self.shard = cfg, out, k, shard
-        self.stats = st.new_shard_stats()
-        name = f"{shard.index:05d}"
-        self.removed = JsonlWriter(out / "removed" / f"{name}-{k}.jsonl.zst") if cfg.keep_removed else None
-        self.quarantine = JsonlWriter(out / "quarantine" / f"{name}-{k}.jsonl.zst")
-
-    def quarantine_doc(self, doc: Document, reason: str) -> None:
-        s = self.stats
-        s["quarantined"] += 1
-        nbytes = utf8_len(doc.text)
-        st._add(s["quarantine_reasons"], st.reason_key(reason), 1, nbytes)
-        st._add(s["domains_quarantined"], doc.domain, 1, nbytes)
-        doc.meta["reason"] = reason
-        self.quarantine.write(doc)
-
-    def run_step(self, step: Step, doc: Document, fn) -> bool:
-        """Apply one step; True if the document survives. Records everything in the step's stats row."""
-        row = st.step_row(self.stats, step.label, step.type)
-        nbytes = utf8_len(doc.text)
-        row["documents_in"] += 1
-        row["bytes_in"] += nbytes
-        dom = row["domains"].setdefault(doc.domain, {"in": {"documents": 0, "bytes": 0}})
-        dom["in"]["documents"] += 1
-        dom["in"]["bytes"] += nbytes
-        if not step.wants(doc):
-            row["skipped"] += 1
-            row["bytes_out"] += nbytes
-            return True
-        before = doc.text
-        t0 = time.perf_counter()
-        verdict = fn(doc)
-        self.stats["timing"][step.label] = self.stats["timing"].get(step.label, 0.0) + time.perf_counter() - t0
-        if verdict is None:
-            if doc.text is not before and doc.text != before:
-                row["modified"] += 1
-                nbytes = utf8_len(doc.text)
-            row["bytes_out"] += nbytes
-            return True
-        reason, detail = verdict
-        row["removed"] += 1
-        row["bytes_removed"] += nbytes
-        st._add(row["reasons"], reason, 1, nbytes)
-        st._add(dom, "removed", 1, nbytes)
-        st.add_sample(self.stats, f"{step.label}:{reason}", doc, detail, self.cfg.samples_per_reason,
-                      self.cfg.sample_chars)
-        if self.removed is not None:
-            doc.meta.update({"removed_by": step.label, "reason": reason, "reason_detail": detail})
-            self.removed.write(doc)
-        return False
-
-    def source(self):
-        if self.k == 0:
-            return read_shard(self.shard, self.cfg.text_field, self.cfg.domain_globs, self.cfg.max_record_bytes,
-                              self.cfg.default_domain)
-        # Intermediate shards are plain JSONL: they are read once by the next segment, then deleted.
-        prev = self.out / "work" / f"seg{self.k - 1}" / f"{self.shard.index:05d}.jsonl"
-        return read_jsonl(prev) if prev.exists() else iter(())
-
-    def run(self, pre: GlobalStep | None, local: list[Step], post: GlobalStep | None) -> dict[str, Any]:
-        s = self.stats
-        name = f"{self.shard.index:05d}"
-        last = post is None
-        kept = (open_writer(self.out / "data" / name, self.cfg.output_format) if last
-                else JsonlWriter(self.out / "work" / f"seg{self.k}" / f"{name}.jsonl"))
-        if pre is not None:
-            pre.begin_apply(self.shard.index)
-        if post is not None:
-            post.begin_collect(self.shard.index)
-        out_pos = 0
-        for idx, item in enumerate(self.source()):
-            if self.k == 0:
-                doc = item.to_document() if isinstance(item, Quarantined) else item
-                nbytes = utf8_len(doc.text)
-                s["documents_in"] += 1
-                s["bytes_in"] += nbytes
-                st._add(s["domains_in"], doc.domain, 1, nbytes)
-                if isinstance(item, Quarantined):
-                    self.quarantine_doc(doc, item.reason)
-                    continue
-            else:
-                doc = item
-            try:
-                alive = pre is None or self.run_step(pre, doc, lambda d: pre.apply(d, idx))  # noqa: B023
-                for step in local:
-                    if not alive:
-                        break
-                    alive = self.run_step(step, doc, step)
-            except Exception as exc:  # noqa: BLE001 - one bad document must not stop the corpus
-                self.quarantine_doc(doc, f"step failed: {type(exc).__name__}: {str(exc)[:200]}")
-                continue
-            if not alive:
-                continue
-            if post is not None and post.wants(doc):
-                t0 = time.perf_counter()
-                post.collect(doc, out_pos)
-                s["timing"][post.label] = s["timing"].get(post.label, 0.0) + time.perf_counter() - t0
-            kept.write(doc)
-            out_pos += 1
-            if last:
-                nbytes = utf8_len(doc.text)
-                s["kept"] += 1
-                s["bytes_kept"] += nbytes
-                st._add(s["domains_kept"], doc.domain, 1, nbytes)
-        if post is not None:
-            post.end_collect()
-        for w in (kept, self.removed, self.quarantine):
-            if w is not None:
-                w.close()
-        for step in ([pre] if pre else []) + local:
-            st.step_row(s, step.label, step.type)["counters"] = dict(step.counters)
-            step.counters.clear()
-        return s
-
-
-def _task(cfg: CurateConfig, out: str, key: str, k: int, shard: Shard) -> int:
-    """Worker entry point: run segment k on one shard and write its stats file (the completion marker)."""
+def shard_task(cfg: CurateConfig, out: str, key: str, k: int, shard: Shard, n_shards: int) -> int:
+    """Run segment k on one shard and write its stats file (the completion marker)."""
     outp = Path(out)
-    steps = _pipeline(cfg, outp, f"{key}:{outp.resolve()}")
-    pre, local, post = segments(steps)[k]
-    for step in ([pre] if pre else []) + local + ([post] if post else []):
-        _ready(step, f"{key}:{outp.resolve()}")
-    stats = _ShardRun(cfg, outp, k, shard).run(pre, local, post)
-    _atomic_json(outp / "work" / f"seg{k}" / f"{shard.index:05d}.stats.json", stats)
+    pre, local, post = segments(_pipeline(cfg, outp, key, n_shards))[k]
+    stats = ShardRun(cfg, outp, k, shard).run(pre, local, post)
+    atomic_json(outp / "work" / f"seg{k}" / f"{shard.index:05d}.stats.json", stats)
     return shard.index
 
 
+def stage_task(cfg: CurateConfig, out: str, key: str, label: str, stage: int, part: int, n_shards: int) -> int:
+    """Run one task of one stage of a global step and write its result (the completion marker)."""
+    outp = Path(out)
+    step = next(s for s in _pipeline(cfg, outp, key, n_shards) if s.label == label)
+    assert isinstance(step, GlobalStep)
+    atomic_json(step.work / f"stage{stage}-{part:05d}.json", step.run_stage(stage, part))
+    return part
+
+
+def cuts_task(path: str, max_bytes: int, records: int, nbytes: int) -> Any:
+    """Where the shards of one record file start (read in parallel, one task per file)."""
+    return record_cuts(storage.as_path(path), max_bytes, records, nbytes, with_offsets=True)
+
+
+def _file_fingerprint(f: Path) -> list[Any]:
+    """Path, size, mtime and a hash of the first and last 64 KiB: an edited file of the same size is
+    seen as changed (its mtime moves; an edit at either end changes the hash even if mtime is reset),
+    without reading terabytes of input in full before the run starts. A symlink loop or broken link
+    (quarantined when read) is its name and the problem. Local paths and fsspec URLs alike."""
+    if problem := link_problem(f):
+        return [str(f.absolute()), -1, problem]
+    st_ = f.stat()
+    h = hashlib.blake2b(digest_size=16)
+    with storage.open_binary(f) as fh:
+        h.update(fh.read(FINGERPRINT_BYTES))
+        if st_.st_size > FINGERPRINT_BYTES:
+            fh.seek(max(FINGERPRINT_BYTES, st_.st_size - FINGERPRINT_BYTES))
+            h.update(fh.read(FINGERPRINT_BYTES))
+    mtime = getattr(st_, "st_mtime_ns", None) or int(float(getattr(st_, "st_mtime", 0) or 0) * 1e9)
+    return [str(f.resolve()), st_.st_size, mtime, h.hexdigest()]
+
+
 def fingerprint(files: list[Path], cfg: CurateConfig) -> str:
-    desc = {"config": configlib.to_dict(cfg), "files": [[str(f.resolve()), f.stat().st_size] for f in files],
-            "version": 1}
+    desc = {"config": configlib.to_dict(cfg), "files": [_file_fingerprint(f) for f in files], "version": 2}
     desc["config"].pop("workers", None)  # the result does not depend on the worker count
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -211,9 +121,59 @@ def _clean(out: Path) -> None:
     (out / "stats.json").unlink(missing_ok=True)
 
 
+def _merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum the numbers the stage tasks of one step returned; lists are merged, sorted."""
+    out: dict[str, Any] = {}
+    for r in results:
+        for k, v in r.items():
+            if isinstance(v, bool) or not isinstance(v, int | float | list):
+                out[k] = v
+            elif isinstance(v, list):
+                out[k] = sorted(set(out.get(k, [])) | set(v))
+            else:
+                out[k] = out.get(k, 0) + v
+    return out
+
+
+class _Progress:
+    def __init__(self, enabled: bool):
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(disable=not (enabled and Console().is_terminal), transient=True)
+
+    def run(self, ex, fn, calls: list[tuple], label: str) -> list[Any]:
+        if not calls:
+            return []
+        with self.bar:
+            task = self.bar.add_task(label, total=len(calls))
+            return ex.run(fn, calls, lambda: self.bar.advance(task))
+
+
+def _plan(ex, files: list[Path], cfg: CurateConfig, out: Path, key: str, bar: _Progress) -> list[Shard]:
+    plan_path = out / "work" / "plan.json"
+    plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.exists() else {}
+    if plan.get("fingerprint") == key:
+        return [Shard(**s) for s in plan["shards"]]
+    _clean(out)
+    record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet")]
+    calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes) for f in record_files]
+    cuts = dict(zip(record_files, bar.run(ex, cuts_task, calls, "planning"), strict=True))
+    shards = plan_shards(files, cfg.shard_docs, cfg.files_per_shard, cfg.max_record_bytes, cfg.shard_bytes, cuts=cuts)
+    atomic_json(plan_path, {"fingerprint": key, "shards": [vars(s) for s in shards]})
+    return shards
+
+
 def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | None = None,
-           workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Curate ``inputs`` (files or directories) into ``out_dir``; returns the stats (also in stats.json)."""
+           workers: int | None = None, progress: bool = True, executor: str = "local",
+           ray_address: str | None = None) -> dict[str, Any]:
+    """Curate ``inputs`` (files or directories) into ``out_dir``; returns the stats (also in stats.json).
+
+    ``executor``: ``"local"`` (a process pool of ``workers``) or ``"ray"`` (Ray tasks; ``ray_address``
+    joins a running cluster, else a local Ray instance with ``workers`` CPUs is started)."""
+    if storage.is_url(out_dir):  # staged locally, uploaded when done (see storage.py)
+        return storage.curate_to_url(curate, str(out_dir), progress, inputs=inputs, cfg=cfg, workers=workers,
+                                     executor=executor, ray_address=ray_address)
     t0 = time.perf_counter()
     cfg = cfg or CurateConfig()
     configlib.validate(cfg)
@@ -233,28 +193,29 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
                 print(f"{out}: already curated with this config and input (delete it to redo)")
                 st.print_funnel(old)
             return old
-    plan_path = out / "work" / "plan.json"
-    plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.exists() else {}
-    if plan.get("fingerprint") != key:
-        _clean(out)
-        shards = plan_shards(files, cfg.shard_docs, cfg.files_per_shard, cfg.max_record_bytes, cfg.shard_bytes)
-        _atomic_json(plan_path, {"fingerprint": key, "shards": [vars(s) for s in shards]})
-    else:
-        shards = [Shard(**s) for s in plan["shards"]]
+    n_workers = max(1, workers or cfg.workers or os.cpu_count() or 1)
     steps = build_steps(cfg)
     segs = segments(steps)
-    n_workers = max(1, workers or cfg.workers or os.cpu_count() or 1)
+    holder: dict[str, int] = {}
+    ex = make_executor(executor, n_workers, ray_address,
+                       prepare=lambda: _pipeline(cfg, out, key, holder.get("n", 0)))
+    bar = _Progress(progress)
     resolved: dict[str, Any] = {}
-    pool = _make_pool(cfg, out, key, min(n_workers, len(shards))) if n_workers > 1 and len(shards) > 1 else None
     try:
+        ex.start()  # fork local workers now, before a progress-bar thread exists
+        shards = _plan(ex, files, cfg, out, key, bar)
+        n = holder["n"] = len(shards)
         for k, (_pre, _local, post) in enumerate(segs):
             seg_dir = out / "work" / f"seg{k}"
             todo = [s for s in shards if not (seg_dir / f"{s.index:05d}.stats.json").exists()]
-            _run_tasks(cfg, out, key, k, todo, pool, progress, len(segs))
-            _resolve(out, k, post, len(shards), resolved)
+            bar.run(ex, shard_task, [(cfg, str(out), key, k, s, n) for s in todo], f"segment {k + 1}/{len(segs)}")
+            if post is not None:
+                resolved[post.label] = _run_stages(ex, cfg, out, key, post, n, bar)
+            if k > 0:  # the intermediate documents segment k consumed
+                for f in (out / "work" / f"seg{k - 1}").glob("*.jsonl"):
+                    f.unlink()
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        ex.close()
     parts = [json.loads((out / "work" / f"seg{k}" / f"{s.index:05d}.stats.json").read_text(encoding="utf-8"))
              for s in shards for k in range(len(segs))]
     stats = st.merge(parts, [(s.label, s.type) for s in steps], cfg.samples_per_reason)
@@ -266,9 +227,9 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
                            f"{stats['removed']} + quarantined {stats['quarantined']}")
     stats["timing"] = {"cpu_seconds_per_step": {k: round(v, 3) for k, v in stats["timing"].items()}}
     stats.update({"fingerprint": key, "inputs": [str(i) for i in inputs], "files": len(files), "shards": len(shards),
-                  "workers": n_workers, "seconds": round(time.perf_counter() - t0, 2),
+                  "workers": n_workers, "executor": executor, "seconds": round(time.perf_counter() - t0, 2),
                   "steps_config": [dict(x) for x in (cfg.steps or [])] or "default"})
-    _atomic_json(stats_path, stats)
+    atomic_json(stats_path, stats)
     if not cfg.keep_work:
         shutil.rmtree(out / "work", ignore_errors=True)
     if progress:
@@ -276,55 +237,16 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
     return stats
 
 
-def _make_pool(cfg: CurateConfig, out: Path, key: str, n: int) -> ProcessPoolExecutor:
-    """One pool for the whole run, so a worker sets up its steps once, not once per segment.
-
-    On Linux, when this process runs no other thread, the steps are set up here (imports, language-ID
-    model) and the workers are forked with them already loaded, so they start at no cost. Otherwise
-    (threads that fork would copy mid-operation, or no fork on the platform) workers are spawned and
-    each sets itself up.
-    """
-    if sys.platform == "linux" and threading.active_count() == 1:
-        tag = f"{key}:{out.resolve()}"
-        for step in _pipeline(cfg, out, tag):
-            _ready(step, tag)
-        pool = ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork"))
-        pool.submit(int).result()  # fork every worker now, before a progress-bar thread exists
-        return pool
-    return ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"))
-
-
-def _resolve(out: Path, k: int, post: Step | None, n_shards: int, resolved: dict[str, Any]) -> None:
-    """Resolve the global step closing segment k (once: its marker survives a rerun), then drop the
-    intermediate documents segment k consumed."""
-    if post is not None:
-        marker = out / "work" / f"g-{post.label.replace('#', '_')}" / "resolved.json"
-        if not marker.exists():
-            post.work = marker.parent
-            post.work.mkdir(parents=True, exist_ok=True)
-            post.setup()
-            _atomic_json(marker, post.resolve(n_shards))
-        resolved[post.label] = json.loads(marker.read_text(encoding="utf-8"))
-    if k > 0:
-        for f in (out / "work" / f"seg{k - 1}").glob("*.jsonl"):
-            f.unlink()
-
-
-def _run_tasks(cfg: CurateConfig, out: Path, key: str, k: int, todo: list[Shard], pool: ProcessPoolExecutor | None,
-               progress: bool, n_segs: int) -> None:
-    if not todo:
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(disable=not (progress and Console().is_terminal), transient=True) as bar:
-        task = bar.add_task(f"segment {k + 1}/{n_segs}", total=len(todo))
-        if pool is None or len(todo) == 1:
-            for shard in todo:
-                _task(cfg, str(out), key, k, shard)
-                bar.advance(task)
-            return
-        futures = [pool.submit(_task, cfg, str(out), key, k, shard) for shard in todo]
-        for f in as_completed(futures):
-            f.result()
-            bar.advance(task)
+def _run_stages(ex, cfg: CurateConfig, out: Path, key: str, step: GlobalStep, n_shards: int,
+                bar: _Progress) -> dict[str, Any]:
+    """Every stage of a global step as parallel tasks, skipping tasks finished by an earlier attempt."""
+    step.work, step.n_shards = _work_dir(out, step), n_shards
+    step.work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for stage, n_tasks in enumerate(step.stages()):
+        todo = [p for p in range(n_tasks) if not (step.work / f"stage{stage}-{p:05d}.json").exists()]
+        bar.run(ex, stage_task, [(cfg, str(out), key, step.label, stage, p, n_shards) for p in todo],
+                f"{step.label} stage {stage + 1}")
+        results += [json.loads((step.work / f"stage{stage}-{p:05d}.json").read_text(encoding="utf-8"))
+                    for p in range(n_tasks)]
+    return _merge_results(results)

@@ -7,7 +7,9 @@ import re
 import unicodedata
 import zlib
 
-_HSPACE = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000\f\v]+")
+# Runs of two or more spaces, or any single space other than ' ': a lone ' ' is left alone (no match),
+# so a long line of ordinary text is not cut into millions of pieces by re.sub.
+_HSPACE = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000\f\v]{2,}|[\t\u00a0\u2000-\u200b\u3000\f\v]")
 _MANY_BLANK = re.compile(r"\n{3,}")
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -29,7 +29,7 @@ class LongContextGate(Callback):
                 reasons.append(f"short-context val loss {short:.4f} > {self.short_val_ref:.4f} x "
                                f"(1 + {gate.short_loss_tolerance:g})")
         if gate.needle:
-            acc, why = trainer.needle_accuracy(stage.seq_len)
+            acc, why = needle_accuracy(trainer, stage.seq_len)
             if acc is None:
                 trainer.event("gate", f"needle-in-a-haystack unavailable ({why}); {stage.name} gated on "
                               "short-context loss only")
@@ -56,3 +56,18 @@ class LongContextGate(Callback):
     def load_state_dict(self, state: dict) -> None:
         self.checks = {str(k): int(v) for k, v in state.get("checks", {}).items()}
         self.short_val_ref = state.get("short_val_ref")
+
+
+def needle_accuracy(trainer, seq_len: int) -> tuple[float | None, str]:
+    """The trainer's needle check at ``seq_len`` (same answer on every rank), or None and why not."""
+    acc, why = None, "no needle check configured"
+    if trainer.needle is not None and (trainer.dist.is_main or trainer.parallel.collective_forward):
+        was = trainer.raw.training
+        trainer.raw.eval()
+        try:
+            acc = trainer.needle(trainer.raw, seq_len)
+        except ValueError as exc:  # e.g. a context too short to hold needle and question
+            why = str(exc)
+        finally:
+            trainer.raw.train(was)
+    return trainer.broadcast(acc), why

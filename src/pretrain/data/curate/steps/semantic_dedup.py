@@ -2,8 +2,7 @@
 similarity above a threshold are duplicates; the first in input order is kept.
 
 For corpora small enough to embed (MiniLM runs at some tens of documents per second per CPU core);
-``max_documents`` guards against starting an all-pairs comparison that would never finish.
-"""
+``max_documents`` guards against starting an all-pairs comparison that would never finish."""
 
 from __future__ import annotations
 
@@ -13,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate.dedup import UnionFind, _Collected, _save
+from pretrain.data.curate.dedup import CollectedStep, components
+from pretrain.data.curate.dedup_store import doc_keys, save, write_removals
+from pretrain.data.curate.registry import register
 from pretrain.data.record import Document
 
 
@@ -29,8 +30,8 @@ class SemanticOptions:
     """Rows per block of the similarity matrix (bounds memory)."""
 
 
-class SemanticDedup(_Collected):
-    type = "semantic_dedup"
+@register("semantic_dedup")
+class SemanticDedup(CollectedStep):
     Options = SemanticOptions
 
     def validate(self) -> None:
@@ -48,31 +49,21 @@ class SemanticDedup(_Collected):
         from pretrain.data.curate.embed import embed
 
         self._save_ids()
-        _save(self.work / f"emb-s{self.shard:05d}.npy", embed(self.texts, self.o.max_chars))
+        save(self.work / f"emb-s{self.shard:05d}.npy", embed(self.texts, self.o.max_chars))
 
     def resolve(self, n_shards: int) -> dict[str, Any]:
         embs = [np.load(self.work / f"emb-s{s:05d}.npy") for s in range(n_shards)]
-        offsets = np.concatenate([[0], np.cumsum([len(e) for e in embs])]).astype(np.int64)
-        n = int(offsets[-1])
+        keys = np.concatenate([doc_keys(s, len(e)) for s, e in enumerate(embs)]) if embs else np.zeros(0, np.uint64)
+        n = len(keys)
         if n > self.o.max_documents:
             raise ValueError(f"semantic_dedup: {n} documents > max_documents={self.o.max_documents}")
         x = np.concatenate(embs) if n else np.zeros((0, 384), dtype=np.float32)
-        uf = UnionFind(n)
-        pairs = 0
+        edges = []
         for start in range(0, n, self.o.block):
             sims = x[start: start + self.o.block] @ x.T
             rows, cols = np.nonzero(sims >= self.o.threshold)
-            for r, c in zip(rows + start, cols, strict=True):
-                if c > r:
-                    pairs += 1
-                    uf.union(int(r), int(c))
-        ids = {s: self._load_ids(s) for s in range(n_shards)}
-        removals: dict[int, list[tuple[int, bytes]]] = {}
-        for g in range(n):
-            root = uf.find(g)
-            if root != g:
-                s = int(np.searchsorted(offsets, g, side="right") - 1)
-                rs = int(np.searchsorted(offsets, root, side="right") - 1)
-                removals.setdefault(s, []).append((int(ids[s][0][g - offsets[s]]), ids[rs][1][root - offsets[rs]]))
-        self._write_decisions(removals, n_shards)
-        return {"documents": n, "similar_pairs": pairs}
+            up = cols > rows + start
+            edges.append(np.stack([keys[rows[up] + start], keys[cols[up]]], axis=1))
+        e = np.concatenate(edges) if edges else np.zeros((0, 2), dtype=np.uint64)
+        write_removals(self.work, "rm", components(e), n_shards)
+        return {"documents": n, "similar_pairs": len(e)}

@@ -1,0 +1,138 @@
+"""MinHash dedup at scale: wall time, peak memory of the largest task, bytes per document on disk.
+
+Generates N synthetic documents (100 words from a 20,000-word vocabulary; 30% are near duplicates of
+an earlier document with one word substituted, Jaccard of the 5-gram shingle sets about 0.9) as plain
+JSONL, then runs ``pretrain curate`` with the single step ``minhash_dedup`` in a fresh process per
+measurement and reports:
+
+- wall seconds of the curate call;
+- peak RSS of the largest task: the maximum resident set of any worker process (``RUSAGE_CHILDREN``
+  after the pool has exited; with ``--workers 1`` the tasks run in the driver and its own peak is used);
+- the driver's own peak RSS;
+- bytes per document of the step's on-disk index (``work/g-minhash_dedup``, kept for the measurement);
+- documents removed (should be about 30% of N).
+
+``--compare-executors`` also runs local with 1 and 2 workers and Ray with 2 workers on the same input
+(overhead of Ray on one machine, scaling from 1 to 2 workers). Usage::
+
+    python benchmarks/curate_dedup_scale.py --docs 1000000 4000000 [--workers 2] [--compare-executors 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def generate(path: Path, n: int, seed: int = 0, words: int = 100, vocab: int = 20_000, dup: float = 0.3) -> None:
+    rng = np.random.default_rng(seed)
+    names = np.array([f"w{i}" for i in range(vocab)])
+    block = 50_000
+    base: list[np.ndarray] = []  # a bounded pool of earlier originals to copy near duplicates from
+    with open(path, "w", encoding="utf-8") as f:
+        for start in range(0, n, block):
+            m = min(block, n - start)
+            docs = rng.integers(0, vocab, size=(m, words))
+            is_dup = rng.random(m) < dup
+            for i in np.flatnonzero(is_dup):
+                if base and rng.random() < 0.5:  # a copy of an original from an earlier block
+                    src = base[int(rng.integers(len(base)))]
+                    docs[i] = src[int(rng.integers(len(src)))]
+                elif i:  # or of an earlier document of this block
+                    docs[i] = docs[int(rng.integers(i))]
+                docs[i, int(rng.integers(words))] = int(rng.integers(vocab))
+            base = (base + [docs[~is_dup][:2000]])[-8:]
+            lines = [json.dumps({"id": f"d{start + i}", "text": " ".join(names[row])}) for i, row in enumerate(docs)]
+            f.write("\n".join(lines) + "\n")
+
+
+def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) -> dict:
+    """One curate run in this (fresh) process; prints a JSON line."""
+    from pretrain.data.curate import CurateConfig, curate
+
+    cfg = CurateConfig(steps=[{"type": "minhash_dedup", "partitions": partitions}], keep_removed=False, keep_work=True)
+    t0 = time.perf_counter()
+    stats = curate([src], out, cfg, workers=workers, progress=False, executor=executor)
+    wall = time.perf_counter() - t0
+    work = out / "work" / "g-minhash_dedup"
+    index_bytes = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
+    # VmHWM, not ru_maxrss: after fork + exec, ru_maxrss still reports the parent's peak
+    self_mb = _vm_hwm_mb()
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    row = {"docs": stats["documents_in"], "removed": stats["removed"], "workers": workers, "executor": executor,
+           "wall_s": round(wall, 1), "shards": stats["shards"], "partitions": stats["steps"][0]["index"]["partitions"],
+           "task_peak_mb": round(child_mb if workers > 1 and executor == "local" else self_mb, 1)
+           if executor == "local" else None,
+           "driver_peak_mb": round(self_mb, 1), "index_bytes_per_doc": round(index_bytes / max(1, stats["documents_in"]), 1),
+           "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(src: Path, out: Path, workers: int, executor: str, partitions: int = 0) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    res = subprocess.run([sys.executable, __file__, "--measure", str(src), str(out), str(workers), executor,
+                          str(partitions)], capture_output=True, text=True, check=False)
+    if res.returncode:
+        raise SystemExit(f"measurement failed:\n{res.stderr[-3000:]}")
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--measure":
+        src, out, workers, executor, parts = sys.argv[2:7]
+        measure(Path(src), Path(out), int(workers), executor, int(parts))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, nargs="*", default=[1_000_000])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--compare-executors", type=int, default=0, metavar="N",
+                    help="also compare local 1 / local 2 / ray 2 workers on N documents")
+    ap.add_argument("--tmp", default=tempfile.gettempdir())
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="dedup-scale-", dir=args.tmp))
+    rows = []
+    try:
+        print(f"load average at start: {os.getloadavg()}", flush=True)
+        for n in args.docs:
+            src = root / f"docs-{n}.jsonl"
+            t0 = time.perf_counter()
+            generate(src, n)
+            print(f"generated {n} documents ({src.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f}s",
+                  flush=True)
+            rows.append(run_child(src, root / "out", args.workers, "local"))
+            print(json.dumps(rows[-1]), flush=True)
+            src.unlink()
+        if args.compare_executors:
+            n = args.compare_executors
+            src = root / f"docs-{n}.jsonl"
+            generate(src, n, seed=1)
+            for workers, executor in ((1, "local"), (2, "local"), (2, "ray"), (2, "local"), (2, "ray")):
+                rows.append(run_child(src, root / "out", workers, executor))
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The CPU speedrun side by side with karpathy/nanochat: same split, same training wall time, same metric.
+
+    python benchmarks/peers/nanochat_speedrun.py --nanochat /work/nanochat \
+        --nanochat-python /work/nanochat-venv/bin/python --minutes 4 --seeds 0,1
+
+For each seed, pretrain's side (benchmarks/cpu_speedrun.py, the quickstart recipe) trains and is scored,
+then nanochat's side: its own tokenizer (scripts.tok_train) and base model (scripts.base_train) on the
+same training characters, for the same wall time, scored by the same ``pretrain.speedrun.bits_per_char``
+on the same validation characters (both records carry the text's sha256; the run stops if they differ).
+Prints each side's JSON line, then a summary line with the differences (nanochat - pretrain).
+
+nanochat is not a dependency: pass a checkout of commit 92d63d4 (NANOCHAT_COMMIT) and a Python that has
+its packages (benchmarks/peers/README.md says how to make both). benchmarks/peers/nanochat.patch (a
+wall-time budget re-planned like pretrain's, a seed, an eager switch) is applied to the checkout first.
+
+How nanochat gets the text: its loader starts every row at a document start and crops what does not fit
+(bos_bestfit), so whole plays would lose all but their first context's worth of tokens. The training text
+is therefore handed over in chunks of at most --chunk-chars characters cut at line ends (one parquet row
+each, in order; their concatenation is the training split), and the validation text as one row of the
+last parquet file, which is where nanochat reads its validation split from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PATCH = Path(__file__).resolve().with_name("nanochat.patch")
+NANOCHAT_COMMIT = "92d63d4"
+# sha256 prefixes of files the patch does not touch, at NANOCHAT_COMMIT: another commit is refused.
+PINNED = {"nanochat/gpt.py": "8cdedc2e418b9d4d", "nanochat/optim.py": "7c9b714c6f76e3a9",
+          "nanochat/dataloader.py": "5cc72d7207931f11", "nanochat/tokenizer.py": "e6f12cb88fead3e6",
+          "nanochat/checkpoint_manager.py": "aa63399ddaf2a041", "scripts/tok_train.py": "93237def990ddd96"}
+# nanochat's recipe for a few CPU minutes: its single dial (--depth) with its own scaling rules for batch
+# size, learning rates and weight decay, plus the settings 1-minute trials favoured (docs/performance.md).
+NANOCHAT_RECIPE = ["--depth=2", "--head-dim=64", "--max-seq-len=256", "--device-batch-size=16",
+                   "--window-pattern=L"]
+NANOCHAT_VOCAB = 1024  # the quickstart's vocabulary size
+
+
+def check_checkout(path: Path) -> None:
+    """Refuse a checkout that is not NANOCHAT_COMMIT (files the patch leaves alone must match)."""
+    for rel, want in PINNED.items():
+        f = path / rel
+        if not f.is_file():
+            raise SystemExit(f"{path}: no {rel}; pass a nanochat checkout (commit {NANOCHAT_COMMIT})")
+        got = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        if got != want:
+            raise SystemExit(f"{f}: differs from nanochat {NANOCHAT_COMMIT} (sha256 {got}..., want {want}...)")
+
+
+def apply_patch(path: Path) -> str:
+    """Apply benchmarks/peers/nanochat.patch unless it is already applied; returns what was done."""
+    def git_apply(*flags: str) -> bool:
+        return subprocess.run(["git", "apply", *flags, str(PATCH)], cwd=path, capture_output=True).returncode == 0
+
+    if git_apply("--reverse", "--check"):
+        return "already applied"
+    if not git_apply("--check"):
+        raise SystemExit(f"{PATCH.name} does not apply to {path}/scripts/base_train.py (edited checkout?)")
+    git_apply()
+    return "applied"
+
+
+def chunk_lines(text: str, max_chars: int) -> list[str]:
+    """Cut text after line ends into pieces of at most max_chars (a longer line stays whole)."""
+    if max_chars < 1:
+        raise ValueError(f"--chunk-chars must be >= 1 (got {max_chars})")
+    chunks, start = [], 0
+    while start < len(text):
+        end = start + max_chars
+        if end >= len(text):
+            chunks.append(text[start:])
+            break
+        cut = text.rfind("\n", start, end)
+        if cut < start:  # no line end inside: take the whole (long) line
+            cut = text.find("\n", end)
+            cut = len(text) - 1 if cut < 0 else cut
+        chunks.append(text[start:cut + 1])
+        start = cut + 1
+    return chunks
+
+
+def write_nanochat_data(base_dir: Path, train_text: str, val_text: str, chunk_chars: int) -> dict:
+    """nanochat's dataset layout: base_data_climbmix/shard_00000.parquet (training chunks) and
+    shard_00001.parquet (the validation text, one row: the last file is nanochat's validation split)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = base_dir / "base_data_climbmix"
+    data.mkdir(parents=True, exist_ok=True)
+    chunks = chunk_lines(train_text, chunk_chars)
+    pq.write_table(pa.table({"text": chunks}), data / "shard_00000.parquet", row_group_size=1024)
+    pq.write_table(pa.table({"text": [val_text]}), data / "shard_00001.parquet")
+    return {"train_chunks": len(chunks), "train_chars": len(train_text), "val_chars": len(val_text)}
+
+
+def run_logged(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise SystemExit(f"{shlex.join(cmd[1:4])} failed (exit {rc}, log {log}): {' | '.join(tail)}")
+    return time.perf_counter() - t0
+
+
+def nanochat_env(base_dir: Path) -> dict:
+    env = dict(os.environ, NANOCHAT_BASE_DIR=str(base_dir), WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    env.pop("PYTHONPATH", None)  # nanochat runs in its own environment
+    return env  # OMP_WAIT_POLICY is inherited: both sides run under the same OpenMP wait policy
+
+
+def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path) -> dict:
+    env = nanochat_env(base_dir)
+    tag = f"seed{seed}"
+    cmd = [str(args.nanochat_python), "-m", "scripts.base_train", "--device-type=cpu", "--run=dummy",
+           f"--time-budget={args.minutes * 60.0}", f"--seed={seed}", f"--model-tag={tag}", "--eval-every=-1",
+           "--core-metric-every=-1", "--sample-every=-1", *NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)]
+    wall = run_logged(cmd, args.nanochat, env, out / f"nanochat-train-{tag}.log")
+    score = subprocess.run([str(args.nanochat_python), str(Path(__file__).with_name("nanochat_score.py")),
+                            "--nanochat", str(args.nanochat), "--src", str(ROOT / "src"),
+                            "--checkpoint-dir", str(base_dir / "base_checkpoints" / tag), "--val-sha256", val_sha],
+                           env=env, capture_output=True, text=True)
+    if score.returncode:
+        raise SystemExit(f"nanochat scoring failed: {score.stderr.strip().splitlines()[-1:]}")
+    record = json.loads(score.stdout.strip().splitlines()[-1])
+    record.update(side="nanochat", seed=seed, minutes=args.minutes, train_process_s=round(wall, 1),
+                  args=[*NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)])
+    return record
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nanochat", type=Path, required=True, help=f"nanochat checkout at {NANOCHAT_COMMIT}")
+    ap.add_argument("--nanochat-python", type=Path, required=True, help="Python of nanochat's virtual env")
+    ap.add_argument("--minutes", type=float, required=True, help="training wall time per side and seed")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    ap.add_argument("--out", type=Path, default=None, help="work directory (default runs/peers-nanochat-<M>m)")
+    ap.add_argument("--chunk-chars", type=int, default=512, help="training text chunk size for nanochat")
+    ap.add_argument("--nanochat-args", default="", help="extra scripts.base_train flags, e.g. '--depth=3'")
+    ap.add_argument("--only", choices=["both", "pretrain", "nanochat"], default="both")
+    ap.add_argument("overrides", nargs="*", help="pretrain config overrides (as for cpu_speedrun.py)")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cpu_speedrun
+
+    from pretrain.speedrun import shakespeare_text, split_text, text_sha256
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--seeds must be comma-separated integers (got {args.seeds!r})")
+    out = (args.out or ROOT / "runs" / f"peers-nanochat-{args.minutes:g}m").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    train_text, val_text = split_text(shakespeare_text())
+    val_sha = text_sha256(val_text)
+    records: list[dict] = []
+    base_dir = out / "nanochat-base"
+    if args.only != "pretrain":
+        if not args.nanochat_python.is_file():
+            raise SystemExit(f"--nanochat-python {args.nanochat_python}: no such file")
+        check_checkout(args.nanochat)
+        patched = apply_patch(args.nanochat)
+        if base_dir.exists():
+            import shutil
+
+            shutil.rmtree(base_dir)
+        info = write_nanochat_data(base_dir, train_text, val_text, args.chunk_chars)
+        tok_s = run_logged([str(args.nanochat_python), "-m", "scripts.tok_train", f"--vocab-size={NANOCHAT_VOCAB}"],
+                           args.nanochat, nanochat_env(base_dir), out / "nanochat-tokenizer.log")
+        print(json.dumps({"nanochat": str(args.nanochat), "commit": NANOCHAT_COMMIT, "patch": patched,
+                          "tokenizer_s": round(tok_s, 1), **info}), flush=True)
+    for seed in seeds:
+        if args.only != "nanochat":
+            ours = cpu_speedrun.main(["--minutes", str(args.minutes), "--seed", str(seed),
+                                      "--out", str(out / f"pretrain-seed{seed}"), *args.overrides])
+            records.append({"side": "pretrain", **ours})
+        if args.only != "pretrain":
+            theirs = run_nanochat(args, base_dir, seed, val_sha, out)
+            print(json.dumps(theirs), flush=True)
+            records.append(theirs)
+    for r in records:
+        if r["val_sha256"] != val_sha:
+            raise SystemExit(f"{r['side']} scored text with sha256 {r['val_sha256']}, not the split's {val_sha}")
+    summary: dict = {"minutes": args.minutes, "seeds": seeds, "val_sha256": val_sha}
+    for side in ("pretrain", "nanochat"):
+        bpc = [r["val_bits_per_char"] for r in records if r["side"] == side]
+        if bpc:
+            summary[f"{side}_bits_per_char"] = round(sum(bpc) / len(bpc), 4)
+    if "pretrain_bits_per_char" in summary and "nanochat_bits_per_char" in summary:
+        summary["nanochat_minus_pretrain"] = round(summary["nanochat_bits_per_char"] - summary["pretrain_bits_per_char"], 4)
+    print(json.dumps(summary))
+    (out / "summary.json").write_text(json.dumps({"records": records, "summary": summary}, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

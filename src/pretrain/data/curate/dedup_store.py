@@ -1,0 +1,204 @@
+"""On-disk, hash-partitioned tables shared by the dedup steps (exact, MinHash, line, URL).
+
+Every collected document gets a 64-bit *document key* ``shard << 32 | i`` (i = its rank among the
+documents that shard collected), so sorting keys is sorting by input order, whatever the number of
+workers. Per shard a step writes:
+
+- ``ids-s<shard>.npz``: the position of each collected document in the shard's stream and its id as
+  UTF-8 bytes (offsets + one blob), so any id (non-ASCII, any length) is stored losslessly;
+- ``<name>-s<shard>.npy`` + ``.off.npy``: rows of a structured array sorted by hash partition, with the
+  P + 1 offsets of each partition's slice. A partition task memory-maps each shard's file and copies
+  only its slice, so one task holds about rows / P, never the whole table.
+
+Decisions come back the same way: a removal table of (document key, kept document key) rows sorted by
+document key with per-shard offsets, read by the apply pass one shard slice at a time.
+
+Every file is written to a temporary name and renamed, so a killed, retried task never leaves a
+half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+
+REMOVAL_DTYPE = np.dtype([("doc", "<u8"), ("keep", "<u8")])
+
+
+def save(path: Path, arr: np.ndarray) -> None:
+    """np.save atomically."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as f:
+        np.save(f, arr)
+    tmp.replace(path)
+
+
+def doc_keys(shard: int, n: int) -> np.ndarray:
+    return (np.uint64(shard) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+
+
+def shard_of(keys: np.ndarray) -> np.ndarray:
+    return (keys >> np.uint64(32)).astype(np.int64)
+
+
+def rank_of(keys: np.ndarray) -> np.ndarray:
+    return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def partition_of(hashes: np.ndarray, parts: int) -> np.ndarray:
+    # The high bits: the low bits of some hash families are weaker, and the MinHash band keys' low bits
+    # carry the band index.
+    return ((hashes >> np.uint64(40)) % np.uint64(parts)).astype(np.int64)
+
+
+def auto_partitions(n_shards: int, shards_per_partition: int = 4) -> int:
+    """Enough partitions that each holds about ``shards_per_partition`` shards' rows (bounded memory)."""
+    return max(1, min(4096, -(-n_shards // shards_per_partition)))
+
+
+# -- ids -----------------------------------------------------------------------------------------------
+
+
+def save_ids(work: Path, shard: int, positions: list[int], ids: list[str]) -> None:
+    raw = [i.encode("utf-8", "surrogatepass") for i in ids]
+    off = np.zeros(len(raw) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in raw], out=off[1:])
+    path = work / f"ids-s{shard:05d}.npz"
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as f:
+        np.savez(f, pos=np.asarray(positions, dtype=np.int64), off=off,
+                 blob=np.frombuffer(b"".join(raw), dtype=np.uint8))
+    tmp.replace(path)
+
+
+class IdTable:
+    """Positions and ids of one shard's collected documents."""
+
+    def __init__(self, work: Path, shard: int):
+        with np.load(work / f"ids-s{shard:05d}.npz") as z:
+            self.pos, self.off, self.blob = z["pos"], z["off"], z["blob"].tobytes()
+
+    def id(self, i: int) -> str:
+        return self.blob[self.off[i]: self.off[i + 1]].decode("utf-8", "surrogatepass")
+
+
+# -- partitioned tables --------------------------------------------------------------------------------
+
+
+def write_partitioned(work: Path, name: str, shard: int, rows: np.ndarray, part: np.ndarray, parts: int) -> None:
+    """Rows sorted by partition (stable: input order kept within one) plus the partition offsets."""
+    order = np.argsort(part, kind="stable")
+    counts = np.bincount(part, minlength=parts) if len(part) else np.zeros(parts, dtype=np.int64)
+    off = np.zeros(parts + 1, dtype=np.int64)
+    np.cumsum(counts, out=off[1:])
+    save(work / f"{name}-s{shard:05d}.npy", rows[order])
+    save(work / f"{name}-s{shard:05d}.off.npy", off)
+
+
+def read_partition(work: Path, name: str, p: int, n_shards: int) -> np.ndarray:
+    """Partition ``p`` of table ``name`` over all shards (only that slice of each file is read)."""
+    pieces = []
+    dtype = None
+    for s in range(n_shards):
+        path = work / f"{name}-s{s:05d}.npy"
+        if not path.exists():  # a shard that collected nothing for this step
+            continue
+        off = np.load(work / f"{name}-s{s:05d}.off.npy")
+        m = np.load(path, mmap_mode="r")
+        dtype = m.dtype
+        if off[p + 1] > off[p]:
+            pieces.append(np.array(m[off[p]: off[p + 1]]))
+        del m  # unmap now: mapped pages would otherwise count towards this task's memory
+    if not pieces:
+        return np.zeros(0, dtype=dtype or np.uint64)
+    return np.concatenate(pieces)
+
+
+# -- removal tables ------------------------------------------------------------------------------------
+
+
+def write_removals(work: Path, name: str, rows: np.ndarray, n_shards: int) -> None:
+    """(doc, keep) rows -> one file sorted by doc with per-shard offsets."""
+    rows = np.sort(rows, order=["doc"]) if len(rows) else np.zeros(0, dtype=REMOVAL_DTYPE)
+    off = np.searchsorted(shard_of(rows["doc"]), np.arange(n_shards + 1), side="left").astype(np.int64)
+    save(work / f"{name}.npy", rows)
+    save(work / f"{name}.off.npy", off)
+
+
+class RemovalWriter:
+    """A removal table written one shard's rows at a time (shards in order), so the writer never holds
+    all removals: rows go to a temporary raw file, then get an .npy header in front on close."""
+
+    def __init__(self, work: Path, name: str, n_shards: int):
+        self.path = work / f"{name}.npy"
+        self.raw = work / f".tmp-{name}.raw"
+        self.f = open(self.raw, "wb")
+        self.off = np.zeros(n_shards + 1, dtype=np.int64)
+        self.n = 0
+        self.work, self.name = work, name
+
+    def write(self, shard: int, rows: np.ndarray) -> None:
+        self.f.write(rows.astype(REMOVAL_DTYPE, copy=False).tobytes())
+        self.n += len(rows)
+        self.off[shard + 1:] = self.n
+
+    def __enter__(self) -> RemovalWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+        if exc[0] is not None:
+            self.raw.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_name(f".tmp-{self.path.name}")
+        with open(tmp, "wb") as out, open(self.raw, "rb") as raw:
+            np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(REMOVAL_DTYPE),
+                                                        "fortran_order": False, "shape": (self.n,)})
+            while block := raw.read(1 << 20):
+                out.write(block)
+        tmp.replace(self.path)
+        self.raw.unlink()
+        save(self.work / f"{self.name}.off.npy", self.off)
+
+
+class Removals:
+    """Per-shard view of every removal table of a step: position in the stream -> id of the kept document."""
+
+    def __init__(self, work: Path, pattern: str = "rm*.npy"):
+        self.work = work
+        self.files = sorted(f for f in glob.glob(str(work / pattern)) if not f.endswith(".off.npy"))
+        self.tables: dict[int, IdTable] = {}
+
+    def for_shard(self, shard: int) -> dict[int, str]:
+        ids = IdTable(self.work, shard) if (self.work / f"ids-s{shard:05d}.npz").exists() else None
+        out: dict[int, str] = {}
+        for f in self.files:
+            off = np.load(f[:-4] + ".off.npy")
+            if shard + 1 >= len(off) or off[shard + 1] <= off[shard]:
+                continue
+            m = np.load(f, mmap_mode="r")
+            rows = np.array(m[off[shard]: off[shard + 1]])
+            del m
+            for doc, keep in zip(rank_of(rows["doc"]), rows["keep"], strict=True):
+                ks, kr = int(keep >> np.uint64(32)), int(keep & np.uint64(0xFFFFFFFF))
+                if ks not in self.tables:
+                    if len(self.tables) >= 64:  # bound the cache of other shards' id tables
+                        self.tables.clear()
+                    self.tables[ks] = IdTable(self.work, ks)
+                assert ids is not None, f"{self.work}: removals for shard {shard} without its id table"
+                out[int(ids.pos[doc])] = self.tables[ks].id(kr)
+        return out
+
+
+def first_of_groups(keys: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """For rows sorted by (key, doc): removal rows (doc, first doc of its key group) for non-first rows."""
+    if not len(keys):
+        return np.zeros(0, dtype=REMOVAL_DTYPE)
+    new = np.concatenate([[True], keys[1:] != keys[:-1]])
+    head = np.maximum.accumulate(np.where(new, np.arange(len(keys)), 0))
+    dup = ~new
+    out = np.zeros(int(dup.sum()), dtype=REMOVAL_DTYPE)
+    out["doc"], out["keep"] = docs[dup], docs[head[dup]]
+    return out

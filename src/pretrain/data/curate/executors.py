@@ -1,0 +1,167 @@
+"""Executors: where the tasks of a curation (or tokenization) run: a local process pool or Ray.
+
+An executor runs a batch of independent tasks, each a call ``fn(*args)`` of a module-level function,
+and returns when all are done. Tasks must be idempotent (write to temporary names and rename, write a
+completion marker last), because both executors retry a task whose process died:
+
+- ``local``: a process pool on this machine (or the calling process for one worker). A worker killed
+  mid-task breaks the pool; the pool is rebuilt and the unfinished tasks are submitted again, up to
+  ``retries`` times.
+- ``ray``: Ray Core tasks (``pip install 'pretrain[ray]'``). Without an address a local Ray instance
+  with ``workers`` CPUs is started (a laptop); ``address="auto"`` or ``"ray://host:10001"`` joins a
+  cluster started with ``ray start`` (on Slurm or Kubernetes the usual Ray way). Ray re-runs a task
+  whose worker process died (``max_retries``); a Python exception inside a task is a bug or bad data
+  and is not retried. The task functions and the input and output paths must be reachable from every
+  node (a shared file system, or fsspec URLs).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any
+
+EXECUTORS = ("local", "ray")
+
+
+def _die_with_parent() -> None:
+    """Pool initializer: on Linux, have the kernel kill this worker when the driver dies (kill -9
+    included), so an orphaned worker never keeps writing a shard that the rerun is writing too."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+class LocalExecutor:
+    """A process pool kept for the whole run, so a worker sets up its steps once, not once per batch.
+
+    On Linux, when the calling process runs no other thread, ``prepare`` runs here first (imports,
+    models) and workers are forked with it done, so they start at no cost; otherwise (threads that fork
+    would copy mid-operation, or no fork on the platform) workers are spawned and set themselves up.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int, prepare: Callable[[], None] | None = None, retries: int = 3):
+        self.workers = max(1, workers)
+        self.prepare = prepare
+        self.retries = retries
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            if sys.platform == "linux" and threading.active_count() == 1:
+                if self.prepare is not None:
+                    self.prepare()
+                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("fork"),
+                                                initializer=_die_with_parent)
+                self.pool.submit(int).result()  # fork every worker now, before a progress-bar thread exists
+            else:
+                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
+                                                initializer=_die_with_parent)
+        return self.pool
+
+    def start(self) -> None:
+        if self.workers > 1:
+            self._pool()
+
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple], done: Callable[[], None] = lambda: None) -> list:
+        """``[fn(*args) for args in calls]``, in parallel; results in the order of ``calls``."""
+        results: list[Any] = [None] * len(calls)
+        if self.workers == 1:  # even a single task goes to the pool otherwise: the driver stays small
+            for i, args in enumerate(calls):
+                results[i] = fn(*args)
+                done()
+            return results
+        todo = list(range(len(calls)))
+        for attempt in range(self.retries + 1):
+            pool = self._pool()
+            futures = {pool.submit(fn, *calls[i]): i for i in todo}
+            failed = []
+            for f in as_completed(futures):
+                try:
+                    results[futures[f]] = f.result()
+                    done()
+                except BrokenProcessPool:
+                    failed.append(futures[f])
+            if not failed:
+                return results
+            self.close()  # a worker died (killed, out of memory): rebuild the pool and retry its tasks
+            todo = sorted(failed)
+            if attempt == self.retries:
+                raise RuntimeError(f"{len(todo)} task(s) failed {self.retries + 1} times: a worker process died "
+                                   "each time (out of memory or killed?)")
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
+class RayExecutor:
+    """Ray Core tasks; each task asks for one CPU, so Ray runs as many at once as the cluster has."""
+
+    name = "ray"
+
+    def __init__(self, workers: int, address: str | None = None, retries: int = 3):
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("--executor ray needs Ray: pip install 'pretrain[ray]'") from None
+        self.ray = ray
+        self.retries = retries
+        self.started = False
+        if not ray.is_initialized():
+            env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+            kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": True,
+                                      "runtime_env": {"env_vars": env} if env else None}
+            if address is None:
+                kwargs["num_cpus"] = max(1, workers)
+            ray.init(**kwargs)
+            self.started = True
+        self.remote: dict[Callable, Any] = {}
+
+    def start(self) -> None:
+        pass
+
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple], done: Callable[[], None] = lambda: None) -> list:
+        """``[fn(*args) for args in calls]`` as Ray tasks; results in the order of ``calls``."""
+        ray = self.ray
+        if fn not in self.remote:
+            self.remote[fn] = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=False)(fn)
+        refs = [self.remote[fn].remote(*args) for args in calls]
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                ray.get(ready)
+                done()
+            return ray.get(refs)
+        except ray.exceptions.RayTaskError as exc:  # the task's own exception, not a dead worker
+            raise exc.as_instanceof_cause() from None
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+
+def make_executor(name: str, workers: int, address: str | None = None,
+                  prepare: Callable[[], None] | None = None) -> LocalExecutor | RayExecutor:
+    if name == "local":
+        if address:
+            raise ValueError("--ray-address needs --executor ray")
+        return LocalExecutor(workers, prepare)
+    if name == "ray":
+        return RayExecutor(workers, address)
+    raise ValueError(f"unknown executor {name!r} (choose from {', '.join(EXECUTORS)})")

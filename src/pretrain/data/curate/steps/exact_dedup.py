@@ -1,0 +1,66 @@
+"""Exact dedup: documents whose normalized text (lower case, punctuation and spacing collapsed) repeats.
+
+Collect: a 64-bit hash of each document's normalized text into P hash partitions. Stage 0 (P parallel
+tasks): sort one partition by (hash, document key); every row after the first of its hash is removed
+in favour of that first one (the earliest in input order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pretrain.data.curate.dedup import CollectedStep
+from pretrain.data.curate.dedup_store import (
+    doc_keys,
+    first_of_groups,
+    partition_of,
+    read_partition,
+    write_partitioned,
+    write_removals,
+)
+from pretrain.data.curate.registry import register
+from pretrain.data.curate.text import dedup_key, hash64
+from pretrain.data.record import Document
+
+KEY_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8")])
+
+
+@dataclass
+class ExactDedupOptions:
+    partitions: int = 0
+    """Hash partitions of the on-disk index, one parallel task each (0 = one per 4 input shards)."""
+
+
+@register("exact_dedup")
+class ExactDedup(CollectedStep):
+    Options = ExactDedupOptions
+
+    def begin_collect(self, shard: int) -> None:
+        super().begin_collect(shard)
+        self.keys: list[int] = []
+
+    def collect(self, doc: Document, idx: int) -> None:
+        self._remember(doc, idx)
+        self.keys.append(hash64(dedup_key(doc.text)))
+
+    def end_collect(self) -> None:
+        self._save_ids()
+        rows = np.zeros(len(self.keys), dtype=KEY_DTYPE)
+        rows["key"] = np.asarray(self.keys, dtype=np.uint64)
+        rows["doc"] = doc_keys(self.shard, len(rows))
+        write_partitioned(self.work, "keys", self.shard, rows, partition_of(rows["key"], self.parts()), self.parts())
+
+    def stages(self) -> list[int]:
+        return [self.parts()]
+
+    def run_stage(self, stage: int, part: int) -> dict[str, Any]:
+        rows = read_partition(self.work, "keys", part, self.n_shards)
+        rows = rows[np.lexsort((rows["doc"], rows["key"]))] if len(rows) else rows
+        removals = first_of_groups(rows["key"], rows["doc"]) if len(rows) else first_of_groups(
+            np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+        write_removals(self.work, f"rm-p{part:05d}", removals, self.n_shards)
+        return {"documents": len(rows), "distinct_texts": len(rows) - len(removals), "duplicates": len(removals),
+                "partitions": 1}

@@ -1,0 +1,113 @@
+"""The peer benchmark (benchmarks/peers/): both sides get the same split and the same metric code."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from pretrain.speedrun import bits_per_char, shakespeare_text, split_text, text_sha256
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / "benchmarks" / "peers"
+# sha256 of the speedrun split's UTF-8 text (pretrain/speedrun.py): the benchmark checks both sides against it.
+TRAIN_SHA256 = "058f3af5dd349eb2278f5cbcf7fe290e98416ab355736f2bb17554e6b26cf49c"
+VAL_SHA256 = "d24adbdf3e47709b89b7b773b5646eacbd4471fd0697bfb35eda11727970ef53"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"peers_{name}", PEERS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def split():
+    return split_text(shakespeare_text())
+
+
+def test_split_is_pinned(split):
+    train, val = split
+    assert (text_sha256(train), text_sha256(val)) == (TRAIN_SHA256, VAL_SHA256)
+
+
+def test_nanochat_gets_the_same_characters(split, tmp_path):
+    """What nanochat trains on is the training split, and what its scorer reads back is the validation
+    split byte for byte (the scorer refuses a different sha256)."""
+    import pyarrow.parquet as pq
+
+    train, val = split
+    driver, scorer = load("nanochat_speedrun"), load("nanochat_score")
+    info = driver.write_nanochat_data(tmp_path, train, val, chunk_chars=512)
+    files = sorted(str(p) for p in (tmp_path / "base_data_climbmix").glob("*.parquet"))
+    assert len(files) == 2 and info["val_chars"] == len(val)
+    assert text_sha256(scorer.val_text_from_parquet(files)) == VAL_SHA256
+    rows = pq.read_table(files[0]).column("text").to_pylist()
+    assert len(rows) == info["train_chunks"] and text_sha256("".join(rows)) == TRAIN_SHA256
+    # Chunks fit nanochat's row (256 tokens of ~2.5 characters) so its loader crops little.
+    assert max(len(r) for r in rows) <= 512 or all("\n" not in r[:-1] for r in rows if len(r) > 512)
+
+
+@pytest.mark.parametrize("text,size", [("a\nbb\nccc\n", 4), ("abcdefgh", 3), ("x\n" * 50 + "y" * 30, 7), ("", 5)])
+def test_chunks_cut_at_line_ends_and_conserve_the_text(text, size):
+    chunks = load("nanochat_speedrun").chunk_lines(text, size)
+    assert "".join(chunks) == text
+    for c in chunks[:-1]:
+        assert c.endswith("\n") or "\n" not in c
+        assert len(c) <= size or "\n" not in c[:-1]
+
+
+class CausalBigram(torch.nn.Module):
+    """Logits from the previous token only; like nanochat's training forward it refuses T == 1."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=g))
+
+    def forward(self, x):
+        assert x.shape[1] > 1, "Training forward pass should have T > 1"
+        return self.table[x]
+
+
+class Chars:
+    def __init__(self, text):
+        self.stoi = {c: i for i, c in enumerate(sorted(set(text)))}
+        self.bos_id = len(self.stoi)
+
+    def encode(self, text):
+        return [self.stoi[c] for c in text]
+
+
+def test_nanochat_adapter_scores_exactly_what_the_metric_scores_directly():
+    scorer = load("nanochat_score")
+    # 133 chars + BOS = 134 ids, 133 predictions: 11 windows of 12 and a last one of 1, scored alone
+    # (batches of 11 windows), which nanochat's forward would refuse without the adapter.
+    text = "to be or not to be\n" * 7
+    tok = Chars(text)
+    model = CausalBigram(len(tok.stoi) + 1)
+    with pytest.raises(AssertionError):
+        bits_per_char(model, tok, text, context=12, batch_size=11)
+    wrapped = bits_per_char(scorer.LogitsOnly(model), tok, text, context=12, batch_size=11)
+    direct = bits_per_char(model, tok, text, context=7, batch_size=64)  # same predictions, no short window
+    assert wrapped == pytest.approx(direct, rel=1e-6) and math.isfinite(wrapped)
+
+
+def test_both_sides_import_the_one_metric():
+    """pretrain's side (cpu_speedrun.py) and nanochat's scorer call pretrain.speedrun.bits_per_char."""
+    for path in (ROOT / "benchmarks" / "cpu_speedrun.py", PEERS / "nanochat_score.py"):
+        imports = {(n.module, a.name) for n in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert ("pretrain.speedrun", "bits_per_char") in imports, path
+
+
+def test_patch_touches_only_the_training_script():
+    patch = (PEERS / "nanochat.patch").read_text()
+    files = {line.split()[-1] for line in patch.splitlines() if line.startswith("+++ ")}
+    assert files == {"b/scripts/base_train.py"}
+    assert "--time-budget" in patch and "--seed" in patch
