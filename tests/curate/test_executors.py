@@ -51,7 +51,7 @@ def config(plugin: str, marker: Path, sleep: float = 0.0, **kw) -> CurateConfig:
 
 @pytest.mark.slow
 def test_ray_and_local_give_identical_outputs(mixed_dir: Path, tmp_path: Path, ray_local):
-    cfg = CurateConfig(max_record_bytes=16384, shard_docs=3, files_per_shard=2)  # the default pipeline
+    cfg = CurateConfig(max_record_bytes=16384, shard_docs=5, files_per_shard=4)  # the default pipeline
     local = curate([mixed_dir], tmp_path / "local", cfg, workers=2, progress=False)
     ray = curate([mixed_dir], tmp_path / "ray", cfg, workers=2, progress=False, executor="ray")
     assert conserved(local) == conserved(ray) and ray["executor"] == "ray"
