@@ -106,3 +106,15 @@ def test_resuming_a_different_model_shape_is_refused(tmp_path):
     with pytest.raises(ValueError, match="model.dim=32 but the config says 64"):
         make_trainer(toy_cfg("train.max_steps=4", "model.dim=64"), tmp_path).fit()
     make_trainer(toy_cfg("train.max_steps=4", "model.dim=64"), tmp_path, fresh=True).fit()  # --fresh starts over
+
+
+def test_averaging_a_damaged_checkpoint_names_the_file(tmp_path):
+    from pretrain.train.checkpoint import average_state_dicts
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    save_file({"w": torch.ones(2)}, str(tmp_path / "a" / "model.safetensors"))
+    (tmp_path / "b" / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json")
+    with pytest.raises(ValueError, match=r"b/model\.safetensors: not a readable safetensors file") as err:
+        average_state_dicts([tmp_path / "a", tmp_path / "b"])
+    assert "\n" not in str(err.value)

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pretrain.model.io import read_weights
+
 STEP_RE = re.compile(r"^step_(\d{8})$")
 
 
@@ -109,17 +111,13 @@ def save_model_weights(model: nn.Module, directory: Path, state_dict: dict | Non
 
 def load_model_weights(model: nn.Module, directory: Path) -> dict[str, torch.Tensor]:
     """Full state dict from model.safetensors, completed with tied weights the file stores once."""
-    from safetensors.torch import load_file
-
     path = directory / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint has no model weights: {path}")
-    from safetensors import SafetensorError
-
     try:
-        sd = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        sd = read_weights(path)
+    except ValueError as exc:  # a damaged file: one line naming it
+        raise CheckpointError(str(exc)) from None
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     # Tied parameters: fill a missing key from another name of the same Parameter object (this also
@@ -286,12 +284,10 @@ def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
     """Element-wise mean of the model weights of several checkpoints (accumulated in float64)."""
     if not paths:
         raise ValueError("no checkpoints to average")
-    from safetensors.torch import load_file
-
     acc: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     for p in paths:
-        sd = load_file(str(p / "model.safetensors")) if (p / "model.safetensors").is_file() else read_dcp_model(p)
+        sd = read_weights(p / "model.safetensors") if (p / "model.safetensors").is_file() else read_dcp_model(p)
         if acc and set(sd) != set(acc):
             raise ValueError(f"{p}: tensors differ from {paths[0]}; cannot average")
         for k, v in sd.items():
