@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 from torch import nn
 from trainkit import make_trainer, toy_cfg
@@ -167,3 +168,18 @@ def test_log_policy_judges_in_bulk_with_the_same_verdicts(tmp_path):
     state = ckpt.load_trainer_state(tmp_path / "log" / "checkpoints" / "step_00000004" / "trainer_state.pt")
     window = state["callbacks"]["pretrain.train.callbacks.spike:SpikeGuard"]["detector"]["loss"]
     assert len(window) == 4  # steps 1-4 were judged before the step-4 checkpoint (not a logged step)
+
+
+def test_a_diverged_run_is_one_line_from_the_cli(monkeypatch, capsys):
+    import pretrain.cli as cli
+    from pretrain.train.stability import TrainingDiverged
+
+    def diverging_app():
+        raise TrainingDiverged("loss spikes: 4 rewinds exceed train.spike.max_rewinds=3")
+
+    monkeypatch.setattr(cli, "app", diverging_app)
+    with pytest.raises(SystemExit) as code:
+        cli.main()
+    assert code.value.code == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: training stopped: loss spikes: 4 rewinds exceed train.spike.max_rewinds=3"

@@ -29,6 +29,10 @@ class SpikeVerdict:
     reason: str = ""
 
 
+class TrainingDiverged(RuntimeError):
+    """The run stopped itself: too many consecutive spikes or rewinds. The CLI prints it as one line."""
+
+
 class SpikeDetector:
     def __init__(self, window: int = 50, min_history: int = 10, sigma: float = 6.0, grad_norm: bool = True):
         self.window = window

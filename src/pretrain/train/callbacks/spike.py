@@ -14,7 +14,7 @@ import math
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.callbacks import Callback
 from pretrain.train.lineage import lineage_summary, step_batches
-from pretrain.train.stability import SpikeDetector
+from pretrain.train.stability import SpikeDetector, TrainingDiverged
 
 
 class SpikeGuard(Callback):
@@ -82,7 +82,7 @@ class SpikeGuard(Callback):
             return
         self.consecutive_skips += 1
         if self.consecutive_skips > self.cfg.max_consecutive_skips:
-            raise RuntimeError(f"{self.consecutive_skips} consecutive steps flagged as spikes "
+            raise TrainingDiverged(f"{self.consecutive_skips} consecutive steps flagged as spikes "
                                f"(train.spike.max_consecutive_skips={self.cfg.max_consecutive_skips})")
         lineage = metrics.pop("lineage", [])
         if self.cfg.policy == "rewind":
@@ -101,7 +101,7 @@ class SpikeGuard(Callback):
             return False
         self.rewinds += 1
         if self.rewinds > self.cfg.max_rewinds:
-            raise RuntimeError(f"loss spikes: {self.rewinds} rewinds exceed train.spike.max_rewinds="
+            raise TrainingDiverged(f"loss spikes: {self.rewinds} rewinds exceed train.spike.max_rewinds="
                                f"{self.cfg.max_rewinds}; the run is diverging (lower train.lr?)")
         keep = (self.skip_steps | {step}, self.rewinds, self.consecutive_skips)
         trainer.rewind_to(target)  # restores every callback's state, this one's included ...
