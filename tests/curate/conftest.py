@@ -6,10 +6,13 @@ import gzip
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import zstandard
+
+sys.path.insert(0, str(Path(__file__).parent))  # curate_helpers
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

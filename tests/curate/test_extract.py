@@ -3,15 +3,14 @@ per-page time limit whose pages are counted under their own reason and kept in r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from curate_helpers import read_records
 
 from pretrain.configlib import ConfigError, validate
 from pretrain.data.curate import CurateConfig, curate
 from pretrain.data.curate.extract import html_to_text, markdown_to_text
-from pretrain.data.record import open_text
 
 PAGE = """<html><head><title>T</title></head><body><nav><a href="/">Home</a> | <a href="/x">Next</a></nav>
 <article><h1>Measurements of the river</h1>
@@ -40,14 +39,6 @@ def test_markdown_to_text_cases():
     assert markdown_to_text("a | b stays as it is") == "a | b stays as it is"
 
 
-def read_out(d: Path) -> list[dict]:
-    out = []
-    for f in sorted(d.glob("*.jsonl.zst")):
-        with open_text(f) as fh:
-            out.extend(json.loads(line) for line in fh)
-    return out
-
-
 def test_resiliparse_in_pipeline_and_timeout_counted(tmp_path: Path, prose):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -60,13 +51,13 @@ def test_resiliparse_in_pipeline_and_timeout_counted(tmp_path: Path, prose):
     assert stats["documents_in"] == stats["kept"] + stats["removed"] + stats["quarantined"] == 1
     ex = stats["steps"][0]
     assert ex["reasons"]["extract_timeout"]["documents"] == 1 and ex["counters"]["timeouts"] == 1
-    (gone,) = read_out(tmp_path / "t" / "removed")
+    (gone,) = read_records(tmp_path / "t" / "removed")
     assert gone["source"].endswith("huge.html") and gone["meta"]["reason"] == "extract_timeout"
     assert gone["text"].startswith("<html>")  # the page itself is kept, never lost
     steps = [{"type": "extract", "extractor": "resiliparse"}, {"type": "length", "min_chars": 20}]
     stats = curate([raw], tmp_path / "r", CurateConfig(steps=steps), workers=1, progress=False)
     assert stats["kept"] == 2
-    texts = {Path(r["source"]).name: r["text"] for r in read_out(tmp_path / "r" / "data")}
+    texts = {Path(r["source"]).name: r["text"] for r in read_records(tmp_path / "r" / "data")}
     assert "deepest point" in texts["small.html"] and "<p>" not in texts["huge.html"]
 
 

@@ -4,14 +4,14 @@ recomputed when a step rewrote the text."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from curate_helpers import read_records
 
 from pretrain.data.curate import CurateConfig, curate
 from pretrain.data.curate.c4 import C4Options, c4_clean
 from pretrain.data.curate.fineweb import FineWebOptions, fineweb_quality
 from pretrain.data.curate.gopher import GopherQualityOptions, gopher_quality
-from pretrain.data.record import open_text
 
 JA = [
     "京都は千年以上にわたって日本の都であり、今も多くの寺院や神社が残っています。",
@@ -44,14 +44,6 @@ def html(title: str, sentences: list[str], lang: str) -> str:
             f"<article><h1>{title}</h1>\n{paras}</article><footer>© 2024</footer></body></html>")
 
 
-def read_out(d: Path) -> list[dict]:
-    out = []
-    for f in sorted(d.glob("*.jsonl.zst")):
-        with open_text(f) as fh:
-            out.extend(json.loads(line) for line in fh)
-    return out
-
-
 def test_japanese_and_german_pages_keep_sentences_and_labels(tmp_path: Path, prose):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -60,7 +52,7 @@ def test_japanese_and_german_pages_keep_sentences_and_labels(tmp_path: Path, pro
     (raw / "english.html").write_text(html("River", [prose(3, 12)], "en"), encoding="utf-8")
     stats = curate([raw], tmp_path / "out", CurateConfig(), workers=1, progress=False)
     assert stats["documents_in"] == stats["kept"] + stats["removed"] + stats["quarantined"] == 3
-    kept = {Path(r["source"]).name: r for r in read_out(tmp_path / "out" / "data")}
+    kept = {Path(r["source"]).name: r for r in read_records(tmp_path / "out" / "data")}
     assert set(kept) == {"kyoto.html", "freiburg.html", "english.html"}, stats["samples"]
     ja, de = kept["kyoto.html"], kept["freiburg.html"]
     assert ja["lang"] == "ja" and de["lang"] == "de" and kept["english.html"]["lang"] == "en"
@@ -90,5 +82,5 @@ def test_language_relabelled_after_c4_rewrite(tmp_path: Path, prose):
     steps = [{"type": "langid"}, {"type": "c4", "languages": [], "min_words_per_line": 5}]
     stats = curate([tmp_path / "mixed.txt"], tmp_path / "out", CurateConfig(steps=steps), workers=1, progress=False)
     assert stats["kept"] == 1
-    (doc,) = read_out(tmp_path / "out" / "data")
+    (doc,) = read_records(tmp_path / "out" / "data")
     assert "京都" not in doc["text"] and doc["lang"] == "en" and doc["meta"]["lang_relabelled_from"] == "ja"

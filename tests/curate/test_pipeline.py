@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from curate_helpers import read_records
 
 from pretrain.configlib import ConfigError, validate
 from pretrain.data.curate import CurateConfig, curate, print_funnel
@@ -18,14 +19,6 @@ def cfg(**kw) -> CurateConfig:
     return CurateConfig(max_record_bytes=16384, **kw)
 
 
-def read_all(d: Path) -> list[dict]:
-    out = []
-    for f in sorted(d.glob("*.jsonl.zst")):
-        with open_text(f) as fh:
-            out.extend(json.loads(line) for line in fh)
-    return out
-
-
 def test_mixed_directory_default_pipeline(mixed_dir: Path, tmp_path: Path):
     out = tmp_path / "cur"
     stats = curate([mixed_dir], out, cfg(), workers=1, progress=False)
@@ -34,7 +27,7 @@ def test_mixed_directory_default_pipeline(mixed_dir: Path, tmp_path: Path):
     assert stats["documents_in"] == stats["kept"] + stats["removed"] + stats["quarantined"]
     assert stats["quarantined"] == 9  # the nine bad records of the fixture, nothing else
     assert json.loads((out / "stats.json").read_text())["kept"] == stats["kept"]
-    kept, removed, quarantined = read_all(out / "data"), read_all(out / "removed"), read_all(out / "quarantine")
+    kept, removed, quarantined = read_records(out / "data"), read_records(out / "removed"), read_records(out / "quarantine")
     assert (len(kept), len(removed), len(quarantined)) == (stats["kept"], stats["removed"], stats["quarantined"])
     assert all(set(r) == {"id", "text", "source", "domain", "lang", "meta"} for r in kept + removed + quarantined)
     assert all(r["source"] for r in kept + removed + quarantined)

@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+from curate_helpers import read_records
 
 from pretrain.configlib import ConfigError, validate
 from pretrain.data.curate import CurateConfig, curate
 from pretrain.data.curate.blocklist import blocked_by, host_of, parse_domains
 from pretrain.data.curate.readers import expand_inputs, plan_shards, read_shard
-from pretrain.data.record import open_text
 
 G = CurateConfig().domain_globs
 
@@ -125,14 +125,6 @@ def test_blocklist_parsing_and_matching():
     assert host_of("not a url") == ""
 
 
-def read_out(d: Path) -> list[dict]:
-    out = []
-    for f in sorted(d.glob("*.jsonl.zst")):
-        with open_text(f) as fh:
-            out.extend(json.loads(line) for line in fh)
-    return out
-
-
 def test_blocklist_step_in_default_pipeline(crawl: Path, tmp_path: Path):
     blk = tmp_path / "domains"
     blk.write_text("# test list\nbad.com\n")
@@ -143,10 +135,10 @@ def test_blocklist_step_in_default_pipeline(crawl: Path, tmp_path: Path):
     first = stats["steps"][0]
     assert first["name"] == "domain_blocklist"
     assert first["reasons"]["blocklisted_domain"]["documents"] == 3  # news.bad.com, bad.com, www.bad.com
-    removed = read_out(out / "removed")
+    removed = read_records(out / "removed")
     blocked = sorted(r["meta"]["url"] for r in removed if r["meta"]["reason"] == "blocklisted_domain")
     assert blocked == ["http://news.bad.com/story?id=3", "https://bad.com/", "https://www.bad.com/other"]
-    kept = read_out(out / "data")
+    kept = read_records(out / "data")
     assert kept and all(r["meta"]["url"] and r["meta"]["date"].endswith("Z") for r in kept)
     assert all("bad.com" not in r["meta"]["url"].replace("notbad.com", "") for r in kept)
     assert all("<p>" not in r["text"] for r in kept)  # the HTML responses went through extraction
