@@ -71,8 +71,15 @@ def test_gopher_alpha_words_and_stop_words():
     no_stops = " ".join(["farmer", "walked", "road", "quiet", "market"] * 12)
     assert reason(gopher_quality(no_stops, GQ)) == "stop_words"
     assert gopher_quality(no_stops + " the and", GQ) is None
-    assert gopher_quality(no_stops, GQ, lang="de") is None  # the English list does not judge German
-    assert reason(gopher_quality(no_stops, GopherQualityOptions(stop_words_langs=[]), lang="de")) == "stop_words"
+    # German is judged by the German list, not the English one: English stop words do not save it ...
+    assert reason(gopher_quality(no_stops + " the and", GQ, lang="de")) == "stop_words"
+    # ... and German ones do (quotes and guillemets around a word do not hide it)
+    assert gopher_quality(no_stops + " „die“ und", GQ, lang="de") is None
+    assert gopher_quality(no_stops + " «et» le", GQ, lang="fr") is None
+    # a language with no list skips the rule; an empty stop_words_langs makes English's apply to it
+    assert gopher_quality(no_stops, GQ, lang="fi") is None
+    assert reason(gopher_quality(no_stops, GopherQualityOptions(stop_words_langs=[]), lang="fi")) == "stop_words"
+    assert gopher_quality(no_stops, GopherQualityOptions(stop_words_by_lang={}), lang="de") is None
 
 
 def test_ngram_fractions_golden():

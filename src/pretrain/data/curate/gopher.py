@@ -5,8 +5,8 @@ Each check returns ``None`` for a document that passes or ``(reason, detail)`` f
 Words are whitespace-separated tokens, as in the paper, except in languages written without spaces
 (``unsegmented_langs``: Japanese, Chinese, Thai ...), where each character that is not part of a Latin
 word counts as a word and the mean-word-length bounds (meaningless there) are not applied; so a
-Japanese page is not one 2000-character "word" rejected for its length. The stop-word rule is English's
-and runs only on ``stop_words_langs``.
+Japanese page is not one 2000-character "word" rejected for its length. The stop-word rule uses a list per
+language (``stop_words_by_lang``, English's for ``stop_words_langs``) and skips languages with none.
 """
 
 from __future__ import annotations
@@ -17,6 +17,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+# Gopher's rule carried to other languages the way FineWeb-2 does it (a per-language list, the same
+# threshold): eight frequent function words of each language, which any run of prose uses and lists,
+# tables and boilerplate rarely do. Languages not listed here (and not in stop_words_langs) skip the rule.
+STOP_WORDS_BY_LANG = {
+    "de": ["der", "die", "das", "und", "ist", "zu", "mit", "nicht"],
+    "fr": ["le", "la", "les", "et", "est", "des", "que", "une"],
+    "es": ["el", "la", "los", "que", "y", "del", "es", "por"],
+    "it": ["il", "la", "di", "che", "è", "per", "non", "una"],
+    "pt": ["o", "os", "que", "do", "da", "em", "não", "uma"],
+    "nl": ["de", "het", "een", "en", "van", "is", "dat", "niet"],
+    "sv": ["och", "att", "det", "som", "är", "på", "av", "för"],
+    "pl": ["nie", "się", "na", "jest", "że", "do", "to", "jak"],
+    "ru": ["и", "не", "на", "что", "это", "как", "по", "он"],
+}
 BULLETS = ("•", "-", "*", "·", "‣", "◦", "⁃", "○", "▪", "▫", "–")
 UNSEGMENTED = ("ja", "zh", "th", "lo", "km", "my", "bo")
 # a run of Latin letters/digits is one word; any other non-space character is a word of its own
@@ -46,8 +60,12 @@ class GopherQualityOptions:
     stop_words: list[str] = field(default_factory=lambda: list(STOP_WORDS))
     """The stop-word list (override it for other languages)."""
     stop_words_langs: list[str] = field(default_factory=lambda: ["en"])
-    """The stop-word rule applies only to documents whose `lang` is one of these or unlabelled (an
-    English list would reject every German page); [] = apply to all."""
+    """Languages judged with `stop_words` (and unlabelled documents); [] = every language not in
+    `stop_words_by_lang` (an English list would reject every German page)."""
+    stop_words_by_lang: dict[str, list[str]] = field(default_factory=lambda: {
+        k: list(v) for k, v in STOP_WORDS_BY_LANG.items()})
+    """Per-language stop-word lists, used instead of `stop_words` for documents labelled with that
+    language (the same `min_stop_words` threshold, as FineWeb-2 does); {} = English only."""
     unsegmented_langs: list[str] = field(default_factory=lambda: list(UNSEGMENTED))
     """Languages written without spaces between words: words are counted per character and the
     mean-word-length bounds are off for them."""
@@ -78,11 +96,20 @@ def gopher_quality(text: str, o: GopherQualityOptions, lang: str = "") -> tuple[
     alpha = sum(any(c.isalpha() for c in w) for w in ws) / n
     if alpha < o.min_alpha_words_ratio:
         return "alpha_words", f"alphabetic words {alpha:.3f} < {o.min_alpha_words_ratio}"
-    if o.min_stop_words and (not o.stop_words_langs or not lang or lang in o.stop_words_langs):
-        stops = set(o.stop_words)
-        count = sum(w.lower().strip(".,;:!?\"'()") in stops for w in ws)
+    stops = stop_words_for(lang, o) if o.min_stop_words else None
+    if stops:
+        count = sum(w.lower().strip(".,;:!?\"'()«»„“”") in stops for w in ws)
         if count < o.min_stop_words:
             return "stop_words", f"{count} stop words < {o.min_stop_words}"
+    return None
+
+
+def stop_words_for(lang: str, o: GopherQualityOptions) -> set[str] | None:
+    """The stop words a document of ``lang`` is judged with, or None when the rule does not apply to it."""
+    if lang in o.stop_words_by_lang:
+        return set(o.stop_words_by_lang[lang])
+    if not o.stop_words_langs or not lang or lang in o.stop_words_langs:
+        return set(o.stop_words)
     return None
 
 
