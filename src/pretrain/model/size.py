@@ -10,7 +10,8 @@ attention scores and weighted values, 2 * 2 * T * d_attn per layer forward, i.e.
 for training. Like PaLM and nanoGPT we count the full T x T score matrix (a causal kernel skips about
 half of it), so MFU figures are comparable with theirs. N is the parameters a token actually multiplies
 by: non-embedding parameters (top_k routed plus shared experts for MoE) plus the LM head (an embedding
-lookup costs no FLOPs, the head's matmul does, tied or not).
+lookup costs no FLOPs, the head's matmul does, tied or not). Value embeddings count as embeddings
+(a lookup; their gates' few weights are left out of the FLOPs).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def _gated_ffn_params(cfg: ModelConfig, hidden: int) -> int:
 
 
 def _ffn_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
+    if not moe and not cfg.mlp_gated:  # plain MLP: up and down
+        return 2 * cfg.dim * cfg.hidden_dim + (cfg.hidden_dim + cfg.dim) * cfg.mlp_bias
     if not moe:
         return _gated_ffn_params(cfg, cfg.hidden_dim)
     expert = _gated_ffn_params(cfg, cfg.expert_hidden_dim)
@@ -47,6 +50,14 @@ def _ffn_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
 def _block_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
     norms = 4 if cfg.norm_placement == "sandwich" else 2
     return norms * cfg.dim + _attention_params(cfg) + _ffn_params(cfg, moe, active)
+
+
+def _value_embedding_params(cfg: ModelConfig) -> int:
+    """Value-embedding tables (looked up, no FLOPs) and their gates (a tiny matmul) of all layers."""
+    from pretrain.model.attention import VE_GATE_CHANNELS
+
+    layers = sum(cfg.layer_value_embedding(i) for i in range(cfg.n_layers))
+    return layers * (cfg.vocab_size * cfg.kv_heads * cfg.head_dim + min(VE_GATE_CHANNELS, cfg.dim) * cfg.kv_heads)
 
 
 def _mtp_module_params(cfg: ModelConfig, active: bool) -> int:
@@ -68,7 +79,7 @@ def count_params(
     if include_mtp:
         n += cfg.mtp.depth * _mtp_module_params(cfg, active)
     if not exclude_embeddings:
-        n += cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2)
+        n += cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2) + _value_embedding_params(cfg)
     return n
 
 
