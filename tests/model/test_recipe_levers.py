@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from model_helpers import tiny_config
 
 from pretrain.model import Transformer
+from pretrain.model.config import MoEConfig
 from pretrain.model.hf import export_hf
 from pretrain.model.io import load_model, save_model
 from pretrain.model.layers import ACTIVATIONS, PlainMLP
@@ -48,6 +49,10 @@ def test_relu2_is_relu_squared_and_the_plain_mlp_has_no_gate():
     block_ffn = Transformer(cfg).layers[0].ffn
     assert isinstance(block_ffn, PlainMLP) and block_ffn.up.out_features == 4 * cfg.dim
     assert cfg.num_params() == Transformer(cfg).num_params()
+    moe = tiny_config(activation="relu2", mlp_gated=False, moe=MoEConfig(n_experts=4, top_k=2, n_shared=1))
+    experts = Transformer(moe).layers[0].ffn
+    assert isinstance(experts.experts[0], PlainMLP) and isinstance(experts.shared, PlainMLP)
+    assert moe.num_params() == Transformer(moe).num_params()
 
 
 def test_zero_init_projections_make_every_block_the_identity():

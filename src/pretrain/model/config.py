@@ -150,7 +150,7 @@ class ModelConfig:
     mlp_gated: bool = True
     """Gated feed-forward down(act(gate(x)) * up(x)) (Llama); false: the plain down(act(up(x))) of
     GPT-2, modded-nanogpt and nanochat, whose automatic hidden size is 4 x dim (same weights as 8/3 x dim
-    gated)."""
+    gated; MoE experts take the same shape)."""
     value_embeddings: str = ""
     """Layers that mix a value embedding into their attention values, cycled over the layers: V = yes,
     - = no ("" = none). Such a layer has its own token embedding table (kv heads x head width) whose row
@@ -298,8 +298,6 @@ class ModelConfig:
               f"must be a string of V (value embedding) and - (none) (got {self.value_embeddings!r})")
         check(self.activation in ("silu", "gelu_tanh", "relu2"), "activation",
               f"must be silu, gelu_tanh or relu2 (got {self.activation!r})")
-        check(self.mlp_gated or not self.moe.n_experts, "mlp_gated",
-              "must be true with MoE layers (the experts are gated feed-forwards)")
         check(self.qk_norm_scope in ("head", "all"), "qk_norm_scope", f"must be head or all (got {self.qk_norm_scope!r})")
         check(self.attention_kernel in ("auto", "sdpa", "flex"), "attention_kernel",
               f"must be auto, sdpa or flex (got {self.attention_kernel!r})")

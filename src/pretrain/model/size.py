@@ -32,12 +32,13 @@ def _attention_params(cfg: ModelConfig) -> int:
 
 
 def _gated_ffn_params(cfg: ModelConfig, hidden: int) -> int:
+    """One feed-forward of this hidden size: gate, up, down (the plain MLP of mlp_gated = false: up, down)."""
+    if not cfg.mlp_gated:
+        return 2 * cfg.dim * hidden + (hidden + cfg.dim) * cfg.mlp_bias
     return 3 * cfg.dim * hidden + (2 * hidden + cfg.dim) * cfg.mlp_bias
 
 
 def _ffn_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
-    if not moe and not cfg.mlp_gated:  # plain MLP: up and down
-        return 2 * cfg.dim * cfg.hidden_dim + (cfg.hidden_dim + cfg.dim) * cfg.mlp_bias
     if not moe:
         return _gated_ffn_params(cfg, cfg.hidden_dim)
     expert = _gated_ffn_params(cfg, cfg.expert_hidden_dim)
