@@ -29,9 +29,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("overrides", nargs="*", help="Config overrides such as model.dim=192.")
     args = ap.parse_args(argv)
 
+    import pretrain  # noqa: F401, I001  (first: it sets OpenMP's wait policy before torch loads)
     import torch
-
-    import pretrain  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads)
     from pretrain.config import resolve
     from pretrain.data.builtin import shakespeare_files
     from pretrain.data.record import Document, write_jsonl

@@ -20,6 +20,8 @@ from pretrain.model.layers import RMSNorm
 from pretrain.model.masking import AttentionPlan
 from pretrain.model.rope import apply_rotary
 
+VE_GATE_CHANNELS = 12  # input channels the value-embedding gate reads (nanochat's choice)
+
 
 class KVCache:
     """Preallocated keys and values for incremental decoding: [layers, B, kv_heads, max_len, head_dim].
@@ -71,11 +73,19 @@ class Attention(nn.Module):
         norm = {"eps": cfg.norm_eps, "unit_offset": cfg.norm_unit_offset}
         self.q_norm = RMSNorm(q_norm_dim, **norm) if cfg.qk_norm else None
         self.k_norm = RMSNorm(k_norm_dim, **norm) if cfg.qk_norm else None
+        # Value embedding (model.value_embeddings): a per-token vector added to this layer's values, gated
+        # per kv head from the first few input channels (nanochat's 12), so a layer can learn to use it.
+        self.value_embed = self.ve_gate = None
+        if cfg.layer_value_embedding(layer):
+            self.value_embed = nn.Embedding(cfg.vocab_size, kv_width)
+            self.ve_gate = nn.Linear(min(VE_GATE_CHANNELS, cfg.dim), cfg.kv_heads, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
-                plan: AttentionPlan | None, cache: KVCache | None = None) -> torch.Tensor:
+                plan: AttentionPlan | None, cache: KVCache | None = None,
+                input_ids: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, dim] -> [B, T, dim]; ``plan`` says which keys the queries may see (None: causal);
-        cos/sin None (or a NoPE layer) leaves queries and keys unrotated."""
+        cos/sin None (or a NoPE layer) leaves queries and keys unrotated. ``input_ids`` [B, T] feed the
+        value embedding of a layer that has one (and are required there)."""
         B, T, _ = x.shape
         plan = plan or AttentionPlan(T, device=x.device)
         q, k, v = self.wq(x), self.wk(x), self.wv(x)
@@ -84,6 +94,12 @@ class Attention(nn.Module):
         q = q.view(B, T, self.n_heads, self.head_dim)
         k = k.view(B, T, self.n_kv_heads, self.head_dim)
         v = v.view(B, T, self.n_kv_heads, self.head_dim)
+        if self.value_embed is not None:
+            if input_ids is None:
+                raise ValueError("this layer has a value embedding (model.value_embeddings): pass input_ids")
+            gate = 3.0 * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate.in_features]))  # [B, T, kv_heads]
+            ve = self.value_embed(input_ids).view(B, T, self.n_kv_heads, self.head_dim)
+            v = v + gate.unsqueeze(-1) * ve  # the cache keeps the mixed values, as it keeps k after RoPE
         if self.q_norm is not None and not self.norm_all:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, T, head_dim]

@@ -144,9 +144,22 @@ class ModelConfig:
     """Bias on the attention output projection (Llama's attention_bias sets it with qkv_bias)."""
     mlp_bias: bool = False
     """Biases on the feed-forward projections (Llama's mlp_bias)."""
-    activation: Literal["silu", "gelu_tanh"] = "silu"
-    """Gate activation of the gated feed-forward: silu (SwiGLU, Llama) or tanh-approximated GELU (GeGLU,
-    Gemma)."""
+    activation: Literal["silu", "gelu_tanh", "relu2"] = "silu"
+    """Activation of the feed-forward: silu (SwiGLU, Llama), tanh-approximated GELU (GeGLU, Gemma) or
+    relu(x)^2 (Primer; modded-nanogpt and nanochat, in a plain MLP: mlp_gated = false)."""
+    mlp_gated: bool = True
+    """Gated feed-forward down(act(gate(x)) * up(x)) (Llama); false: the plain down(act(up(x))) of
+    GPT-2, modded-nanogpt and nanochat, whose automatic hidden size is 4 x dim (same weights as 8/3 x dim
+    gated; MoE experts take the same shape)."""
+    value_embeddings: str = ""
+    """Layers that mix a value embedding into their attention values, cycled over the layers: V = yes,
+    - = no ("" = none). Such a layer has its own token embedding table (kv heads x head width) whose row
+    for each token is added to the values, scaled per kv head by a gate 3 sigmoid(W x[:12]) (ResFormer;
+    modded-nanogpt, nanochat: every other layer ending with the last, "-V" for an even depth)."""
+    zero_init_proj: bool = False
+    """Initialise the projections into the residual stream (attention output, feed-forward down) to
+    zero, so every block starts as the identity (modded-nanogpt, nanochat); else init_std /
+    sqrt(2 n_layers)."""
     norm_placement: Literal["pre", "post", "sandwich"] = "pre"
     """Where the block norms sit: pre (x + f(norm(x)), Llama), post (x + norm(f(x)), OLMo 2) or sandwich
     (x + norm(f(norm(x))), Gemma 2/3)."""
@@ -200,6 +213,8 @@ class ModelConfig:
     def hidden_dim(self) -> int:
         if self.ffn_hidden:
             return self.ffn_hidden
+        if not self.mlp_gated:
+            return 4 * self.dim
         h = int(8 * self.dim / 3)
         return self.multiple_of * ((h + self.multiple_of - 1) // self.multiple_of)
 
@@ -222,6 +237,11 @@ class ModelConfig:
         if self.rope_pattern[layer % len(self.rope_pattern)] == "N":
             return "none"
         return "local" if self.rope_theta_local and self.layer_window(layer) else "global"
+
+    def layer_value_embedding(self, layer: int) -> bool:
+        """Whether a main layer mixes a value embedding into its attention values (value_embeddings)."""
+        pattern = self.value_embeddings
+        return bool(pattern) and layer < self.n_layers and pattern[layer % len(pattern)] == "V"
 
     def is_moe_layer(self, layer: int) -> bool:
         return self.moe.n_experts > 0 and layer >= self.moe.first_dense_layers
@@ -274,8 +294,11 @@ class ModelConfig:
             check(getattr(self, name) >= 0, name, f"must be >= 0 (got {getattr(self, name)})")
         check(self.norm_placement in ("pre", "post", "sandwich"), "norm_placement",
               f"must be pre, post or sandwich (got {self.norm_placement!r})")
+        check(set(self.value_embeddings) <= {"V", "-"}, "value_embeddings",
+              f"must be a string of V (value embedding) and - (none) (got {self.value_embeddings!r})")
+        check(self.activation in ("silu", "gelu_tanh", "relu2"), "activation",
+              f"must be silu, gelu_tanh or relu2 (got {self.activation!r})")
         check(self.qk_norm_scope in ("head", "all"), "qk_norm_scope", f"must be head or all (got {self.qk_norm_scope!r})")
-        check(self.activation in ("silu", "gelu_tanh"), "activation", f"must be silu or gelu_tanh (got {self.activation!r})")
         check(self.attention_kernel in ("auto", "sdpa", "flex"), "attention_kernel",
               f"must be auto, sdpa or flex (got {self.attention_kernel!r})")
         check(

@@ -1,4 +1,4 @@
-"""The small building blocks: RMSNorm and the gated feed-forward (SwiGLU / GeGLU)."""
+"""The small building blocks: RMSNorm, the gated feed-forward (SwiGLU / GeGLU) and the plain MLP."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = {"silu": F.silu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
+
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    """relu(x)^2 (So et al. 2021, "Primer"; modded-nanogpt and nanochat use it in a plain MLP)."""
+    return F.relu(x).square()
+
+
+ACTIVATIONS = {"silu": F.silu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "relu2": relu_squared}
 
 
 class RMSNorm(nn.Module):
@@ -42,3 +48,19 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.act(self.gate(x)) * self.up(x))
+
+
+class PlainMLP(nn.Module):
+    """Ungated feed-forward down(act(up(x))) (GPT-2's shape; ReLU^2 in modded-nanogpt and nanochat).
+
+    The projections keep the gated module's names ``up`` and ``down`` so initialisation, Muon grouping
+    and zero-initialised output projections treat both kinds alike."""
+
+    def __init__(self, dim: int, hidden: int, bias: bool = False, activation: str = "relu2"):
+        super().__init__()
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
+        self.act = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrain.model.config import ModelConfig
-from pretrain.model.layers import SwiGLU
+from pretrain.model.layers import PlainMLP, SwiGLU
 
 
 class MoE(nn.Module):
@@ -40,9 +40,10 @@ class MoE(nn.Module):
         hidden = cfg.expert_hidden_dim
         self.router = nn.Linear(cfg.dim, m.n_experts, bias=False)
         ffn = {"bias": cfg.mlp_bias, "activation": cfg.activation}
-        self.experts = nn.ModuleList(SwiGLU(cfg.dim, hidden, **ffn) for _ in range(m.n_experts))
-        # n_shared shared experts are one SwiGLU n_shared times as wide (their outputs simply add up).
-        self.shared = SwiGLU(cfg.dim, hidden * m.n_shared, **ffn) if m.n_shared else None
+        mlp = SwiGLU if cfg.mlp_gated else PlainMLP  # experts take the dense layers' feed-forward shape
+        self.experts = nn.ModuleList(mlp(cfg.dim, hidden, **ffn) for _ in range(m.n_experts))
+        # n_shared shared experts are one expert n_shared times as wide (their outputs simply add up).
+        self.shared = mlp(cfg.dim, hidden * m.n_shared, **ffn) if m.n_shared else None
         # Auxiliary-loss-free bias: saved with the model, never trained by gradients.
         self.register_buffer("router_bias", torch.zeros(m.n_experts, dtype=torch.float32))
         # Tokens routed to each expert since the last bias update (training forwards only). A plain tensor,

@@ -10,7 +10,8 @@ attention scores and weighted values, 2 * 2 * T * d_attn per layer forward, i.e.
 for training. Like PaLM and nanoGPT we count the full T x T score matrix (a causal kernel skips about
 half of it), so MFU figures are comparable with theirs. N is the parameters a token actually multiplies
 by: non-embedding parameters (top_k routed plus shared experts for MoE) plus the LM head (an embedding
-lookup costs no FLOPs, the head's matmul does, tied or not).
+lookup costs no FLOPs, the head's matmul does, tied or not). Value embeddings count as embeddings
+(a lookup; their gates' few weights are left out of the FLOPs).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def _attention_params(cfg: ModelConfig) -> int:
 
 
 def _gated_ffn_params(cfg: ModelConfig, hidden: int) -> int:
+    """One feed-forward of this hidden size: gate, up, down (the plain MLP of mlp_gated = false: up, down)."""
+    if not cfg.mlp_gated:
+        return 2 * cfg.dim * hidden + (hidden + cfg.dim) * cfg.mlp_bias
     return 3 * cfg.dim * hidden + (2 * hidden + cfg.dim) * cfg.mlp_bias
 
 
@@ -47,6 +51,14 @@ def _ffn_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
 def _block_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
     norms = 4 if cfg.norm_placement == "sandwich" else 2
     return norms * cfg.dim + _attention_params(cfg) + _ffn_params(cfg, moe, active)
+
+
+def _value_embedding_params(cfg: ModelConfig) -> int:
+    """Value-embedding tables (looked up, no FLOPs) and their gates (a tiny matmul) of all layers."""
+    from pretrain.model.attention import VE_GATE_CHANNELS
+
+    layers = sum(cfg.layer_value_embedding(i) for i in range(cfg.n_layers))
+    return layers * (cfg.vocab_size * cfg.kv_heads * cfg.head_dim + min(VE_GATE_CHANNELS, cfg.dim) * cfg.kv_heads)
 
 
 def _mtp_module_params(cfg: ModelConfig, active: bool) -> int:
@@ -68,7 +80,7 @@ def count_params(
     if include_mtp:
         n += cfg.mtp.depth * _mtp_module_params(cfg, active)
     if not exclude_embeddings:
-        n += cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2)
+        n += cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2) + _value_embedding_params(cfg)
     return n
 
 

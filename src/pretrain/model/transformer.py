@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from pretrain.model.attention import Attention, KVCache
 from pretrain.model.config import ModelConfig, RopeScalingConfig
-from pretrain.model.layers import RMSNorm, SwiGLU
+from pretrain.model.layers import PlainMLP, RMSNorm, SwiGLU
 from pretrain.model.masking import AttentionPlan
 from pretrain.model.moe import MoE, max_violation
 from pretrain.model.rope import RotaryEmbedding
@@ -67,11 +67,15 @@ class Block(nn.Module):
         self.attn = Attention(cfg, layer, cache_index)
         self.attn_post_norm = _norm(cfg) if post else nn.Identity()
         self.ffn_norm = _norm(cfg) if pre else nn.Identity()
-        self.ffn = MoE(cfg) if moe else SwiGLU(cfg.dim, cfg.hidden_dim, cfg.mlp_bias, cfg.activation)
+        if moe:
+            self.ffn = MoE(cfg)
+        else:
+            mlp = SwiGLU if cfg.mlp_gated else PlainMLP
+            self.ffn = mlp(cfg.dim, cfg.hidden_dim, cfg.mlp_bias, cfg.activation)
         self.ffn_post_norm = _norm(cfg) if post else nn.Identity()
 
-    def forward(self, x, cos, sin, plan, cache=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = x + self.attn_post_norm(self.attn(self.attn_norm(x), cos, sin, plan, cache))
+    def forward(self, x, cos, sin, plan, cache=None, input_ids=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = x + self.attn_post_norm(self.attn(self.attn_norm(x), cos, sin, plan, cache, input_ids))
         h = self.ffn_norm(x)
         h, aux = self.ffn(h) if isinstance(self.ffn, MoE) else (self.ffn(h), None)
         return x + self.ffn_post_norm(h), aux
@@ -129,13 +133,17 @@ class Transformer(nn.Module):
     def reset_parameters(self) -> None:
         """N(0, init_std) everywhere; projections into the residual stream (attention output, FFN down)
         get init_std / sqrt(2 n_layers) (GPT-2's scaled init), so the residual variance does not grow with
-        depth. Norms start at 1, router biases at 0."""
+        depth (zero with zero_init_proj: each block starts as the identity). Norms start at 1, router
+        biases at 0."""
         std = self.cfg.init_std
-        residual_std = std / math.sqrt(2 * self.cfg.n_layers)
+        residual_std = 0.0 if self.cfg.zero_init_proj else std / math.sqrt(2 * self.cfg.n_layers)
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
                 is_residual = name.endswith("attn.wo") or name.endswith(".down")
-                nn.init.normal_(module.weight, 0.0, residual_std if is_residual else std)
+                if is_residual and not residual_std:
+                    nn.init.zeros_(module.weight)
+                else:
+                    nn.init.normal_(module.weight, 0.0, residual_std if is_residual else std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
@@ -156,6 +164,9 @@ class Transformer(nn.Module):
             n -= self.tok_emb.weight.numel()
             if not self.cfg.tie_embeddings:
                 n -= self.lm_head.weight.numel()
+            for layer in self.layers:  # value embeddings and their gates (see pretrain.model.size)
+                if layer.attn.value_embed is not None:
+                    n -= layer.attn.value_embed.weight.numel() + layer.attn.ve_gate.weight.numel()
         return n
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
@@ -229,7 +240,7 @@ class Transformer(nn.Module):
         x = self.embed(input_ids)
         aux_terms = []
         for layer in self.layers:
-            x, aux = layer(x, *rope[layer.attn.rope], plan, cache)
+            x, aux = layer(x, *rope[layer.attn.rope], plan, cache, input_ids)
             if aux is not None:
                 aux_terms.append(aux)
         if cache is not None:

@@ -149,7 +149,8 @@ class TrainConfig:
     lr: float = 1e-3
     """Peak learning rate (at the base global batch)."""
     min_lr_ratio: float = 0.1
-    """Final learning rate as a fraction of the peak (cosine floor)."""
+    """Final learning rate as a fraction of the peak: the cosine floor, or where WSD's warm-down ends
+    (nanochat's final_lr_frac, 0.05 after a 65% warm-down: schedule = "wsd", decay_fraction = 0.65)."""
     warmup_steps: int = 100
     """Linear warmup steps."""
     schedule: Literal["cosine", "wsd", "linear", "constant"] = "cosine"
@@ -169,6 +170,12 @@ class TrainConfig:
     """AdamW beta2."""
     eps: float = 1e-8
     """AdamW epsilon."""
+    embed_lr: float = 0.0
+    """Peak AdamW learning rate of the embedding tables, token and value embeddings (0 = train.lr);
+    nanochat runs its embeddings at many times the rate of the rest."""
+    head_lr: float = 0.0
+    """Peak AdamW learning rate of an untied output head (0 = train.lr; a tied head is the embedding
+    and takes embed_lr)."""
     muon_lr: float = 0.02
     """Muon learning rate (peak; follows the same schedule)."""
     muon_momentum: float = 0.95
@@ -251,6 +258,9 @@ class TrainConfig:
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0 (got {self.weight_decay})")
         check(self.eps > 0, "eps", f"must be > 0 (got {self.eps})")
         check(self.muon_lr > 0, "muon_lr", f"must be > 0 (got {self.muon_lr})")
+        for name in ("embed_lr", "head_lr"):
+            check(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
+                  f"must be >= 0 (0 = train.lr; got {getattr(self, name)})")
         check(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
         check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",
               f"must be auto, cpu, mps, cuda or cuda:N (got {self.device!r})")

@@ -40,9 +40,12 @@ def _embedding_params(model: nn.Module) -> tuple[set[int], set[int]]:
 
 
 def param_groups(model: nn.Module, tcfg: TrainConfig) -> dict[str, list[tuple[str, nn.Parameter]]]:
-    """Split trainable parameters into decay / no_decay (and muon when that optimizer is chosen)."""
+    """Split trainable parameters into decay / no_decay (and muon when that optimizer is chosen); with
+    train.embed_lr / train.head_lr set, the embedding tables / the untied output head get groups of
+    their own ("embed", "head") that run at those learning rates (nanochat's split)."""
     emb, head = _embedding_params(model)
-    groups: dict[str, list[tuple[str, nn.Parameter]]] = {"decay": [], "no_decay": [], "muon": []}
+    groups: dict[str, list[tuple[str, nn.Parameter]]] = {"decay": [], "no_decay": [], "muon": [], "embed": [],
+                                                         "head": []}
     seen: set[int] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
@@ -50,7 +53,11 @@ def param_groups(model: nn.Module, tcfg: TrainConfig) -> dict[str, list[tuple[st
         seen.add(id(p))  # tied weights appear once
         is_emb = id(p) in emb
         matrix = p.ndim >= 2 and not is_emb
-        if OPTIMIZERS[tcfg.optimizer].matrices and matrix and id(p) not in head and p.ndim == 2:
+        if is_emb and tcfg.embed_lr:  # a tied head is the embedding, so it goes with the embeddings
+            groups["embed"].append((name, p))
+        elif id(p) in head and tcfg.head_lr:
+            groups["head"].append((name, p))
+        elif OPTIMIZERS[tcfg.optimizer].matrices and matrix and id(p) not in head and p.ndim == 2:
             groups["muon"].append((name, p))
         elif matrix or (is_emb and tcfg.decay_embeddings):
             groups["decay"].append((name, p))
@@ -175,13 +182,18 @@ class MuonConfig:
 def _adamw(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
     """AdamW on the decay / no_decay groups: fused on CUDA, multi-tensor (foreach) on CPU."""
     c = AdamWConfig.from_train(t)
-    params = [p for _, p in groups["decay"] + groups["no_decay"]]
+    names = ("decay", "no_decay", "embed", "head")
+    params = [p for name in names for _, p in groups.get(name, [])]
     kw = {"fused": True} if params and all(p.is_cuda for p in params) else {"foreach": True}
-    adam_groups = [
-        {"params": [p for _, p in groups["decay"]], "weight_decay": c.weight_decay, "name": "decay"},
-        {"params": [p for _, p in groups["no_decay"]], "weight_decay": 0.0, "name": "no_decay"},
+    embed_wd = c.weight_decay if t.decay_embeddings else 0.0
+    adam_groups = [  # (name, weight decay, peak LR)
+        {"name": "decay", "weight_decay": c.weight_decay, "peak_lr": c.lr},
+        {"name": "no_decay", "weight_decay": 0.0, "peak_lr": c.lr},
+        {"name": "embed", "weight_decay": embed_wd, "peak_lr": t.embed_lr or c.lr},
+        {"name": "head", "weight_decay": c.weight_decay, "peak_lr": t.head_lr or c.lr},
     ]
-    adam_groups = [dict(g, peak_lr=c.lr) for g in adam_groups if g["params"]]
+    adam_groups = [dict(g, params=[p for _, p in groups.get(g["name"], [])], lr=g["peak_lr"]) for g in adam_groups]
+    adam_groups = [g for g in adam_groups if g["params"]]
     return [torch.optim.AdamW(adam_groups, lr=c.lr, betas=c.betas, eps=c.eps, **kw)] if adam_groups else []
 
 

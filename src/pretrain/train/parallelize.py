@@ -88,6 +88,26 @@ def compile_blocks(model: nn.Module, fullgraph: bool = False, backend: str = "in
     return len(blocks)
 
 
+def usable_compile_scope(scope: str, device: torch.device) -> tuple[str, str]:
+    """The compile scope that can run on ``device``, and why it differs from the asked one ("" if not).
+
+    On a CPU inductor writes C++ and builds it with the compiler torch._inductor.config.cpp.cxx names
+    (g++ unless set); a machine without one would fail at the first step, minutes into a run. There
+    the model runs eager instead, and the run's start event says so (the maths is the same, only
+    slower), so a preset that compiles still runs on a fresh machine.
+    """
+    if scope == "none" or device.type != "cpu":
+        return scope, ""
+    import shutil
+
+    from torch._inductor import config as inductor_config
+
+    names = [n for n in inductor_config.cpp.cxx if n] or ["g++"]
+    if any(shutil.which(n) for n in names):
+        return scope, ""
+    return "none", f"train.compile ignored: no C++ compiler ({', '.join(names)}) on PATH for inductor; eager"
+
+
 def apply_transforms(model: nn.Module, device: torch.device, fp8: bool, activation_checkpointing: bool,
                      compile_scope: str) -> dict:
     """In order: FP8 (when asked), activation checkpointing, per-block compile (``compile_scope ==

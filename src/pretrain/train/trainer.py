@@ -24,7 +24,7 @@ from pretrain.train.lock import RunLock
 from pretrain.train.metrics import MetricsLogger
 from pretrain.train.optim import build_optimizer
 from pretrain.train.parallel import make_plan
-from pretrain.train.parallelize import apply_transforms, check_fp8
+from pretrain.train.parallelize import apply_transforms, check_fp8, usable_compile_scope
 from pretrain.train.precision import (
     apply_precision_map,
     find_blocks,
@@ -89,8 +89,10 @@ class Trainer:
         self.parallel = make_plan(self.dist, self.device, self.precision, self.t.reduce_dtype)
         self.fp32_modules = apply_precision_map(self.raw, self.t.fp32_modules, self.precision) \
             if self.parallel.precision_map else []
-        scope = self.t.compile_scope if self.t.compile else "none"  # FP8, act. ckpt, compile per block
+        scope, no_compile = usable_compile_scope(self.t.compile_scope if self.t.compile else "none", self.device)
         self.transforms = apply_transforms(self.raw, self.device, self.t.fp8, self.t.activation_checkpointing, scope)
+        if no_compile:
+            self.transforms["compile"] = no_compile  # shown in the start event
         self.model = self.parallel.wrap(self.raw, find_blocks(self.raw))
         self.forward_model = torch.compile(self.model) if scope == "model" else self.model
         self.opt = build_optimizer(self.raw, self.t)
