@@ -91,6 +91,10 @@ class SpikeConfig:
     """Steps of history needed before spikes (not NaN/Inf) are flagged."""
     sigma: float = 6.0
     """A step is a spike when loss or grad norm exceeds the window median by this many robust standard deviations."""
+    min_rise: float = 0.3
+    """A spike must also exceed the level by this fraction of it (0 = off). Measured on the quickstart
+    recipe: shifts of the data (a harder play, another domain's rows) lift the loss 10-25% for a few
+    steps, which 6 robust sigma of step-to-step noise flags; a garbage batch or a real spike is far more."""
     grad_norm: bool = False
     """Also flag grad-norm outliers. Off by default: clipping already bounds their update, and with
     one domain per row grad norms jump whenever the domain mix of a batch changes."""
@@ -103,6 +107,7 @@ class SpikeConfig:
         check(self.window >= 2, "window", "must be >= 2")
         check(1 <= self.min_history <= self.window, "min_history", "must be in 1..window")
         check(self.sigma > 0, "sigma", "must be > 0")
+        check(math.isfinite(self.min_rise) and self.min_rise >= 0, "min_rise", f"must be >= 0 (got {self.min_rise})")
 
 
 @dataclass

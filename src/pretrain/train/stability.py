@@ -34,8 +34,10 @@ class TrainingDiverged(RuntimeError):
 
 
 class SpikeDetector:
-    def __init__(self, window: int = 50, min_history: int = 10, sigma: float = 6.0, grad_norm: bool = True):
+    def __init__(self, window: int = 50, min_history: int = 10, sigma: float = 6.0, grad_norm: bool = True,
+                 min_rise: float = 0.0):
         self.window = window
+        self.min_rise = min_rise
         self.use_grad = grad_norm
         self.min_history = min_history
         self.sigma = sigma
@@ -60,8 +62,11 @@ class SpikeDetector:
             checks = [("loss", loss, self.loss)] + ([("grad norm", grad_norm, self.grad)] if self.use_grad else [])
             for label, value, hist in checks:
                 median, std = self._band(hist)  # (the level plays the median's part)
-                # A floor on the scale keeps a perfectly flat window from flagging rounding noise.
-                limit = median + self.sigma * max(std, 1e-3 * abs(median), 1e-8)
+                # A floor on the scale keeps a perfectly flat window from flagging rounding noise; the
+                # relative floor (min_rise) keeps a shift of the data (a harder document, another domain's
+                # rows: 10-25% above the level for a few steps) from counting as a spike.
+                rise = max(self.sigma * max(std, 1e-3 * abs(median), 1e-8), self.min_rise * abs(median))
+                limit = median + rise
                 if value > limit:
                     verdict = SpikeVerdict(True, f"{label} {value:.4g} > {limit:.4g} (level {median:.4g} + "
                                                  f"{self.sigma:g} robust sigma)")

@@ -22,7 +22,8 @@ class SpikeGuard(Callback):
 
     def __init__(self, scfg):
         self.cfg = scfg
-        self.detector = SpikeDetector(scfg.window, scfg.min_history, scfg.sigma, grad_norm=scfg.grad_norm)
+        self.detector = SpikeDetector(scfg.window, scfg.min_history, scfg.sigma, grad_norm=scfg.grad_norm,
+                                      min_rise=scfg.min_rise)
         self.skip_steps: set[int] = set()
         """1-based steps whose batches are drawn but not trained on (the spikes a rewind went back over)."""
         self.rewinds = 0
