@@ -58,9 +58,8 @@ class ExactDedup(CollectedStep):
 
     def run_stage(self, stage: int, part: int) -> dict[str, Any]:
         rows = read_partition(self.work, "keys", part, self.n_shards)
-        rows = rows[np.lexsort((rows["doc"], rows["key"]))] if len(rows) else rows
-        removals = first_of_groups(rows["key"], rows["doc"]) if len(rows) else first_of_groups(
-            np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+        rows = rows[np.lexsort((rows["doc"], rows["key"]))]
+        removals = first_of_groups(rows["key"], rows["doc"])  # (an empty partition gives no removals)
         write_removals(self.work, f"rm-p{part:05d}", removals, self.n_shards)
         return {"documents": len(rows), "distinct_texts": len(rows) - len(removals), "duplicates": len(removals),
                 "partitions": 1}

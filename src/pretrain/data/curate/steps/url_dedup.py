@@ -75,11 +75,8 @@ class URLDedup(CollectedStep):
 
     def run_stage(self, stage: int, part: int) -> dict[str, Any]:
         rows = read_partition(self.work, "urls", part, self.n_shards)
-        if len(rows):
-            rows = rows[np.lexsort((rows["doc"], -rows["time"], rows["key"]))]  # newest first, then input order
-            removals = first_of_groups(rows["key"], rows["doc"])
-        else:
-            removals = first_of_groups(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+        rows = rows[np.lexsort((rows["doc"], -rows["time"], rows["key"]))]  # newest first, then input order
+        removals = first_of_groups(rows["key"], rows["doc"])  # (an empty partition gives no removals)
         write_removals(self.work, f"rm-p{part:05d}", removals, self.n_shards)
         return {"documents": len(rows), "distinct_urls": len(rows) - len(removals), "duplicates": len(removals)}
 
