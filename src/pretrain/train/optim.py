@@ -126,11 +126,12 @@ class MuonConfig:
 
 
 def _adamw(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
-    """AdamW on the decay / no_decay groups: fused on CUDA, multi-tensor (foreach) on CPU."""
+    """AdamW on the decay / no_decay / embed / head groups."""
     c = AdamWConfig.from_train(t)
     names = ("decay", "no_decay", "embed", "head")
     params = [p for name in names for _, p in groups.get(name, [])]
-    kw = {"fused": True} if params and all(p.is_cuda for p in params) else {"foreach": True}
+    # Fused: one kernel per group on CUDA and on CPU (torch >= 2.4; ~3x faster than foreach on CPU).
+    kw = {"fused": True} if params and all(p.device.type in ("cuda", "cpu") for p in params) else {"foreach": True}
     embed_wd = c.weight_decay if t.decay_embeddings else 0.0
     adam_groups = [  # (name, weight decay, peak LR)
         {"name": "decay", "weight_decay": c.weight_decay, "peak_lr": c.lr},
