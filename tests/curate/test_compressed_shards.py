@@ -1,5 +1,6 @@
 """Compressed inputs cut into several shards: each shard enters the file at a zstd frame / gzip member
-and never decompresses the part of the file before it (issue 14: shards used to re-read from line 1)."""
+and never decompresses the part of the file before it (issue 14: shards used to re-read from line 1);
+a file of one long frame is re-chunked into a copy whose frames start at the shards."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import zstandard
 
 from pretrain.data.curate import CurateConfig, curate, lines, storage
 from pretrain.data.curate.readers import Quarantined, expand_inputs, plan_shards, read_shard
+from pretrain.data.curate.runner import cuts_task
 from pretrain.data.record import Document
 
 
@@ -94,12 +96,52 @@ def test_multi_frame_file_sharded_without_rereading(tmp_path: Path, monkeypatch,
 
 
 @pytest.mark.parametrize("kind", ["zst", "gz"])
-def test_single_frame_file_is_one_shard(tmp_path: Path, kind):
+def test_single_frame_file_is_rechunked_into_shards(tmp_path: Path, monkeypatch, kind):
+    raw = _records(300)
     path = tmp_path / f"one.jsonl.{kind}"
-    path.write_bytes(_compress(kind, _records(120), 0))
-    shards = plan_shards(expand_inputs([path]), 25, 10, 4096)
-    assert len(shards) == 1  # one frame cannot be entered in the middle: read once, not 5 times
-    assert [d.id for d in read_shard(shards[0], "text", {}, 4096)] == [f"r{i}" for i in range(120)]
+    path.write_bytes(_compress(kind, raw, 0))  # one frame: plain `gzip` / `zstd` output
+    files = expand_inputs([path])
+    assert len(plan_shards(files, 25, 10, 4096)) == 1  # its frames alone allow no cut
+    out = tmp_path / "out"
+    cuts = cuts_task(str(path), 4096, 25, 1 << 30, str(out))
+    assert cuts.read_from.startswith(str(out / "work" / "inputs")) and len(cuts.starts) == 13
+    shards = plan_shards(files, 25, 10, 4096, cuts={str(path): cuts})
+    assert len(shards) == 12 and all(s.start_byte > 0 and s.skip_bytes == 0 for s in shards[1:])
+
+    log: list = []
+    real_open = storage.open_binary
+    monkeypatch.setattr(lines, "_COMPRESSED_READ", 256)
+    monkeypatch.setattr(storage, "open_binary", lambda p: _Counting(real_open(p), log))
+    got = [d for s in shards for d in read_shard(s, "text", {}, 4096)]
+    assert [d.id for d in got] == [f"r{i}" for i in range(300)]  # all records, in order, each once
+    assert [d.meta["input"] for d in got] == [f"{path}:{i + 1}" for i in range(300)]  # named after the original
+    copy = Path(cuts.read_from).stat().st_size
+    ends = [s.start_byte for s in shards[1:]] + [copy]
+    for s, end, (nbytes, lowest) in zip(shards, ends, log, strict=True):  # each shard reads its own frame
+        assert lowest == max(s.start_byte, 0) and nbytes <= end - max(s.start_byte, 0) + 2 * 256
+
+
+def test_rechunked_run_matches_the_uncompressed_file(tmp_path: Path):
+    raw = _records(120)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "in.jsonl").write_bytes(raw)
+    (tmp_path / "b" / "in.jsonl.gz").write_bytes(_compress("gz", raw, 0))
+    cfg = CurateConfig(shard_docs=20, keep_work=True, steps=[{"type": "normalize"}, {"type": "exact_dedup"}])
+    plain = curate([tmp_path / "a"], tmp_path / "out-a", cfg, workers=1, progress=False)
+    gz = curate([tmp_path / "b"], tmp_path / "out-b", cfg, workers=1, progress=False)
+    assert gz["shards"] == plain["shards"] == 6
+    assert [gz[k] for k in ("documents_in", "kept", "removed", "quarantined")] == \
+        [plain[k] for k in ("documents_in", "kept", "removed", "quarantined")]
+    assert gz["documents_in"] == gz["kept"] + gz["removed"] + gz["quarantined"] == 120
+    assert not (tmp_path / "out-b" / "work" / "inputs").exists()  # the copy is gone after the first segment
+
+    def texts(out):
+        return [(r["id"], r["text"]) for f in sorted((out / "data").glob("*.zst"))
+                for r in (json.loads(x) for x in zstandard.ZstdDecompressor().decompressobj()
+                          .decompress(f.read_bytes()).decode().splitlines())]
+
+    assert texts(tmp_path / "out-b") == texts(tmp_path / "out-a")
 
 
 def test_truncated_multi_frame_file_keeps_every_record_before_the_cut(tmp_path: Path):

@@ -5,6 +5,7 @@ machine with none of the first run's local files."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -25,9 +26,11 @@ URL = "s3://out-bucket/run"
 
 
 def corpus(path: Path, prose, n: int = 60) -> Path:
-    """n records; records 30.. repeat 0.. (exact duplicates), so the dedup steps remove some."""
+    """n records; records 30.. repeat 0.. (exact duplicates), so the dedup steps remove some. A
+    ``.gz`` path is one gzip member, so the planner re-chunks it into a copy at the output (rechunk.py)."""
     recs = [{"id": f"doc-{i}", "text": prose(i % 30)} for i in range(n)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + "{broken\n", encoding="utf-8")
+    data = ("".join(json.dumps(r) + "\n" for r in recs) + "{broken\n").encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
     return path
 
 
@@ -95,7 +98,7 @@ curate([sys.argv[1]], sys.argv[2], cfg, workers=2, progress=False, executor="ray
 
 @pytest.mark.slow
 def test_ray_writes_s3_from_its_tasks_and_resumes_after_kill_9(s3, nodes, ray_local, tmp_path, prose, plugin_steps):
-    src = corpus(tmp_path / "in.jsonl", prose)
+    src = corpus(tmp_path / "in.jsonl.gz", prose)  # its shards read a re-chunked copy in the bucket
     cfg = config(plugin_steps, sleep=0.05, keep_work=True)
     ref = curate([src], tmp_path / "ref", config(plugin_steps), workers=1, progress=False)
     address = ray_local.get_runtime_context().gcs_address
@@ -117,6 +120,7 @@ def test_ray_writes_s3_from_its_tasks_and_resumes_after_kill_9(s3, nodes, ray_lo
     time.sleep(1.0)  # Ray ends the dead driver's tasks
     done = finished()
     assert 2 <= len(done) < 7 and not s3.exists("out-bucket/run/stats.json")
+    assert s3.find("out-bucket/run/work/inputs")  # the copy the shards read (deleted after segment 0)
     # the tasks worked in the workers' scratch root (its cache is still there: the run was killed), the
     # driver in none
     assert any(f.is_file() for f in nodes[1].rglob("*")) and not nodes[0].exists()
@@ -130,6 +134,7 @@ def test_ray_writes_s3_from_its_tasks_and_resumes_after_kill_9(s3, nodes, ray_lo
         assert s3.info(f)["ETag"] == etag
     assert s3_snapshot(s3) == local_snapshot(tmp_path / "ref") and s3_snapshot(s3)
     assert json.loads(s3.cat_file("out-bucket/run/stats.json"))["kept"] == ref["kept"]
+    assert s3.exists("out-bucket/run/work/seg0") and not s3.exists("out-bucket/run/work/inputs")
     # the driver never needed a scratch directory, and every node's cache was removed at the end
     assert not nodes[0].exists() and (not nodes[1].exists() or not any(nodes[1].rglob("*")))
     # a rerun is answered from the bucket's stats.json

@@ -55,6 +55,7 @@ class Shard:
     start_byte: int = -1  # where to seek for record `start`: its offset in an uncompressed file, the start
     # of its frame in a compressed one (-1 = unknown: read from line 1)
     skip_bytes: int = 0  # decompressed bytes from `start_byte` to record `start`
+    read_from: str = ""  # a re-chunked copy of the file to read (same bytes; see rechunk.py)
 
     def describe(self) -> str:
         if self.kind == "records":
@@ -89,31 +90,45 @@ def _parquet_source(path):
     return storage.open_binary(path) if storage.is_remote(path) else path
 
 
-def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_shard: int,
-                with_offsets: bool = False) -> list[int] | tuple[list[int], list[int], list[int]] | None:
-    """Record indices where shards of a record file start (a new shard every ``records_per_shard``
-    records or ``bytes_per_shard`` bytes, whichever comes first), followed by the record count; None when
-    the file cannot be read (it becomes one shard that quarantines it at read time); a compressed stream
-    cut or corrupt after some records keeps its cuts up to there, and its last shard quarantines the rest.
+@dataclass
+class Cuts:
+    """Where the shards of one record file start: record indices (then the record count), the byte a
+    shard seeks to (-1 = unknown) and the decompressed bytes it then skips. ``fine``: for a compressed
+    file whose frames are too long to cut it near the limits, the (record, decompressed offset) of each
+    cut it would get if it could be entered anywhere (see :mod:`.rechunk`); ``read_from``: a copy of the
+    file to read the records from (same bytes, in frames at the cuts)."""
 
-    ``with_offsets``: also, per cut, the byte offset a shard seeks to (-1 where unknown) and the
-    decompressed bytes it then skips, so no shard reads the file from line 1. In an uncompressed file a
-    cut can be at any line. A compressed file can only be entered where a zstd frame or gzip member
-    starts, so its cuts are at the first line that starts in a frame after the size limit was reached
-    (the line's offset within the frame is skipped): a file of many frames (``pzstd``, ``bgzip``,
-    concatenated parts) is cut into shards of about the limit or one frame, whichever is larger, and a
-    file of one frame (plain ``gzip`` / ``zstd``) is one shard, read once."""
+    starts: list[int]
+    offsets: list[int]
+    skips: list[int]
+    fine: list[tuple[int, int]] | None = None
+    read_from: str = ""
+
+
+def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_shard: int) -> Cuts | None:
+    """Shards of a record file: a new one every ``records_per_shard`` records or ``bytes_per_shard``
+    bytes, whichever comes first; None when the file cannot be read (it becomes one shard that
+    quarantines it at read time). A compressed stream cut or corrupt after some records keeps its cuts
+    up to there, and its last shard quarantines the rest.
+
+    No shard reads its file from line 1. In an uncompressed file a cut can be at any line. A compressed
+    file can only be entered where a zstd frame or gzip member starts, so its cuts are at the first line
+    that starts in a new frame once a limit is reached (the part of the frame before that line is
+    skipped): a file of many small frames (``pzstd``, ``bgzip``, concatenated parts) is cut about as an
+    uncompressed one. When that leaves a shard over twice the limits (one long frame: plain ``gzip`` /
+    ``zstd`` output), ``fine`` holds the cuts it should have, for :func:`.rechunk.rechunk`."""
     try:
         if file_format(path) == "parquet":
             import pyarrow.parquet as pq
 
             n = pq.ParquetFile(_parquet_source(path)).metadata.num_rows
             pcuts = list(range(0, n, records_per_shard)) + [n] if n else [0, 0]
-            return (pcuts, [-1] * len(pcuts), [0] * len(pcuts)) if with_offsets else pcuts
+            return Cuts(pcuts, [-1] * len(pcuts), [0] * len(pcuts))
         compressed = bool(compression(path))
         frames: list[tuple[int, int]] = []  # (compressed offset, decompressed offset) of each frame start
         ends = [0]
         cuts, offsets, skips, n, size, line_start, last_frame = [0], [0], [0], 0, 0, 0, 0
+        fine, fsize, coarse, complete = [(0, 0)], 0, False, True
         lines = iter_lines(path, max_bytes, frames=frames, ends=ends)
         while True:
             try:
@@ -121,7 +136,13 @@ def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_sh
             except StopIteration:
                 break
             except TruncatedInput:  # the shards before the cut stand; the last one quarantines it when read
+                complete = False
                 break
+            if compressed and (n - fine[-1][0] >= records_per_shard or fsize >= bytes_per_shard):
+                fine.append((n, line_start))
+                fsize = 0
+            if n - cuts[-1] >= 2 * records_per_shard or size >= 2 * bytes_per_shard:
+                coarse = True  # no frame started for a while: this shard is getting too long
             if n - cuts[-1] >= records_per_shard or size >= bytes_per_shard:
                 if not compressed:
                     cuts.append(n)
@@ -135,10 +156,13 @@ def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_sh
                         offsets.append(frames[fr][0])
                         skips.append(line_start - frames[fr][1])
                         size, last_frame = 0, fr
-            size += len(raw) if raw is not None else max_bytes
+            nbytes = len(raw) if raw is not None else max_bytes
+            size += nbytes
+            fsize += nbytes
             line_start = ends[0]
             n += 1
-        return (cuts + [n], offsets + [-1], skips + [0]) if with_offsets else cuts + [n]
+        # a cut stream is never re-chunked: its copy would end cleanly and hide the cut from the reader
+        return Cuts(cuts + [n], offsets + [-1], skips + [0], fine + [(n, line_start)] if coarse and complete else None)
     except Exception:  # noqa: BLE001 - anything unreadable becomes one shard that quarantines at read time
         return None
 
@@ -146,7 +170,7 @@ def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_sh
 def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int, max_bytes: int,
                 bytes_per_shard: int = 1 << 62, cuts: dict | None = None) -> list[Shard]:
     """Cut the inputs into shards, independently of the number of workers (so outputs do not depend on it).
-    ``cuts``: :func:`record_cuts` (with offsets) of the record files, already computed (in parallel)."""
+    ``cuts``: :func:`record_cuts` of the record files, already computed (in parallel, and re-chunked)."""
     shards: list[Shard] = []
     loose: list[str] = []
 
@@ -162,13 +186,14 @@ def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int,
         elif file_format(f) in ("jsonl", "parquet") and not link_problem(f):
             flush()
             got = cuts[str(f)] if cuts and str(f) in cuts else record_cuts(
-                f, max_bytes, records_per_shard, bytes_per_shard, with_offsets=True)
-            fcuts, offs, skips = got if got is not None else (None, None, None)
-            if fcuts is None or len(fcuts) <= 2:
-                shards.append(Shard(len(shards), "records", [str(f)], 0, -1))
+                f, max_bytes, records_per_shard, bytes_per_shard)
+            if got is None or len(got.starts) <= 2:
+                shards.append(Shard(len(shards), "records", [str(f)], 0, -1, read_from=got.read_from if got else ""))
             else:
-                for a, b, o, sk in zip(fcuts[:-1], fcuts[1:], offs[:-1], skips[:-1], strict=True):
-                    shards.append(Shard(len(shards), "records", [str(f)], a, -1 if b == fcuts[-1] else b, o, sk))
+                st, last = got.starts, got.starts[-1]
+                for a, b, o, sk in zip(st[:-1], st[1:], got.offsets[:-1], got.skips[:-1], strict=True):
+                    shards.append(Shard(len(shards), "records", [str(f)], a, -1 if b == last else b, o, sk,
+                                        got.read_from))
         else:
             loose.append(str(f))
             if len(loose) >= files_per_shard:
@@ -243,12 +268,14 @@ def _record_to_doc(rec: object, src: str, text_field: str, default_domain: str, 
 
 
 def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domain: str,
-                       max_bytes: int, start_byte: int = -1, skip_bytes: int = 0) -> Iterator[Document | Quarantined]:
+                       max_bytes: int, start_byte: int = -1, skip_bytes: int = 0,
+                       read_from: str = "") -> Iterator[Document | Quarantined]:
     lineno = 0
     try:
         # Seek to the shard's first record when its offset is known (otherwise read from line 1).
         offset, skip, first = (start_byte, skip_bytes, start) if start_byte >= 0 and start > 0 else (0, 0, 0)
-        for lineno, raw in iter_lines(path, max_bytes, offset, first, skip):
+        source = storage.as_path(read_from) if read_from else path
+        for lineno, raw in iter_lines(source, max_bytes, offset, first, skip):
             idx = lineno - 1
             if idx < start:
                 continue
@@ -318,12 +345,12 @@ def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: 
             yield from read_parquet_records(path, shard.start, shard.stop, text_field, domain)
         else:
             yield from read_jsonl_records(path, shard.start, shard.stop, text_field, domain, max_bytes,
-                                          shard.start_byte, shard.skip_bytes)
+                                          shard.start_byte, shard.skip_bytes, shard.read_from)
         return
     for name in shard.files:
         path = storage.as_path(name)
         yield read_file_document(path, domain_for(path, globs, default_domain), max_bytes)
 
 
-__all__ = ["Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "link_problem", "plan_shards",
+__all__ = ["Cuts", "Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "link_problem", "plan_shards",
            "read_shard"]

@@ -31,6 +31,7 @@ from pretrain.data.curate import storage
 from pretrain.data.curate.config import CurateConfig
 from pretrain.data.curate.executors import make_executor
 from pretrain.data.curate.inputs import link_problem
+from pretrain.data.curate.lines import TruncatedInput
 from pretrain.data.curate.outstore import (
     LocalOut,
     RemoteOut,
@@ -40,7 +41,8 @@ from pretrain.data.curate.outstore import (
     run_task,
 )
 from pretrain.data.curate.pipeline import build_steps, segments
-from pretrain.data.curate.readers import Shard, expand_inputs, file_format, plan_shards, record_cuts
+from pretrain.data.curate.readers import Cuts, Shard, expand_inputs, file_format, plan_shards, record_cuts
+from pretrain.data.curate.rechunk import INPUTS_DIR, rechunk
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.shardrun import ShardRun
 
@@ -112,9 +114,17 @@ def drop_cache_task(url: str) -> None:
     drop_node_cache(url)
 
 
-def cuts_task(path: str, max_bytes: int, records: int, nbytes: int) -> Any:
-    """Where the shards of one record file start (read in parallel, one task per file)."""
-    return record_cuts(storage.as_path(path), max_bytes, records, nbytes, with_offsets=True)
+def cuts_task(path: str, max_bytes: int, records: int, nbytes: int, out: str) -> Cuts | None:
+    """Where the shards of one record file start (read in parallel, one task per file); a compressed
+    file of one long frame is re-chunked into a copy under ``out`` first (see rechunk.py)."""
+    src = storage.as_path(path)
+    cuts = record_cuts(src, max_bytes, records, nbytes)
+    if cuts is not None and cuts.fine:
+        try:
+            cuts = rechunk(src, cuts, out)
+        except (OSError, TruncatedInput):  # changed or unreadable since it was counted: keep the frame cuts
+            pass
+    return cuts
 
 
 def _file_fingerprint(f: Path) -> list[Any]:
@@ -175,13 +185,14 @@ class _Progress:
             return ex.run(fn, calls, lambda: self.bar.advance(task))
 
 
-def _plan(ex, files: list[Path], cfg: CurateConfig, out: LocalOut | RemoteOut, key: str, bar: _Progress) -> list[Shard]:
+def _plan(ex, files: list[Path], cfg: CurateConfig, out: LocalOut | RemoteOut, out_arg: str, key: str,
+          bar: _Progress) -> list[Shard]:
     plan = out.read_json("work/plan.json") or {}
     if plan.get("fingerprint") == key:
         return [Shard(**s) for s in plan["shards"]]
     _clean(out)
     record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet")]
-    calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes) for f in record_files]
+    calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes, out_arg) for f in record_files]
     cuts = dict(zip(record_files, bar.run(ex, cuts_task, calls, "planning"), strict=True))
     shards = plan_shards(files, cfg.shard_docs, cfg.files_per_shard, cfg.max_record_bytes, cfg.shard_bytes, cuts=cuts)
     out.write_json("work/plan.json", {"fingerprint": key, "shards": [vars(s) for s in shards]})
@@ -222,7 +233,7 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
     resolved: dict[str, Any] = {}
     try:
         ex.start()  # fork local workers now, before a progress-bar thread exists
-        shards = _plan(ex, files, cfg, out, key, bar)
+        shards = _plan(ex, files, cfg, out, out_arg, key, bar)
         n = holder["n"] = len(shards)
         for k, (_pre, _local, post) in enumerate(segs):
             done = out.names(f"work/seg{k}")
@@ -232,6 +243,8 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
                 resolved[post.label] = _run_stages(ex, cfg, out, out_arg, key, post, n, bar)
             if k > 0:  # the intermediate documents segment k consumed
                 out.remove_files(f"work/seg{k - 1}", ".jsonl")
+            else:  # re-chunked copies of compressed inputs
+                out.remove(INPUTS_DIR)
         parts = out.read_jsons([f"work/seg{k}/{s.index:05d}.stats.json" for s in shards for k in range(len(segs))])
         stats = st.merge(parts, [(s.label, s.type) for s in steps], cfg.samples_per_reason)
         for row in stats["steps"]:
