@@ -15,7 +15,7 @@ import zstandard
 
 from pretrain.data.curate import storage
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # per read or decoder call: larger chunks were a fresh mmap (zeroed pages) each time
 _COMPRESSED_READ = 1 << 18  # smaller: a shard stops mid-read, and what it read past its end is wasted
 
 
@@ -112,34 +112,40 @@ def iter_lines(path: Path, max_bytes: int, offset: int = 0, first_line: int = 0,
                     yield chunk
         chunks = seeked()
     lineno = first_line if offset > 0 or skip > 0 else 0
-    buf = bytearray()
+    carry: list[bytes] = []  # the start of a line that goes on in the next chunk
+    carried = 0
     too_long = False
-    consumed = 0  # bytes of the stream before `chunk`
+    pos = 0  # stream offset of the start of the current chunk's text
     for chunk in chunks:
-        start = 0
         if skip:
-            start = min(skip, len(chunk))
-            skip -= start
-            consumed += start
-            if start == len(chunk):
+            cut = min(skip, len(chunk))
+            skip -= cut
+            pos += cut
+            chunk = chunk[cut:]
+            if not chunk:
                 continue
-        while True:
-            nl = chunk.find(b"\n", start)
-            piece = chunk[start:] if nl < 0 else chunk[start:nl]
-            if not too_long:
-                buf += piece
-                if len(buf) > max_bytes:
-                    too_long, buf = True, bytearray()
-            if nl < 0:
-                consumed += len(chunk) - start
-                break
-            consumed += nl + 1 - start
+        parts = chunk.split(b"\n")  # one C call per chunk rather than a Python step per line
+        last = parts.pop()
+        for i, part in enumerate(parts):
+            pos += len(part) + 1
+            if i == 0 and (carry or too_long):  # a line begun in earlier chunks ends here
+                carried += len(part)
+                line = None if too_long or carried > max_bytes else b"".join([*carry, part])
+                carry, carried, too_long = [], 0, False
+            else:
+                line = part if len(part) <= max_bytes else None
             lineno += 1
             if ends is not None:
-                ends[0] = consumed
-            yield lineno, (None if too_long else bytes(buf))
-            buf, too_long, start = bytearray(), False, nl + 1
-    if buf or too_long:
+                ends[0] = pos
+            yield lineno, line
+        if last:
+            pos += len(last)
+            carried += len(last)
+            if carried > max_bytes:
+                too_long, carry = True, []  # the rest of it is counted, never held
+            elif not too_long:
+                carry.append(last)
+    if carry or too_long:
         if ends is not None:
-            ends[0] = consumed
-        yield lineno + 1, (None if too_long else bytes(buf))
+            ends[0] = pos
+        yield lineno + 1, (None if too_long else b"".join(carry))
