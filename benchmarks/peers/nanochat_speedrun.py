@@ -156,6 +156,20 @@ def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path) -> di
     return record
 
 
+def run_pretrain(args, seed: int, out: Path) -> dict:
+    """pretrain's side in a fresh process per seed, as nanochat's runs are, so no seed inherits another's
+    compiled graphs, threads or memory."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "cpu_speedrun.py"), "--minutes", str(args.minutes),
+           "--seed", str(seed), "--out", str(out / f"pretrain-seed{seed}"), *args.overrides]
+    log = out / f"pretrain-seed{seed}.log"
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=f, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"pretrain's speedrun (seed {seed}) failed with exit code {proc.returncode}; see {log}")
+    return json.loads(lines[-1])
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nanochat", type=Path, required=True, help=f"nanochat checkout at {NANOCHAT_COMMIT}")
@@ -169,9 +183,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("overrides", nargs="*", help="pretrain config overrides (as for cpu_speedrun.py)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import cpu_speedrun
-
     from pretrain.speedrun import shakespeare_text, split_text, text_sha256
 
     try:
@@ -202,8 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
               flush=True)
     for seed in seeds:
         if args.only != "nanochat":
-            ours = cpu_speedrun.main(["--minutes", str(args.minutes), "--seed", str(seed),
-                                      "--out", str(out / f"pretrain-seed{seed}"), *args.overrides])
+            ours = run_pretrain(args, seed, out)
+            print(json.dumps(ours), flush=True)
             records.append({"side": "pretrain", **ours})
         if args.only != "pretrain":
             theirs = run_nanochat(args, base_dir, seed, val_sha, out)

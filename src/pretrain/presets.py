@@ -18,9 +18,10 @@ PRESETS: dict[str, dict] = {
     },
     # The default recipe of `pretrain quickstart`, taken from the CPU speedrun (docs/performance.md): for a
     # few minutes of 2-core CPU a small model (2 x 128, 1024-token vocabulary, context 256, 4,096 tokens a
-    # step: nanochat's depth-2 shape) with nanochat's levers: Muon
-    # for the block matrices, untied embeddings and head at their own AdamW rates, a value embedding in the
-    # last layer, ReLU^2 plain MLP, QK-norm, logit soft-capping, zero-initialised output projections, a 65%
+    # step: nanochat's depth-2 shape) with nanochat's levers: Muon (Polar Express, NorMuon, cautious weight
+    # decay, momentum 0.85 -> 0.97 -> 0.90) for the block matrices, untied embeddings and head at their own
+    # AdamW rates, a value embedding in the last layer, the smear gate and per-layer residual / embedding
+    # scalars, ReLU^2 plain MLP, QK-norm, logit soft-capping, zero-initialised output projections, a 65%
     # warm-down to 5%, and torch.compile (its compile time inside the budget; eager without a C++ compiler).
     "quickstart": {
         "name": "quickstart",
@@ -28,9 +29,12 @@ PRESETS: dict[str, dict] = {
         "tokenizer": {"vocab_size": 1024, "sample_bytes_per_domain": 4_000_000},
         "model": {"dim": 128, "n_layers": 2, "n_heads": 2, "max_seq_len": 256, "activation": "relu2",
                   "mlp_gated": False, "tie_embeddings": False, "value_embeddings": "-V", "logit_softcap": 15.0,
-                  "qk_norm": True, "zero_init_proj": True},
+                  "qk_norm": True, "zero_init_proj": True, "smear_gate": True, "x0_mix": True},
         "train": {"seq_len": 256, "micro_batch": 16, "max_steps": 100_000, "warmup_steps": 50, "lr": 5e-3,
-                  "optimizer": "muon", "muon_lr": 0.02, "embed_lr": 0.05, "head_lr": 0.002, "schedule": "wsd",
+                  "optimizer": "muon", "muon_lr": 0.02, "muon_ns": "polar_express", "muon_beta2": 0.9,
+                  "muon_cautious_wd": True, "muon_momentum_warmup": 400, "muon_momentum_start": 0.85,
+                  "muon_momentum": 0.97, "muon_momentum_final": 0.90,
+                  "embed_lr": 0.05, "head_lr": 0.002, "schedule": "wsd",
                   "decay_fraction": 0.65, "min_lr_ratio": 0.05, "compile": True, "time_limit_s": 300.0,
                   "log_interval": 10},
         "eval": {"batch_size": 32, "max_docs_per_domain": 100, "max_tokens_per_domain": 60_000},

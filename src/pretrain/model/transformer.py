@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from pretrain.model.attention import Attention, KVCache
+from pretrain.model.attention import KVCache
+from pretrain.model.block import Block, MTPModule, make_norm, shift_left
 from pretrain.model.config import ModelConfig, RopeScalingConfig
-from pretrain.model.layers import PlainMLP, RMSNorm, SmearGate, SwiGLU
+from pretrain.model.layers import RMSNorm, SmearGate
 from pretrain.model.masking import AttentionPlan
 from pretrain.model.moe import MoE, max_violation
 from pretrain.model.rope import RotaryEmbedding
@@ -50,64 +51,6 @@ class ModelOutput:
     """Last block's output before the final norm [B, T, dim] (MTP drafting input)."""
 
 
-def _norm(cfg: ModelConfig) -> RMSNorm:
-    return RMSNorm(cfg.dim, cfg.norm_eps, cfg.norm_unit_offset)
-
-
-class Block(nn.Module):
-    """Residual block, x + attn(...), then x + ffn(...), with the norms where ``norm_placement`` puts them:
-    pre (Llama: f(norm(x))), post (OLMo 2: norm(f(x)), which keeps the residual stream un-normalised
-    yet bounds each update), sandwich (Gemma 2/3: norm(f(norm(x))))."""
-
-    def __init__(self, cfg: ModelConfig, layer: int, cache_index: int, moe: bool):
-        super().__init__()
-        pre, post = cfg.norm_placement in ("pre", "sandwich"), cfg.norm_placement in ("post", "sandwich")
-        # A missing norm is an Identity, so the state dict holds exactly the norms the placement uses.
-        self.attn_norm = _norm(cfg) if pre else nn.Identity()
-        self.attn = Attention(cfg, layer, cache_index)
-        self.attn_post_norm = _norm(cfg) if post else nn.Identity()
-        self.ffn_norm = _norm(cfg) if pre else nn.Identity()
-        if moe:
-            self.ffn = MoE(cfg)
-        else:
-            mlp = SwiGLU if cfg.mlp_gated else PlainMLP
-            self.ffn = mlp(cfg.dim, cfg.hidden_dim, cfg.mlp_bias, cfg.activation)
-        self.ffn_post_norm = _norm(cfg) if post else nn.Identity()
-
-    def forward(self, x, cos, sin, plan, cache=None, input_ids=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = x + self.attn_post_norm(self.attn(self.attn_norm(x), cos, sin, plan, cache, input_ids))
-        h = self.ffn_norm(x)
-        h, aux = self.ffn(h) if isinstance(self.ffn, MoE) else (self.ffn(h), None)
-        return x + self.ffn_post_norm(h), aux
-
-
-class MTPModule(nn.Module):
-    """DeepSeek-V3 MTP module k: h^k_i = Block(W [norm(h^{k-1}_i); norm(emb(t_{i+k}))]); predicts t_{i+k+1}.
-
-    Embedding and LM head are the main model's; each module has its own projection, block and output norm.
-    """
-
-    def __init__(self, cfg: ModelConfig, index: int):
-        super().__init__()
-        self.hidden_norm = _norm(cfg)
-        self.embed_norm = _norm(cfg)
-        self.proj = nn.Linear(2 * cfg.dim, cfg.dim, bias=False)
-        self.block = Block(cfg, cfg.n_layers + index, cache_index=index, moe=cfg.is_moe_layer(cfg.n_layers - 1))
-        self.norm = _norm(cfg)
-
-    def forward(self, h, emb, rope, plan, cache=None):
-        """``rope``: the model's {kind: (cos, sin)} tables; the block's attention picks its own."""
-        x = self.proj(torch.cat([self.hidden_norm(h), self.embed_norm(emb)], dim=-1))
-        return self.block(x, *rope[self.block.attn.rope], plan, cache)
-
-
-def _shift_left(x: torch.Tensor, k: int, fill: int) -> torch.Tensor:
-    """x[:, i + k] at position i; the last k positions get ``fill``."""
-    out = torch.full_like(x, fill)
-    out[:, :-k] = x[:, k:]
-    return out
-
-
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -124,7 +67,7 @@ class Transformer(nn.Module):
         if cfg.x0_mix:  # per-layer scalars a_i (residual) and b_i (embedding), see ModelConfig.x0_mix
             self.resid_scale = nn.Parameter(torch.ones(cfg.n_layers))
             self.x0_scale = nn.Parameter(torch.zeros(cfg.n_layers))
-        self.norm = _norm(cfg)
+        self.norm = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
@@ -352,10 +295,10 @@ class Transformer(nn.Module):
         losses = []
         h = hidden
         for k, module in enumerate(self.mtp, start=1):
-            tokens_k = _shift_left(input_ids, k, fill=0)
-            targets_k = _shift_left(targets, k, fill=-100)
+            tokens_k = shift_left(input_ids, k, fill=0)
+            targets_k = shift_left(targets, k, fill=-100)
             if doc_ids is not None:  # never predict across a document boundary
-                targets_k = targets_k.masked_fill(_shift_left(doc_ids, k, fill=-1) != doc_ids, -100)
+                targets_k = targets_k.masked_fill(shift_left(doc_ids, k, fill=-1) != doc_ids, -100)
             h, _ = module(h, self.embed(tokens_k), rope, plan)
             logits_k = None if lean else self.head(module.norm(h))
             ce = self._ce_sum(h, module.norm, targets_k, logits_k)
