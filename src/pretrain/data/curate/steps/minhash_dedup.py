@@ -40,6 +40,7 @@ from pretrain.data.record import Document
 
 BAND_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8")])
 PAIR_DTYPE = np.dtype([("a", "<u8"), ("b", "<u8")])
+_BATCH_CHARS = 1 << 18  # text per shingling batch: its temporary arrays are ~40 bytes per character
 
 
 @dataclass
@@ -91,16 +92,28 @@ class MinHashDedup(CollectedStep):
 
     def begin_collect(self, shard: int) -> None:
         super().begin_collect(shard)
-        self.shingles: list[np.ndarray] = []
+        self.texts: list[str] = []
+        self.text_chars = 0
+        self.sigs: list[np.ndarray] = []
 
     def collect(self, doc: Document, idx: int) -> None:
         self._remember(doc, idx)
-        self.shingles.append(self.hasher.shingles(doc.text))  # signatures are computed per shard, batched
+        # Shingled and signed in batches of ~_BATCH_CHARS: a few NumPy passes per batch, not per document
+        self.texts.append(doc.text)
+        self.text_chars += len(doc.text)
+        if self.text_chars >= _BATCH_CHARS:
+            self._sign_batch()
+
+    def _sign_batch(self) -> None:
+        if self.texts:
+            self.sigs.append(self.hasher.signatures(self.texts))
+        self.texts, self.text_chars = [], 0
 
     def end_collect(self) -> None:
         self._save_ids()
-        sigs = self.hasher.signatures(self.shingles)
-        self.shingles = []
+        self._sign_batch()
+        sigs = (np.concatenate(self.sigs) if self.sigs else np.zeros((0, self.o.num_perm), dtype=np.uint32))
+        self.sigs = []
         save(self.work / f"sig-s{self.shard:05d}.npy", sigs)
         bands = band_hashes(sigs, self.o.bands, self.o.rows)
         rows = np.zeros(bands.size, dtype=BAND_DTYPE)
