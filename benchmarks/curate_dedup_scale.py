@@ -5,7 +5,8 @@ an earlier document with one word substituted, Jaccard of the 5-gram shingle set
 JSONL, then runs ``pretrain curate`` with the single step ``minhash_dedup`` in a fresh process per
 measurement and reports:
 
-- wall seconds of the curate call;
+- wall seconds of the curate call, and its CPU seconds (driver and worker processes, user + system;
+  the figure to compare on a loaded machine) per document;
 - peak RSS of the largest task: the maximum resident set of any worker process (``RUSAGE_CHILDREN``
   after the pool has exited; with ``--workers 1`` the tasks run in the driver and its own peak is used);
 - the driver's own peak RSS;
@@ -77,6 +78,8 @@ def _sampler(driver: int, phase_file: str, result_file: str, stop) -> None:
                 mb = int(fields["VmRSS"].split()[0]) / 1024
                 peaks[phase] = max(peaks.get(phase, 0.0), mb)
         stop.wait(0.1)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    peaks["sampler_cpu_s"] = ru.ru_utime + ru.ru_stime  # subtracted from the run's CPU time
     Path(result_file).write_text(json.dumps(peaks))
 
 
@@ -89,9 +92,15 @@ def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) 
     phase_file, result_file = str(out) + ".phase", str(out) + ".peaks"
     orig = runner._Progress.run
 
-    def labelled(self, ex, fn, calls, label):  # tell the sampler which phase is running
+    phase_wall: dict[str, float] = {}
+
+    def labelled(self, ex, fn, calls, label):  # tell the sampler which phase is running; time it
         Path(phase_file).write_text(label)
-        return orig(self, ex, fn, calls, label)
+        t = time.perf_counter()
+        try:
+            return orig(self, ex, fn, calls, label)
+        finally:
+            phase_wall[label] = round(phase_wall.get(label, 0.0) + time.perf_counter() - t, 2)
 
     runner._Progress.run = labelled
     stop = mp.get_context("fork").Event()
@@ -107,27 +116,37 @@ def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) 
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
         ray_init_s = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_s()
     stats = curate([src], out, cfg, workers=workers, progress=False, executor=executor)
     wall = time.perf_counter() - t0
     stop.set()
     sampler.join()
     phases = json.loads(Path(result_file).read_text())
     phases.pop("sampler", None)
+    # CPU seconds of the driver and its finished workers (not Ray's own processes), less the sampler's:
+    # the fair figure on a shared machine, where wall time depends on the load.
+    cpu = _cpu_s() - cpu0 - phases.pop("sampler_cpu_s", 0.0)
     work = out / "work" / "g-minhash_dedup"
     index_bytes = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
     # VmHWM, not ru_maxrss: after fork + exec, ru_maxrss still reports the parent's peak
     self_mb = _vm_hwm_mb()
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     row = {"docs": stats["documents_in"], "removed": stats["removed"], "workers": workers, "executor": executor,
-           "wall_s": round(wall, 1), "ray_init_s": ray_init_s, "shards": stats["shards"], "partitions": stats["steps"][0]["index"]["partitions"],
+           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1) if executor == "local" else None,
+           "cpu_us_per_doc": round(cpu / max(1, stats["documents_in"]) * 1e6, 1) if executor == "local" else None,
+           "ray_init_s": ray_init_s, "shards": stats["shards"], "partitions": stats["steps"][0]["index"]["partitions"],
            "task_peak_mb": round(child_mb if workers > 1 and executor == "local" else self_mb, 1)
            if executor == "local" else None,
            "driver_peak_mb": round(self_mb, 1), "index_bytes_per_doc": round(index_bytes / max(1, stats["documents_in"]), 1),
            "load_avg": [round(x, 2) for x in os.getloadavg()],
-           "sampled_peak_mb_by_phase": {k: round(v, 1) for k, v in phases.items()}}
+           "sampled_peak_mb_by_phase": {k: round(v, 1) for k, v in phases.items()}, "phase_wall_s": phase_wall}
     print(json.dumps(row), flush=True)
     return row
+
+
+def _cpu_s() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _vm_hwm_mb() -> float:

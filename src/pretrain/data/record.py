@@ -147,6 +147,34 @@ def read_jsonl(path: str | Path, text_field: str = "text") -> Iterator[Document]
                 raise ValueError(f"{path}:{lineno}: bad record: {exc}") from None
 
 
+_READ_CHUNK = 1 << 16  # below glibc's mmap threshold (128 KB): chunks reuse heap memory; 1 MB chunks
+# were each a fresh mmap whose pages the kernel zeroes (+1.5 us per 700-byte record)
+
+
+def read_records(path: str | Path, text_field: str = "text") -> Iterator[Document]:
+    """:func:`read_jsonl` for files this package wrote (:func:`write_jsonl`, the curation writers), whose
+    lines end in ``\\n`` only (JSON escapes every newline inside a string): the file is read as bytes in
+    64 KB chunks and split in C, with no text decoding layer. A bad line raises ValueError naming file
+    and line."""
+    with open_bytes(path, "rb") as f:
+        carry = b""
+        lineno = 0
+        while True:
+            chunk = f.read(_READ_CHUNK)
+            lines = (carry + chunk).split(b"\n") if chunk else [carry]
+            carry = lines.pop() if chunk else b""
+            for line in lines:
+                lineno += 1
+                if not line or line.isspace():
+                    continue
+                try:
+                    yield Document.from_dict(loads(line), text_field)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{path}:{lineno}: bad record: {exc}") from None
+            if not chunk:
+                return
+
+
 def read_dir(path: str | Path) -> Iterator[Document]:
     """Every document of every ``*.jsonl*`` file below ``path`` in sorted path order."""
     p = Path(path)

@@ -29,7 +29,7 @@ from pretrain.data.record import Document, loads
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".json.gz", ".json.zst")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 PARQUET_SUFFIXES = (".parquet",)
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # below glibc's mmap threshold: a 1 MB chunk was a fresh mmap per read, its pages zeroed
 
 
 @dataclass
