@@ -17,6 +17,7 @@ measurement and reports:
 (overhead of Ray on one machine, scaling from 1 to 2 workers). Usage::
 
     python benchmarks/curate_dedup_scale.py --docs 1000000 4000000 [--workers 2] [--compare-executors 200000]
+    python benchmarks/curate_dedup_scale.py --phases 50000   # CPU per document of each phase, 1 process
 """
 
 from __future__ import annotations
@@ -167,6 +168,64 @@ def run_child(src: Path, out: Path, workers: int, executor: str, partitions: int
     return row
 
 
+def phases(src: Path, out: Path) -> dict:
+    """CPU seconds per phase of one curate run in this process (1 worker): each phase's functions are
+    wrapped with ``time.process_time``; what no wrapper covers is the per-document bookkeeping of the
+    shard loop (counting, stats) and the merge of the stats."""
+    from pretrain.data.curate import CurateConfig, curate, runner, shardrun, writers
+    from pretrain.data.curate.steps import minhash_dedup as md
+
+    acc: dict[str, float] = {}
+    clock = time.process_time
+
+    def wrap(obj, name, key, gen=False):
+        f = getattr(obj, name)
+
+        def call(*a, **k):
+            t = clock()
+            try:
+                return f(*a, **k)
+            finally:
+                k_ = key(a) if callable(key) else key
+                acc[k_] = acc.get(k_, 0.0) + clock() - t
+
+        def iterate(*a, **k):
+            it = iter(f(*a, **k))
+            while True:
+                t = clock()
+                try:
+                    x = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    acc[key] = acc.get(key, 0.0) + clock() - t
+                yield x
+
+        setattr(obj, name, iterate if gen else call)
+
+    wrap(runner, "cuts_task", "plan: cut the input into shards")
+    wrap(shardrun, "read_shard", "read input: lines, JSON, records", gen=True)
+    wrap(shardrun, "read_records", "read intermediate", gen=True)
+    wrap(md.MinHashDedup, "collect", "minhash: shingle + sign + band keys")
+    wrap(md.MinHashDedup, "end_collect", "minhash: shingle + sign + band keys")
+    wrap(runner, "stage_task", "stages: pairs, verify, components")
+    wrap(md.MinHashDedup, "begin_apply", "apply removals")
+    wrap(md.MinHashDedup, "apply", "apply removals")
+    for name in ("write", "close"):
+        wrap(writers.JsonlWriter, name, lambda a: "write kept: final .jsonl.zst" if a[0].path.suffix == ".zst"
+             else "write kept: intermediate .jsonl")
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = clock()
+    stats = curate([src], out, CurateConfig(steps=[{"type": "minhash_dedup"}], keep_removed=False), workers=1,
+                   progress=False)
+    total = clock() - t0
+    shutil.rmtree(out, ignore_errors=True)
+    n = stats["documents_in"]
+    acc["rest: shard loop bookkeeping, stats merge"] = total - sum(acc.values())
+    return {"docs": n, "cpu_us_per_doc": round(total / n * 1e6, 1), "load_avg": [round(x, 2) for x in os.getloadavg()],
+            "phases_us_per_doc": {k: round(v / n * 1e6, 1) for k, v in acc.items()}}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--measure":
         src, out, workers, executor, parts = sys.argv[2:7]
@@ -177,12 +236,18 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--compare-executors", type=int, default=0, metavar="N",
                     help="also compare local 1 / local 2 / ray 2 workers on N documents")
+    ap.add_argument("--phases", type=int, default=0, metavar="N",
+                    help="only print the CPU microseconds per document of each phase, on N documents, 1 worker")
     ap.add_argument("--tmp", default=tempfile.gettempdir())
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dedup-scale-", dir=args.tmp))
     rows = []
     try:
         print(f"load average at start: {os.getloadavg()}", flush=True)
+        if args.phases:
+            generate(root / "docs.jsonl", args.phases)
+            print(json.dumps(phases(root / "docs.jsonl", root / "out"), indent=1))
+            return
         for n in args.docs:
             src = root / f"docs-{n}.jsonl"
             t0 = time.perf_counter()
