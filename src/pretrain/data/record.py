@@ -157,12 +157,21 @@ def read_records(path: str | Path, text_field: str = "text") -> Iterator[Documen
     64 KB chunks and split in C, with no text decoding layer. A bad line raises ValueError naming file
     and line."""
     with open_bytes(path, "rb") as f:
-        carry = b""
-        lineno = 0
+        carry: list[bytes] = []  # the start of a line that continues in the next chunk (a list: no
+        lineno = 0               # quadratic re-copying of a line longer than many chunks)
         while True:
             chunk = f.read(_READ_CHUNK)
-            lines = (carry + chunk).split(b"\n") if chunk else [carry]
-            carry = lines.pop() if chunk else b""
+            if chunk:
+                lines = chunk.split(b"\n")
+                if len(lines) == 1:
+                    carry.append(chunk)
+                    continue
+                if carry:
+                    lines[0] = b"".join([*carry, lines[0]])
+                last = lines.pop()
+                carry = [last] if last else []
+            else:
+                lines, carry = [b"".join(carry)], []
             for line in lines:
                 lineno += 1
                 if not line or line.isspace():
