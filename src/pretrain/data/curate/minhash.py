@@ -8,9 +8,9 @@ A batch of documents is shingled with a constant number of NumPy passes, never a
    ``norm_words`` joined by spaces, so Unicode word rules stay exactly those of ``re``'s ``\\w``), lower-
    cased with ``bytes.lower``; a word is a maximal run of bytes in ``[a-z0-9_]`` or ``>= 0x80``, which for
    ASCII text is exactly ``\\w``;
-2. every word is hashed at once with a polynomial hash over its bytes, read off prefix sums
-   (``sum b_j P^j``, scaled back by ``P^-start``: position-independent, wrapping mod 2^64), then mixed
-   with MurmurHash3's 64-bit finalizer;
+2. every word is hashed at once with a polynomial hash over its bytes: ``sum b_j P^j`` over the word's
+   bytes (one ``add.reduceat`` over the buffer with non-word bytes zeroed), scaled back by ``P^-start``
+   (position-independent, wrapping mod 2^64), then mixed with MurmurHash3's 64-bit finalizer;
 3. an n-gram hash is a polynomial combination of its word hashes, for all positions at once; n-grams that
    would cross a document boundary are dropped; a document with fewer than n words has one shingle of
    all its words.
@@ -44,6 +44,7 @@ _BLOCK = 8192  # shingles per block of the signature: [num_perm x block] uint32 
 # inside words (see step 1 above). translate runs in C at memory speed; a NumPy table lookup did not.
 _WORD_BYTES = bytes(1 if (c >= 0x80 or chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789_") else 0
                     for c in range(256))
+_WORD_BYTES_KEPT = bytes(c if _WORD_BYTES[c] else 0 for c in range(256))  # word bytes kept, others 0
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
@@ -93,17 +94,17 @@ class MinHasher:
         blen = np.fromiter((len(p) if p.isascii() else len(p.encode("utf-8", "surrogatepass")) for p in parts),
                            dtype=np.int64, count=len(parts))
         raw = "\n".join(parts).encode("utf-8", "surrogatepass").lower()
-        buf = np.frombuffer(raw, dtype=np.uint8)
         doc_start = np.zeros(len(parts), dtype=np.int64)
         np.cumsum(blen[:-1] + 1, out=doc_start[1:])
-        edge = np.diff(np.frombuffer(b"\0" + raw.translate(_WORD_BYTES) + b"\0", dtype=np.int8))
-        start, end = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
-        fwd, inv = self.powers.get(len(buf))
-        with np.errstate(over="ignore"):
-            acc = np.zeros(len(buf) + 1, dtype=np.uint64)
-            np.cumsum(buf * fwd, out=acc[1:])  # wraps mod 2^64 on purpose
-            words = _fmix64((acc[end] - acc[start]) * inv[start])
-        del acc
+        # a word starts at a word byte after a non-word byte (the sums below need no word ends)
+        start = np.flatnonzero(np.diff(np.frombuffer(b"\0" + raw.translate(_WORD_BYTES), dtype=np.int8)) == 1)
+        fwd, inv = self.powers.get(len(raw))
+        if len(start):  # each word's sum of b_j P^j: a sum from its start to the next word's start,
+            # over the bytes with every non-word byte zeroed (wrapping mod 2^64 on purpose)
+            word_bytes = np.frombuffer(raw.translate(_WORD_BYTES_KEPT), dtype=np.uint8)
+            words = _fmix64(np.add.reduceat(word_bytes * fwd, start) * inv[start])
+        else:
+            words = np.zeros(0, dtype=np.uint64)
         doc = np.searchsorted(doc_start, start, side="right") - 1
         counts = np.bincount(doc, minlength=len(parts))
         n = self.shingle
