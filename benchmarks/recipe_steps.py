@@ -3,9 +3,9 @@
     python benchmarks/recipe_steps.py --variants "base=;muon=train.optimizer=\"muon\"" [--preset quickstart]
 
 Each variant is a name and config overrides over the preset (space-separated, as on the command line).
-One step is what the trainer does per update on one process: forward with targets, backward, gradient
-clipping, the optimizer step (the real ``build_optimizer`` groups), on random tokens of the preset's
-micro-batch x seq_len. ``train.compile=true`` compiles the model (the first step's time is reported on its
+One step is what the trainer does per update on one process: forward with targets (and document ids
+under the first stage's ``doc_mask``), backward, gradient clipping, the optimizer step (the real ``build_optimizer``
+groups), on random tokens of the preset's micro-batch x seq_len. ``train.compile=true`` compiles the model (the first step's time is reported on its
 own). Prints one JSON line per variant: median ms per step over the rounds, tokens/s, and the ratio to the
 first variant.
 """
@@ -37,9 +37,16 @@ def build(preset: str, overrides: list[str]):
     return cfg, model, fwd, opt, shape
 
 
-def step(model, fwd, opt, shape, vocab: int) -> None:
+def doc_mask(cfg) -> bool:
+    """The first stage's document masking (a stage-less run has one default stage, masked)."""
+    return cfg.train.stages[0].doc_mask if cfg.train.stages else True
+
+
+def step(model, fwd, opt, shape, vocab: int, doc_mask: bool = False) -> None:
     x = torch.randint(0, vocab, shape)
-    out = fwd(x, targets=x, return_logits=False)
+    # As the trainer calls the model: full logits, and document ids when train.doc_mask is on (one document
+    # per row here, which still takes the masked kernel path: the cost of the mask, not of boundaries).
+    out = fwd(x, x, torch.zeros_like(x) if doc_mask else None)
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
@@ -60,16 +67,16 @@ def main() -> None:
         name, _, over = item.partition("=")
         cfg, model, fwd, opt, shape = build(args.preset, shlex.split(over))
         t0 = time.perf_counter()
-        step(model, fwd, opt, shape, cfg.model.vocab_size)
+        step(model, fwd, opt, shape, cfg.model.vocab_size, doc_mask(cfg))
         first = time.perf_counter() - t0
         for _ in range(args.warmup - 1):
-            step(model, fwd, opt, shape, cfg.model.vocab_size)
+            step(model, fwd, opt, shape, cfg.model.vocab_size, doc_mask(cfg))
         variants[name.strip()] = dict(cfg=cfg, model=model, fwd=fwd, opt=opt, shape=shape, first_s=first, ms=[])
     for _ in range(args.rounds):
         for v in variants.values():
             t0 = time.perf_counter()
             for _ in range(args.steps):
-                step(v["model"], v["fwd"], v["opt"], v["shape"], v["cfg"].model.vocab_size)
+                step(v["model"], v["fwd"], v["opt"], v["shape"], v["cfg"].model.vocab_size, doc_mask(v["cfg"]))
             v["ms"].append(1000 * (time.perf_counter() - t0) / args.steps)
     ref = None
     for name, v in variants.items():

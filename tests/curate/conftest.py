@@ -6,7 +6,9 @@ import gzip
 import json
 import random
 import shutil
+import socket
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -131,13 +133,70 @@ def plugin_steps() -> str:
     return "c1_test_steps"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
-def ray_local(plugin_steps):
-    """One local Ray instance (2 CPUs) for the whole session; the executor reuses it."""
+def s3_server() -> str:
+    """moto's S3 server on 127.0.0.1, started once a session (Ray workers get its address at start)."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def worker_staging(tmp_path_factory) -> Path:
+    """The Ray workers' scratch root (PRETRAIN_STAGING), apart from the driver's, as on another machine."""
+    return tmp_path_factory.mktemp("ray-worker-node")
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """An empty S3 store with two buckets; s3fs configured by the standard AWS environment variables,
+    as a user would configure it."""
+    import s3fs
+
+    # moto keeps its buckets across tests: start every test from an empty store
+    urllib.request.urlopen(urllib.request.Request(f"{s3_server}/moto-api/reset", method="POST"))
+    for k, v in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(k, v)
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.mkdir("raw-bucket")
+    fs.mkdir("out-bucket")
+    yield fs
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def ray_local(plugin_steps, s3_server, worker_staging):
+    """One local Ray instance (2 CPUs) for the whole session; the executor reuses it. Its workers see
+    the S3 server and their own scratch root: they are in the environment Ray starts in (as on a
+    cluster, where `ray start` runs with the node's credentials), so jobs that connect later get them."""
     import os
 
     ray = pytest.importorskip("ray", reason="Ray is installed by `make install` (pretrain[ray])")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+    node_env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_server, "PRETRAIN_STAGING": str(worker_staging)}
+    saved = {k: os.environ.get(k) for k in node_env}
+    os.environ.update(node_env)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+    finally:  # the test process itself keeps its own environment
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     yield ray
     ray.shutdown()

@@ -1,44 +1,15 @@
 """Object storage: curating from s3:// to s3:// against a real S3-compatible server (moto's, on loopback,
-started and removed by the test), plus fsspec URLs of other schemes and their errors."""
+started and removed by the `s3` fixture in conftest.py), plus fsspec URLs of other schemes and their errors."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import socket
 
 import pytest
 
 from pretrain.data.curate import CurateConfig, curate
 from pretrain.data.curate.storage import as_path, is_url
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    """An S3 endpoint on 127.0.0.1 (moto's threaded server) with two buckets; s3fs configured by the
-    standard AWS environment variables, as a user would configure it."""
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-        monkeypatch.setenv(k, v)
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem(skip_instance_cache=True)
-    fs.mkdir("raw-bucket")
-    fs.mkdir("out-bucket")
-    yield fs
-    s3fs.S3FileSystem.clear_instance_cache()
-    server.stop()
 
 
 def test_s3_round_trip(s3, prose, tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ from trainkit import make_trainer, toy_cfg
 
 from pretrain.train.gns import GradientNoiseScale
 from pretrain.train.hardware import cpu_peak, gpu_peak, peak_flops
-from pretrain.train.optim import _zeropower_newton_schulz, build_optimizer, param_groups
+from pretrain.train.muon import orthogonalise
+from pretrain.train.optim import build_optimizer, param_groups
 
 
 def _model(cfg):
@@ -35,7 +36,7 @@ def test_no_weight_decay_on_norms_biases_and_embeddings():
 
 def test_muon_orthogonalises_and_trains(tmp_path):
     g = torch.randn(24, 16)
-    o = _zeropower_newton_schulz(g)
+    o = orthogonalise(g)
     s = torch.linalg.svdvals(o)
     assert 0.5 < float(s.min()) and float(s.max()) < 1.3  # singular values pushed towards 1
     cfg = toy_cfg('train.optimizer="muon"', "train.max_steps=6")

@@ -37,6 +37,9 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.length = 0
+        self.tokens: torch.Tensor | None = None
+        """[B, max_len] token ids of the cached positions, kept by models that read the previous token
+        (the smear gate); allocated by the model on first use."""
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.length, self.length + k.shape[2]

@@ -156,6 +156,13 @@ class ModelConfig:
     - = no ("" = none). Such a layer has its own token embedding table (kv heads x head width) whose row
     for each token is added to the values, scaled per kv head by a gate 3 sigmoid(W x[:12]) (ResFormer;
     modded-nanogpt, nanochat: every other layer ending with the last, "-V" for an even depth)."""
+    smear_gate: bool = False
+    """Mix the previous token's embedding into each position through a learned gate that starts closed
+    (modded-nanogpt, nanochat; see pretrain.model.layers.SmearGate)."""
+    x0_mix: bool = False
+    """Before each layer, x <- a_i x + b_i x0 with learned scalars per layer, x0 the (smeared)
+    embedding: the residual stream is rescaled and the input re-injected at every depth (modded-nanogpt's
+    and nanochat's resid / x0 lambdas; a_i starts at 1.15 -> 1.05, b_i at 0.20 -> 0.05 across depth)."""
     zero_init_proj: bool = False
     """Initialise the projections into the residual stream (attention output, feed-forward down) to
     zero, so every block starts as the identity (modded-nanogpt, nanochat); else init_std /

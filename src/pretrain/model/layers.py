@@ -1,4 +1,5 @@
-"""The small building blocks: RMSNorm, the gated feed-forward (SwiGLU / GeGLU) and the plain MLP."""
+"""The small building blocks: RMSNorm, the gated feed-forward (SwiGLU / GeGLU), the plain MLP and the
+smear gate."""
 
 from __future__ import annotations
 
@@ -64,3 +65,30 @@ class PlainMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.act(self.up(x)))
+
+
+SMEAR_CHANNELS = 24  # nanochat's: the gate reads the first 24 channels of the token's own embedding
+
+
+class SmearGate(nn.Module):
+    """Mix the previous token's embedding into each position: x_t + lam * sigmoid(w . x_t[:24]) * x_{t-1}
+    (modded-nanogpt's and nanochat's "smear"). It hands the first layer a cheap bigram feature that
+    attention would otherwise have to learn to fetch. ``lam`` starts at 0, so the gate starts closed and
+    the model is unchanged at initialisation. Positions whose previous token is in another document
+    (``doc_ids``) or absent (``prev`` None at the first position) get nothing."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(min(SMEAR_CHANNELS, dim)))  # 1-D: an AdamW scalar-style group
+        self.lam = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor | None = None,
+                doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, D]; prev [B, 1, D]: the embedding of the token before x[:, 0] (KV-cache decoding)."""
+        first = prev if prev is not None else torch.zeros_like(x[:, :1])
+        shifted = torch.cat([first, x[:, :-1]], dim=1)
+        gate = self.lam * torch.sigmoid(x[..., : self.weight.numel()] @ self.weight)[..., None]
+        if doc_ids is not None:
+            same = torch.cat([torch.zeros_like(doc_ids[:, :1], dtype=torch.bool), doc_ids[:, 1:] == doc_ids[:, :-1]], 1)
+            gate = gate * same[..., None]
+        return x + gate.to(x.dtype) * shifted

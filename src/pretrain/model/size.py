@@ -77,6 +77,7 @@ def count_params(
     if cfg.vocab_size <= 0:
         raise ValueError("model.vocab_size must be set (> 0) to count parameters")
     n = sum(_block_params(cfg, cfg.is_moe_layer(i), active) for i in range(cfg.n_layers)) + cfg.dim  # + final norm
+    n += (min(24, cfg.dim) + 1 if cfg.smear_gate else 0) + (2 * cfg.n_layers if cfg.x0_mix else 0)  # scalars
     if include_mtp:
         n += cfg.mtp.depth * _mtp_module_params(cfg, active)
     if not exclude_embeddings:

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from pretrain.model.attention import Attention, KVCache
 from pretrain.model.config import ModelConfig, RopeScalingConfig
-from pretrain.model.layers import PlainMLP, RMSNorm, SwiGLU
+from pretrain.model.layers import PlainMLP, RMSNorm, SmearGate, SwiGLU
 from pretrain.model.masking import AttentionPlan
 from pretrain.model.moe import MoE, max_violation
 from pretrain.model.rope import RotaryEmbedding
@@ -119,7 +119,11 @@ class Transformer(nn.Module):
         # Gemma 3's windowed layers rotate with their own base and no context scaling.
         self.rope_local = RotaryEmbedding(replace(cfg, rope_theta=cfg.rope_theta_local,
                                                   rope_scaling=RopeScalingConfig())) if cfg.rope_theta_local else None
+        self.smear = SmearGate(cfg.dim) if cfg.smear_gate else None
         self.layers = nn.ModuleList(Block(cfg, i, i, cfg.is_moe_layer(i)) for i in range(cfg.n_layers))
+        if cfg.x0_mix:  # per-layer scalars a_i (residual) and b_i (embedding), see ModelConfig.x0_mix
+            self.resid_scale = nn.Parameter(torch.ones(cfg.n_layers))
+            self.x0_scale = nn.Parameter(torch.zeros(cfg.n_layers))
         self.norm = _norm(cfg)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
@@ -153,6 +157,13 @@ class Transformer(nn.Module):
             elif isinstance(module, MoE):
                 module.router_bias.zero_()
                 module.load.zero_()
+            elif isinstance(module, SmearGate):
+                nn.init.uniform_(module.weight, 0.0, 0.02)
+                module.lam.zero_()  # closed: the model starts without it
+        if self.cfg.x0_mix:
+            depth = torch.arange(self.cfg.n_layers, dtype=torch.float32) / max(1, self.cfg.n_layers - 1)
+            self.resid_scale.copy_(1.15 - 0.10 * depth)
+            self.x0_scale.copy_(0.20 - 0.15 * depth)
 
     def moe_layers(self) -> list[MoE]:
         return [m for m in self.modules() if isinstance(m, MoE)]
@@ -238,8 +249,13 @@ class Transformer(nn.Module):
             plan.prepare({block.attn.window for block in [*self.layers, *(m.block for m in self.mtp)]})
 
         x = self.embed(input_ids)
+        if self.smear is not None:
+            x = self.smear(x, self._previous_embedding(input_ids, cache), doc_ids)
+        x0 = x
         aux_terms = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
+            if self.cfg.x0_mix:
+                x = self.resid_scale[i] * x + self.x0_scale[i] * x0
             x, aux = layer(x, *rope[layer.attn.rope], plan, cache, input_ids)
             if aux is not None:
                 aux_terms.append(aux)
@@ -279,6 +295,17 @@ class Transformer(nn.Module):
         if self.cfg.scale_embeddings:
             x = x * torch.tensor(self.cfg.dim**0.5, dtype=x.dtype)
         return x
+
+    def _previous_embedding(self, input_ids: torch.Tensor, cache: KVCache | None) -> torch.Tensor | None:
+        """The smear gate's input for position 0: the embedding of the token cached just before (decoding),
+        else None. The cache keeps token ids, not embeddings, so a truncated cache stays right."""
+        if cache is None:
+            return None
+        B, T = input_ids.shape
+        if cache.tokens is None:
+            cache.tokens = torch.zeros(B, cache.max_len, dtype=input_ids.dtype, device=input_ids.device)
+        cache.tokens[:, cache.length : cache.length + T] = input_ids
+        return self.embed(cache.tokens[:, cache.length - 1 : cache.length]) if cache.length else None
 
     def head(self, normed: torch.Tensor) -> torch.Tensor:
         """LM head logits, soft-capped to cap * tanh(z / cap) when logit_softcap is set (Gemma 2)."""

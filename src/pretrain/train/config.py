@@ -184,7 +184,22 @@ class TrainConfig:
     muon_lr: float = 0.02
     """Muon learning rate (peak; follows the same schedule)."""
     muon_momentum: float = 0.95
-    """Muon Nesterov momentum."""
+    """Muon Nesterov momentum (the peak, when the momentum schedule below is on)."""
+    muon_momentum_warmup: int = 0
+    """Steps over which Muon's momentum rises linearly from muon_momentum_start to muon_momentum
+    (nanochat: 400 steps from 0.85 to 0.97); 0 = constant from the start."""
+    muon_momentum_start: float = 0.85
+    """Muon momentum at step 0 when muon_momentum_warmup > 0."""
+    muon_momentum_final: float = 0.0
+    """> 0: during the LR decay Muon's momentum falls linearly with the LR to this value (nanochat:
+    0.90); 0 = it stays at muon_momentum."""
+    muon_ns: Literal["quintic", "polar_express"] = "quintic"
+    """Muon's orthogonalising polynomial: Jordan et al.'s quintic, or Polar Express (nanochat's)."""
+    muon_beta2: float = 0.0
+    """> 0: NorMuon's per-row normalisation of the orthogonalised update with this EMA factor
+    (nanochat: 0.9); 0 = plain Muon."""
+    muon_cautious_wd: bool = False
+    """Cautious weight decay for Muon's matrices: decay only where the update agrees in sign."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = off)."""
     batch_ramp: list[BatchRampPoint] = field(default_factory=list)
@@ -266,7 +281,10 @@ class TrainConfig:
         for name in ("embed_lr", "head_lr"):
             check(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
                   f"must be >= 0 (0 = train.lr; got {getattr(self, name)})")
-        check(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
+        for name in ("muon_momentum", "muon_momentum_start", "muon_momentum_final", "muon_beta2"):
+            v = getattr(self, name)
+            check(math.isfinite(v) and 0.0 <= v < 1.0, name, f"must be in [0, 1) (got {v})")
+        check(self.muon_momentum_warmup >= 0, "muon_momentum_warmup", "must be >= 0")
         check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",
               f"must be auto, cpu, mps, cuda or cuda:N (got {self.device!r})")
         from pretrain.train.optim import OPTIMIZERS

@@ -5,10 +5,8 @@ embeddings are not decayed by default (GPT-2/nanoGPT and Llama practice: decayin
 zero, not towards its identity value 1). Each group keeps its peak learning rate in ``group["peak_lr"]``
 so the schedule multiplies a factor in, whatever the group.
 
-Muon (Jordan et al. 2024, "Muon: An optimizer for hidden layers"; Liu et al. 2025 "Muon is scalable")
-orthogonalises the momentum of each weight matrix with a quintic Newton-Schulz iteration; embeddings,
-the output head and 1-D parameters stay on AdamW. Under FSDP each Muon matrix is gathered for the
-Newton-Schulz iteration (every rank computes the same update) and only its own shard is applied.
+Muon (pretrain.train.muon) orthogonalises the momentum of each block weight matrix; embeddings, the
+output head and 1-D parameters stay on AdamW.
 
 Optimizers are registered by name (``OPTIMIZERS``; ``train.optimizer`` picks one), each with a small
 config of its own read from the train config (``AdamWConfig``, ``MuonConfig``).
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from pretrain.train.config import TrainConfig
+from pretrain.train.muon import Muon
 
 
 def _embedding_params(model: nn.Module) -> tuple[set[int], set[int]]:
@@ -64,63 +63,6 @@ def param_groups(model: nn.Module, tcfg: TrainConfig) -> dict[str, list[tuple[st
         else:
             groups["no_decay"].append((name, p))
     return groups
-
-
-def _zeropower_newton_schulz(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
-    """Approximate U V^T of g = U S V^T with the quintic iteration of Jordan et al. (coefficients theirs)."""
-    a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.to(torch.bfloat16) if g.is_cuda else g.float()
-    transposed = x.size(0) > x.size(1)
-    if transposed:
-        x = x.mT
-    x = x / (x.norm() + eps)  # spectral norm <= Frobenius norm <= 1, inside the iteration's basin
-    for _ in range(steps):
-        m = x @ x.mT
-        x = a * x + (b * m + c * m @ m) @ x
-    if transposed:
-        x = x.mT
-    return x.to(g.dtype)
-
-
-class Muon(torch.optim.Optimizer):
-    """SGD-momentum (Nesterov) whose update is orthogonalised; for 2-D weight matrices only."""
-
-    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, weight_decay: float = 0.0, ns_steps: int = 5):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.mul_(mom).add_(p.grad)
-                update = p.grad.add(buf, alpha=mom)  # Nesterov
-                update = _orthogonalise(update, group["ns_steps"])
-                # Match the RMS of the update across shapes (Jordan et al.'s max(1, rows/cols)^0.5).
-                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
-                if wd:
-                    p.mul_(1.0 - lr * wd)
-                p.add_(update, alpha=-lr * scale)
-        return loss
-
-
-def _orthogonalise(update: torch.Tensor, steps: int) -> torch.Tensor:
-    """Newton-Schulz on the whole matrix; a DTensor shard is gathered first and the result re-sharded
-    (Replicate -> Shard is a local slice, so only the gather communicates)."""
-    from torch.distributed.tensor import DTensor, Replicate
-
-    if not isinstance(update, DTensor):
-        return _zeropower_newton_schulz(update, steps)
-    full = _zeropower_newton_schulz(update.full_tensor(), steps)
-    rep = DTensor.from_local(full, update.device_mesh, [Replicate()] * update.device_mesh.ndim, run_check=False)
-    return rep.redistribute(update.device_mesh, update.placements)
 
 
 class OptimizerSet:
@@ -173,18 +115,23 @@ class MuonConfig:
     momentum: float
     weight_decay: float
     ns_steps: int = 5
+    ns: str = "quintic"
+    beta2: float = 0.0
+    cautious: bool = False
 
     @classmethod
     def from_train(cls, t: TrainConfig) -> MuonConfig:
-        return cls(t.muon_lr, t.muon_momentum, t.weight_decay)
+        return cls(t.muon_lr, t.muon_momentum, t.weight_decay, ns=t.muon_ns, beta2=t.muon_beta2,
+                   cautious=t.muon_cautious_wd)
 
 
 def _adamw(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
-    """AdamW on the decay / no_decay groups: fused on CUDA, multi-tensor (foreach) on CPU."""
+    """AdamW on the decay / no_decay / embed / head groups."""
     c = AdamWConfig.from_train(t)
     names = ("decay", "no_decay", "embed", "head")
     params = [p for name in names for _, p in groups.get(name, [])]
-    kw = {"fused": True} if params and all(p.is_cuda for p in params) else {"foreach": True}
+    # Fused: one kernel per group on CUDA and on CPU (torch >= 2.4; ~3x faster than foreach on CPU).
+    kw = {"fused": True} if params and all(p.device.type in ("cuda", "cpu") for p in params) else {"foreach": True}
     embed_wd = c.weight_decay if t.decay_embeddings else 0.0
     adam_groups = [  # (name, weight decay, peak LR)
         {"name": "decay", "weight_decay": c.weight_decay, "peak_lr": c.lr},
@@ -202,7 +149,8 @@ def _muon(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
     opts = _adamw(groups, t)
     if groups["muon"]:
         opts.append(Muon([{"params": [p for _, p in groups["muon"]], "peak_lr": c.lr, "name": "muon"}],
-                         lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, ns_steps=c.ns_steps))
+                         lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, ns_steps=c.ns_steps,
+                         ns=c.ns, beta2=c.beta2, cautious=c.cautious))
     return opts
 
 

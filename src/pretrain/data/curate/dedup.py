@@ -21,6 +21,7 @@ class CollectedStep(GlobalStep):
     """Collect the positions and ids of the documents a dedup step sees; apply its removal tables."""
 
     partitions_option = "partitions"
+    apply_files = ("rm*", "ids-s*")  # the removal tables and every shard's ids (a kept document's id)
 
     def parts(self) -> int:
         return int(getattr(self.o, self.partitions_option, 0) or auto_partitions(self.n_shards))

@@ -102,6 +102,10 @@ class LocalExecutor:
                 raise RuntimeError(f"{len(todo)} task(s) failed {self.retries + 1} times: a worker process died "
                                    "each time (out of memory or killed?)")
 
+    def on_each_node(self, fn: Callable[..., Any], args: tuple) -> None:
+        """``fn(*args)`` once on this machine (the only node)."""
+        fn(*args)
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
@@ -149,6 +153,15 @@ class RayExecutor:
             return ray.get(refs)
         except ray.exceptions.RayTaskError as exc:  # the task's own exception, not a dead worker
             raise exc.as_instanceof_cause() from None
+
+    def on_each_node(self, fn: Callable[..., Any], args: tuple) -> None:
+        """``fn(*args)`` once on every live node of the cluster (e.g. to clear a node-local cache)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray = self.ray
+        task = ray.remote(num_cpus=0, max_retries=self.retries)(fn)
+        ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                 .remote(*args) for n in ray.nodes() if n.get("Alive")])
 
     def close(self) -> None:
         if self.started:

@@ -28,8 +28,10 @@ _TABLE_RULE = re.compile(r"^\s*\|(?:\s*:?-{2,}:?\s*\|)+\s*$")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
-class ExtractTimeout(Exception):
-    """Extraction of one page ran past its time limit."""
+class ExtractTimeout(BaseException):
+    """Extraction of one page ran past its time limit. A BaseException, as KeyboardInterrupt is: the alarm
+    lands wherever the extractor happens to be, and trafilatura's own ``except Exception`` blocks would
+    otherwise swallow it and carry on (the page then came out as if no limit had been set)."""
 
 
 @contextmanager

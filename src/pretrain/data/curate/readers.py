@@ -11,25 +11,22 @@ reason, and reading goes on with the next record where that is possible.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
-import gzip
 import json
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import zstandard
-
 from pretrain.data.curate import storage
 from pretrain.data.curate.inputs import expand_inputs, link_problem
+from pretrain.data.curate.lines import TruncatedInput, compression, iter_lines
 from pretrain.data.curate.warc import is_warc, read_warc_records
 from pretrain.data.record import Document, loads
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".json.gz", ".json.zst")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 PARQUET_SUFFIXES = (".parquet",)
-_CHUNK = 1 << 16  # below glibc's mmap threshold: a 1 MB chunk was a fresh mmap per read, its pages zeroed
 
 
 @dataclass
@@ -55,7 +52,10 @@ class Shard:
     files: list[str]
     start: int = 0
     stop: int = -1  # record slice [start, stop); -1 = to the end
-    start_byte: int = -1  # offset of record `start` in an uncompressed file (-1 = unknown: count lines)
+    start_byte: int = -1  # where to seek for record `start`: its offset in an uncompressed file, the start
+    # of its frame in a compressed one (-1 = unknown: read from line 1)
+    skip_bytes: int = 0  # decompressed bytes from `start_byte` to record `start`
+    read_from: str = ""  # a re-chunked copy of the file to read (same bytes; see rechunk.py)
 
     def describe(self) -> str:
         if self.kind == "records":
@@ -86,120 +86,83 @@ def domain_for(path: str | Path, globs: dict[str, str], default: str = "prose") 
     return default
 
 
-class TruncatedInput(Exception):
-    pass
-
-
-def _zstd_chunks(path: Path) -> Iterator[bytes]:
-    """Decompressed chunks of a (multi-frame) .zst file; raises TruncatedInput if the last frame is cut."""
-    with storage.open_binary(path) as f:
-        dctx = zstandard.ZstdDecompressor()
-        obj = dctx.decompressobj()
-        pending = b""
-        while True:
-            data = pending or f.read(_CHUNK)
-            pending = b""
-            if not data:
-                break
-            try:
-                out = obj.decompress(data)
-            except zstandard.ZstdError as exc:
-                raise TruncatedInput(f"corrupt zstd stream: {exc}") from None
-            if out:
-                yield out
-            if obj.eof:
-                pending = obj.unused_data
-                obj = dctx.decompressobj()
-                if not pending and not (pending := f.read(_CHUNK)):
-                    return
-        if not obj.eof:
-            raise TruncatedInput("truncated zstd stream (file ends inside a frame)")
-
-
-def iter_lines(path: Path, max_bytes: int, offset: int = 0, first_line: int = 0) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, raw line) of a plain/.gz/.zst file; ``None`` for a line over ``max_bytes``, which is
-    skipped without holding it in memory. Raises TruncatedInput at a cut or corrupt compressed stream.
-    ``offset`` / ``first_line``: start at that byte (uncompressed files only), numbered from that line."""
-    if offset > 0 and not path.name.endswith((".zst", ".gz")):
-        def seeked() -> Iterator[bytes]:
-            with storage.open_binary(path) as f:
-                f.seek(offset)
-                while chunk := f.read(_CHUNK):
-                    yield chunk
-        chunks: Iterator[bytes] = seeked()
-    elif path.name.endswith(".zst"):
-        chunks = _zstd_chunks(path)
-    else:
-        def plain() -> Iterator[bytes]:
-            try:
-                with storage.open_binary(path) as raw:
-                    f = gzip.GzipFile(fileobj=raw, mode="rb") if path.name.endswith(".gz") else raw
-                    # read1: what is decodable so far, so records before a cut gzip stream still come out
-                    read = f.read1 if hasattr(f, "read1") else f.read
-                    while chunk := read(_CHUNK):
-                        yield chunk
-            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-                raise TruncatedInput(f"corrupt or truncated compressed stream: {exc}") from None
-        chunks = plain()
-    lineno = first_line if offset > 0 else 0
-    carry: list[bytes] = []  # the start of a line that continues in the next chunk
-    carried = 0
-    too_long = False
-    for chunk in chunks:
-        lines = chunk.split(b"\n")  # one C call per chunk, not a Python step per line
-        last = lines.pop()
-        if lines and (carry or too_long):  # the line that began in earlier chunks ends here
-            head = lines[0]
-            carried += len(head)
-            too_long = too_long or carried > max_bytes
-            lines[0] = b"" if too_long else b"".join([*carry, head])
-            if too_long:
-                lineno += 1
-                yield lineno, None
-                lines.pop(0)
-            carry, carried, too_long = [], 0, False
-        for line in lines:
-            lineno += 1
-            yield lineno, (line if len(line) <= max_bytes else None)
-        if last:
-            carried += len(last)
-            if carried > max_bytes:
-                too_long, carry = True, []
-            elif not too_long:
-                carry.append(last)
-    if carry or too_long:
-        yield lineno + 1, (None if too_long else b"".join(carry))
-
-
 def _parquet_source(path):
     return storage.open_binary(path) if storage.is_remote(path) else path
 
 
-def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_shard: int,
-                with_offsets: bool = False) -> list[int] | tuple[list[int], list[int]] | None:
-    """Record indices where shards of a record file start (a new shard every ``records_per_shard``
-    records or ``bytes_per_shard`` bytes, whichever comes first), followed by the record count; None when
-    the file cannot be read to the end (it becomes one shard that quarantines the bad part at read time).
-    ``with_offsets``: also the byte offset of each cut in an uncompressed file (-1 where unknown), so a
-    shard seeks to its first record instead of reading the file from line 1."""
+@dataclass
+class Cuts:
+    """Where the shards of one record file start: record indices (then the record count), the byte a
+    shard seeks to (-1 = unknown) and the decompressed bytes it then skips. ``fine``: for a compressed
+    file whose frames are too long to cut it near the limits, the (record, decompressed offset) of each
+    cut it would get if it could be entered anywhere (see :mod:`.rechunk`); ``read_from``: a copy of the
+    file to read the records from (same bytes, in frames at the cuts)."""
+
+    starts: list[int]
+    offsets: list[int]
+    skips: list[int]
+    fine: list[tuple[int, int]] | None = None
+    read_from: str = ""
+
+
+def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_shard: int) -> Cuts | None:
+    """Shards of a record file: a new one every ``records_per_shard`` records or ``bytes_per_shard``
+    bytes, whichever comes first; None when the file cannot be read (it becomes one shard that
+    quarantines it at read time). A compressed stream cut or corrupt after some records keeps its cuts
+    up to there, and its last shard quarantines the rest.
+
+    No shard reads its file from line 1. In an uncompressed file a cut can be at any line. A compressed
+    file can only be entered where a zstd frame or gzip member starts, so its cuts are at the first line
+    that starts in a new frame once a limit is reached (the part of the frame before that line is
+    skipped): a file of many small frames (``pzstd``, ``bgzip``, concatenated parts) is cut about as an
+    uncompressed one. When that leaves a shard over twice the limits (one long frame: plain ``gzip`` /
+    ``zstd`` output), ``fine`` holds the cuts it should have, for :func:`.rechunk.rechunk`."""
     try:
         if file_format(path) == "parquet":
             import pyarrow.parquet as pq
 
             n = pq.ParquetFile(_parquet_source(path)).metadata.num_rows
             pcuts = list(range(0, n, records_per_shard)) + [n] if n else [0, 0]
-            return (pcuts, [-1] * len(pcuts)) if with_offsets else pcuts
-        seekable = not path.name.endswith((".zst", ".gz"))
-        cuts, offsets, n, size, pos = [0], [0], 0, 0, 0
-        for _, raw in iter_lines(path, max_bytes):
+            return Cuts(pcuts, [-1] * len(pcuts), [0] * len(pcuts))
+        compressed = bool(compression(path))
+        frames: list[tuple[int, int]] = []  # (compressed offset, decompressed offset) of each frame start
+        ends = [0]
+        cuts, offsets, skips, n, size, line_start, last_frame = [0], [0], [0], 0, 0, 0, 0
+        fine, fsize, coarse, complete = [(0, 0)], 0, False, True
+        lines = iter_lines(path, max_bytes, frames=frames, ends=ends)
+        while True:
+            try:
+                _, raw = next(lines)
+            except StopIteration:
+                break
+            except TruncatedInput:  # the shards before the cut stand; the last one quarantines it when read
+                complete = False
+                break
+            if compressed and (n - fine[-1][0] >= records_per_shard or fsize >= bytes_per_shard):
+                fine.append((n, line_start))
+                fsize = 0
+            if n - cuts[-1] >= 2 * records_per_shard or size >= 2 * bytes_per_shard:
+                coarse = True  # no frame started for a while: this shard is getting too long
             if n - cuts[-1] >= records_per_shard or size >= bytes_per_shard:
-                cuts.append(n)
-                offsets.append(pos if seekable else -1)
-                size = 0
-            size += len(raw) if raw is not None else max_bytes
-            pos = pos + len(raw) + 1 if raw is not None and pos >= 0 else -1  # a skipped line: length unknown
+                if not compressed:
+                    cuts.append(n)
+                    offsets.append(line_start)
+                    skips.append(0)
+                    size = 0
+                else:
+                    fr = bisect.bisect_right(frames, line_start, key=lambda x: x[1]) - 1
+                    if fr > last_frame:  # this line starts in a frame no shard starts in yet
+                        cuts.append(n)
+                        offsets.append(frames[fr][0])
+                        skips.append(line_start - frames[fr][1])
+                        size, last_frame = 0, fr
+            nbytes = len(raw) if raw is not None else max_bytes
+            size += nbytes
+            fsize += nbytes
+            line_start = ends[0]
             n += 1
-        return (cuts + [n], offsets + [-1]) if with_offsets else cuts + [n]
+        # a cut stream is never re-chunked: its copy would end cleanly and hide the cut from the reader
+        return Cuts(cuts + [n], offsets + [-1], skips + [0], fine + [(n, line_start)] if coarse and complete else None)
     except Exception:  # noqa: BLE001 - anything unreadable becomes one shard that quarantines at read time
         return None
 
@@ -207,7 +170,7 @@ def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_sh
 def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int, max_bytes: int,
                 bytes_per_shard: int = 1 << 62, cuts: dict | None = None) -> list[Shard]:
     """Cut the inputs into shards, independently of the number of workers (so outputs do not depend on it).
-    ``cuts``: :func:`record_cuts` (with offsets) of the record files, already computed (in parallel)."""
+    ``cuts``: :func:`record_cuts` of the record files, already computed (in parallel, and re-chunked)."""
     shards: list[Shard] = []
     loose: list[str] = []
 
@@ -223,13 +186,14 @@ def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int,
         elif file_format(f) in ("jsonl", "parquet") and not link_problem(f):
             flush()
             got = cuts[str(f)] if cuts and str(f) in cuts else record_cuts(
-                f, max_bytes, records_per_shard, bytes_per_shard, with_offsets=True)
-            fcuts, offs = got if got is not None else (None, None)
-            if fcuts is None or len(fcuts) <= 2:
-                shards.append(Shard(len(shards), "records", [str(f)], 0, -1))
+                f, max_bytes, records_per_shard, bytes_per_shard)
+            if got is None or len(got.starts) <= 2:
+                shards.append(Shard(len(shards), "records", [str(f)], 0, -1, read_from=got.read_from if got else ""))
             else:
-                for a, b, o in zip(fcuts[:-1], fcuts[1:], offs[:-1], strict=True):
-                    shards.append(Shard(len(shards), "records", [str(f)], a, -1 if b == fcuts[-1] else b, o))
+                st, last = got.starts, got.starts[-1]
+                for a, b, o, sk in zip(st[:-1], st[1:], got.offsets[:-1], got.skips[:-1], strict=True):
+                    shards.append(Shard(len(shards), "records", [str(f)], a, -1 if b == last else b, o, sk,
+                                        got.read_from))
         else:
             loose.append(str(f))
             if len(loose) >= files_per_shard:
@@ -311,12 +275,14 @@ def _record_to_doc(rec: object, src: str, text_field: str, default_domain: str,
 
 
 def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domain: str,
-                       max_bytes: int, start_byte: int = -1) -> Iterator[Document | Quarantined]:
+                       max_bytes: int, start_byte: int = -1, skip_bytes: int = 0,
+                       read_from: str = "") -> Iterator[Document | Quarantined]:
     lineno = 0
     try:
         # Seek to the shard's first record when its offset is known (otherwise read from line 1).
-        offset, first = (start_byte, start) if start_byte > 0 else (0, 0)
-        for lineno, raw in iter_lines(path, max_bytes, offset, first):
+        offset, skip, first = (start_byte, skip_bytes, start) if start_byte >= 0 and start > 0 else (0, 0, 0)
+        source = storage.as_path(read_from) if read_from else path
+        for lineno, raw in iter_lines(source, max_bytes, offset, first, skip):
             idx = lineno - 1
             if idx < start:
                 continue
@@ -384,12 +350,12 @@ def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: 
             yield from read_parquet_records(path, shard.start, shard.stop, text_field, domain)
         else:
             yield from read_jsonl_records(path, shard.start, shard.stop, text_field, domain, max_bytes,
-                                          shard.start_byte)
+                                          shard.start_byte, shard.skip_bytes, shard.read_from)
         return
     for name in shard.files:
         path = storage.as_path(name)
         yield read_file_document(path, domain_for(path, globs, default_domain), max_bytes)
 
 
-__all__ = ["Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "link_problem", "plan_shards",
+__all__ = ["Cuts", "Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "link_problem", "plan_shards",
            "read_shard"]

@@ -112,6 +112,9 @@ class GlobalStep(Step):
     kind = "global"
     work: Path
     n_shards: int = 0
+    apply_files: ClassVar[tuple[str, ...]] = ("*",)
+    """Name patterns of the work files ``begin_apply`` / ``apply`` read: a task applying this step on a
+    node without the output's file system (``--out`` an fsspec URL) downloads only these."""
 
     def begin_collect(self, shard: int) -> None: ...
     def collect(self, doc: Document, idx: int) -> None: ...

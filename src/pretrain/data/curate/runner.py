@@ -12,7 +12,8 @@ byte-identical for any number of workers and for the local and the Ray executor.
 Every task writes its results to temporary names, then a small completion marker (a shard's stats file,
 a stage task's result) last and atomically. A task whose process dies is retried by the executor; a
 rerun with the same inputs and config skips every task whose marker exists (resume after ``kill -9``),
-and a finished run is not redone. A different config or input set starts over.
+and a finished run is not redone. A different config or input set starts over. Output at an fsspec URL
+is written by the tasks themselves, each from its own node (see :mod:`pretrain.data.curate.outstore`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,18 @@ from pretrain.data.curate import storage
 from pretrain.data.curate.config import CurateConfig
 from pretrain.data.curate.executors import make_executor
 from pretrain.data.curate.inputs import link_problem
+from pretrain.data.curate.lines import TruncatedInput
+from pretrain.data.curate.outstore import (
+    LocalOut,
+    RemoteOut,
+    atomic_json,
+    drop_node_cache,
+    open_out,
+    run_task,
+)
 from pretrain.data.curate.pipeline import build_steps, segments
-from pretrain.data.curate.readers import Shard, expand_inputs, file_format, plan_shards, record_cuts
+from pretrain.data.curate.readers import Cuts, Shard, expand_inputs, file_format, plan_shards, record_cuts
+from pretrain.data.curate.rechunk import INPUTS_DIR, rechunk
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.shardrun import ShardRun
 
@@ -40,27 +50,21 @@ _PIPELINES: dict[str, tuple[list[Step], set[str]]] = {}
 FINGERPRINT_BYTES = 1 << 16
 
 
-def atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+def _work_rel(step: Step) -> str:
+    return f"work/g-{step.label.replace('#', '_')}"
 
 
-def _work_dir(out: Path, step: Step) -> Path:
-    return out / "work" / f"g-{step.label.replace('#', '_')}"
-
-
-def _pipeline(cfg: CurateConfig, out: Path, key: str, n_shards: int) -> list[Step]:
-    """This process's step objects for a run (built and set up once per worker, not per task)."""
-    tag = f"{key}:{out.resolve()}"
+def _pipeline(cfg: CurateConfig, ident: str, key: str, n_shards: int, out: Path | None = None) -> list[Step]:
+    """This process's step objects for a run (built and set up once per worker, not per task); ``out``:
+    where this task's files go (the global steps' work directories are set under it)."""
+    tag = f"{key}:{ident}"
     if tag not in _PIPELINES:
         _PIPELINES.clear()
         _PIPELINES[tag] = (build_steps(cfg), set())
     steps, ready = _PIPELINES[tag]
     for s in steps:
-        if isinstance(s, GlobalStep):
-            s.work, s.n_shards = _work_dir(out, s), n_shards
+        if isinstance(s, GlobalStep) and out is not None:
+            s.work, s.n_shards = out / _work_rel(s), n_shards
             s.work.mkdir(parents=True, exist_ok=True)
         if s.label not in ready:
             s.setup()
@@ -68,27 +72,59 @@ def _pipeline(cfg: CurateConfig, out: Path, key: str, n_shards: int) -> list[Ste
     return steps
 
 
+def _ident(out: str) -> str:
+    return out.rstrip("/") if storage.is_url(out) else str(Path(out).resolve())
+
+
 def shard_task(cfg: CurateConfig, out: str, key: str, k: int, shard: Shard, n_shards: int) -> int:
     """Run segment k on one shard and write its stats file (the completion marker)."""
-    outp = Path(out)
-    pre, local, post = segments(_pipeline(cfg, outp, key, n_shards))[k]
-    stats = ShardRun(cfg, outp, k, shard).run(pre, local, post)
-    atomic_json(outp / "work" / f"seg{k}" / f"{shard.index:05d}.stats.json", stats)
-    return shard.index
+    marker = f"work/seg{k}/{shard.index:05d}.stats.json"
+
+    def run(outp: Path) -> int:
+        pre, local, post = segments(_pipeline(cfg, _ident(out), key, n_shards, outp))[k]
+        stats = ShardRun(cfg, outp, k, shard).run(pre, local, post)
+        atomic_json(outp / marker, stats)
+        return shard.index
+
+    if not storage.is_url(out):
+        return run(Path(out))
+    pre = segments(_pipeline(cfg, _ident(out), key, n_shards))[k][0]
+    fetch = [f"work/seg{k - 1}/{shard.index:05d}.jsonl"] if k > 0 else []
+    cached = [(_work_rel(pre), pre.apply_files)] if pre is not None else []
+    return run_task(out, key, marker, fetch, cached, run)
 
 
 def stage_task(cfg: CurateConfig, out: str, key: str, label: str, stage: int, part: int, n_shards: int) -> int:
     """Run one task of one stage of a global step and write its result (the completion marker)."""
-    outp = Path(out)
-    step = next(s for s in _pipeline(cfg, outp, key, n_shards) if s.label == label)
-    assert isinstance(step, GlobalStep)
-    atomic_json(step.work / f"stage{stage}-{part:05d}.json", step.run_stage(stage, part))
-    return part
+
+    def run(outp: Path) -> int:
+        step = next(s for s in _pipeline(cfg, _ident(out), key, n_shards, outp) if s.label == label)
+        assert isinstance(step, GlobalStep)
+        atomic_json(step.work / f"stage{stage}-{part:05d}.json", step.run_stage(stage, part))
+        return part
+
+    if not storage.is_url(out):
+        return run(Path(out))
+    rel = _work_rel(next(s for s in _pipeline(cfg, _ident(out), key, n_shards) if s.label == label))
+    return run_task(out, key, f"{rel}/stage{stage}-{part:05d}.json", [], [(rel, ("*",))], run)
 
 
-def cuts_task(path: str, max_bytes: int, records: int, nbytes: int) -> Any:
-    """Where the shards of one record file start (read in parallel, one task per file)."""
-    return record_cuts(storage.as_path(path), max_bytes, records, nbytes, with_offsets=True)
+def drop_cache_task(url: str) -> None:
+    """Remove this node's cache of a finished run's work files (one task on every node)."""
+    drop_node_cache(url)
+
+
+def cuts_task(path: str, max_bytes: int, records: int, nbytes: int, out: str) -> Cuts | None:
+    """Where the shards of one record file start (read in parallel, one task per file); a compressed
+    file of one long frame is re-chunked into a copy under ``out`` first (see rechunk.py)."""
+    src = storage.as_path(path)
+    cuts = record_cuts(src, max_bytes, records, nbytes)
+    if cuts is not None and cuts.fine:
+        try:
+            cuts = rechunk(src, cuts, out)
+        except (OSError, TruncatedInput):  # changed or unreadable since it was counted: keep the frame cuts
+            pass
+    return cuts
 
 
 def _file_fingerprint(f: Path) -> list[Any]:
@@ -115,10 +151,9 @@ def fingerprint(files: list[Path], cfg: CurateConfig) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _clean(out: Path) -> None:
-    for sub in ("data", "removed", "quarantine", "work"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    (out / "stats.json").unlink(missing_ok=True)
+def _clean(out: LocalOut | RemoteOut) -> None:
+    for sub in ("data", "removed", "quarantine", "work", "stats.json"):
+        out.remove(sub)
 
 
 def _merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -150,103 +185,106 @@ class _Progress:
             return ex.run(fn, calls, lambda: self.bar.advance(task))
 
 
-def _plan(ex, files: list[Path], cfg: CurateConfig, out: Path, key: str, bar: _Progress) -> list[Shard]:
-    plan_path = out / "work" / "plan.json"
-    plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.exists() else {}
+def _plan(ex, files: list[Path], cfg: CurateConfig, out: LocalOut | RemoteOut, out_arg: str, key: str,
+          bar: _Progress) -> list[Shard]:
+    plan = out.read_json("work/plan.json") or {}
     if plan.get("fingerprint") == key:
         return [Shard(**s) for s in plan["shards"]]
     _clean(out)
     record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet")]
-    calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes) for f in record_files]
+    calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes, out_arg) for f in record_files]
     cuts = dict(zip(record_files, bar.run(ex, cuts_task, calls, "planning"), strict=True))
     shards = plan_shards(files, cfg.shard_docs, cfg.files_per_shard, cfg.max_record_bytes, cfg.shard_bytes, cuts=cuts)
-    atomic_json(plan_path, {"fingerprint": key, "shards": [vars(s) for s in shards]})
+    out.write_json("work/plan.json", {"fingerprint": key, "shards": [vars(s) for s in shards]})
     return shards
 
 
 def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | None = None,
            workers: int | None = None, progress: bool = True, executor: str = "local",
            ray_address: str | None = None) -> dict[str, Any]:
-    """Curate ``inputs`` (files or directories) into ``out_dir``; returns the stats (also in stats.json).
+    """Curate ``inputs`` (files or directories) into ``out_dir`` (a path or an fsspec URL); returns the
+    stats (also in stats.json).
 
     ``executor``: ``"local"`` (a process pool of ``workers``) or ``"ray"`` (Ray tasks; ``ray_address``
     joins a running cluster, else a local Ray instance with ``workers`` CPUs is started)."""
-    if storage.is_url(out_dir):  # staged locally, uploaded when done (see storage.py)
-        return storage.curate_to_url(curate, str(out_dir), progress, inputs=inputs, cfg=cfg, workers=workers,
-                                     executor=executor, ray_address=ray_address)
     t0 = time.perf_counter()
     cfg = cfg or CurateConfig()
     configlib.validate(cfg)
-    out = Path(out_dir)
+    out = open_out(out_dir)
+    out_arg = out.ident if out.remote else str(out_dir)  # what tasks get: they open it themselves
     files = expand_inputs(list(inputs))
     if not files:
         raise FileNotFoundError(f"no input files under {', '.join(map(str, inputs))}")
     key = fingerprint(files, cfg)
-    stats_path = out / "stats.json"
-    if stats_path.exists():
-        try:
-            old = json.loads(stats_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            old = {}
-        if old.get("fingerprint") == key:
-            if progress:
-                print(f"{out}: already curated with this config and input (delete it to redo)")
-                st.print_funnel(old)
-            return old
+    old = out.read_json("stats.json")
+    if isinstance(old, dict) and old.get("fingerprint") == key:
+        if progress:
+            print(f"{out_dir}: already curated with this config and input (delete it to redo)")
+            st.print_funnel(old)
+        return old
     n_workers = max(1, workers or cfg.workers or os.cpu_count() or 1)
     steps = build_steps(cfg)
     segs = segments(steps)
     holder: dict[str, int] = {}
+    local_out = None if out.remote else Path(out_dir)
     ex = make_executor(executor, n_workers, ray_address,
-                       prepare=lambda: _pipeline(cfg, out, key, holder.get("n", 0)))
+                       prepare=lambda: _pipeline(cfg, out.ident, key, holder.get("n", 0), local_out))
     bar = _Progress(progress)
     resolved: dict[str, Any] = {}
     try:
         ex.start()  # fork local workers now, before a progress-bar thread exists
-        shards = _plan(ex, files, cfg, out, key, bar)
+        shards = _plan(ex, files, cfg, out, out_arg, key, bar)
         n = holder["n"] = len(shards)
         for k, (_pre, _local, post) in enumerate(segs):
-            seg_dir = out / "work" / f"seg{k}"
-            todo = [s for s in shards if not (seg_dir / f"{s.index:05d}.stats.json").exists()]
-            bar.run(ex, shard_task, [(cfg, str(out), key, k, s, n) for s in todo], f"segment {k + 1}/{len(segs)}")
+            done = out.names(f"work/seg{k}")
+            todo = [s for s in shards if f"{s.index:05d}.stats.json" not in done]
+            bar.run(ex, shard_task, [(cfg, out_arg, key, k, s, n) for s in todo], f"segment {k + 1}/{len(segs)}")
             if post is not None:
-                resolved[post.label] = _run_stages(ex, cfg, out, key, post, n, bar)
+                resolved[post.label] = _run_stages(ex, cfg, out, out_arg, key, post, n, bar)
             if k > 0:  # the intermediate documents segment k consumed
-                for f in (out / "work" / f"seg{k - 1}").glob("*.jsonl"):
-                    f.unlink()
+                out.remove_files(f"work/seg{k - 1}", ".jsonl")
+            else:  # re-chunked copies of compressed inputs
+                out.remove(INPUTS_DIR)
+        parts = out.read_jsons([f"work/seg{k}/{s.index:05d}.stats.json" for s in shards for k in range(len(segs))])
+        stats = st.merge(parts, [(s.label, s.type) for s in steps], cfg.samples_per_reason)
+        for row in stats["steps"]:
+            if row["name"] in resolved:
+                row["index"] = resolved[row["name"]]
+        if stats["documents_in"] != stats["kept"] + stats["removed"] + stats["quarantined"]:
+            raise RuntimeError(f"curation lost documents: in {stats['documents_in']} != kept {stats['kept']} + "
+                               f"removed {stats['removed']} + quarantined {stats['quarantined']}")
+        stats["timing"] = {"cpu_seconds_per_step": {k: round(v, 3) for k, v in stats["timing"].items()}}
+        stats.update({"fingerprint": key, "inputs": [str(i) for i in inputs], "files": len(files),
+                      "shards": len(shards), "workers": n_workers, "executor": executor,
+                      "seconds": round(time.perf_counter() - t0, 2),
+                      "steps_config": [dict(x) for x in (cfg.steps or [])] or "default"})
+        out.write_json("stats.json", stats)  # last: a reader that sees it sees the whole output
+        if not cfg.keep_work:
+            out.remove("work")
+        if out.remote:  # every node's cache of the work files
+            ex.on_each_node(drop_cache_task, (out.ident,))
     finally:
         ex.close()
-    parts = [json.loads((out / "work" / f"seg{k}" / f"{s.index:05d}.stats.json").read_text(encoding="utf-8"))
-             for s in shards for k in range(len(segs))]
-    stats = st.merge(parts, [(s.label, s.type) for s in steps], cfg.samples_per_reason)
-    for row in stats["steps"]:
-        if row["name"] in resolved:
-            row["index"] = resolved[row["name"]]
-    if stats["documents_in"] != stats["kept"] + stats["removed"] + stats["quarantined"]:
-        raise RuntimeError(f"curation lost documents: in {stats['documents_in']} != kept {stats['kept']} + removed "
-                           f"{stats['removed']} + quarantined {stats['quarantined']}")
-    stats["timing"] = {"cpu_seconds_per_step": {k: round(v, 3) for k, v in stats["timing"].items()}}
-    stats.update({"fingerprint": key, "inputs": [str(i) for i in inputs], "files": len(files), "shards": len(shards),
-                  "workers": n_workers, "executor": executor, "seconds": round(time.perf_counter() - t0, 2),
-                  "steps_config": [dict(x) for x in (cfg.steps or [])] or "default"})
-    atomic_json(stats_path, stats)
-    if not cfg.keep_work:
-        shutil.rmtree(out / "work", ignore_errors=True)
     if progress:
+        if out.remote:
+            print(f"written to {out.ident}")
         st.print_funnel(stats)
     return stats
 
 
-def _run_stages(ex, cfg: CurateConfig, out: Path, key: str, step: GlobalStep, n_shards: int,
-                bar: _Progress) -> dict[str, Any]:
+def _run_stages(ex, cfg: CurateConfig, out: LocalOut | RemoteOut, out_arg: str, key: str, step: GlobalStep,
+                n_shards: int, bar: _Progress) -> dict[str, Any]:
     """Every stage of a global step as parallel tasks, skipping tasks finished by an earlier attempt."""
-    step.work, step.n_shards = _work_dir(out, step), n_shards
-    step.work.mkdir(parents=True, exist_ok=True)
+    rel = _work_rel(step)
+    step.n_shards = n_shards
+    if not out.remote:
+        step.work = Path(out_arg) / rel
+        step.work.mkdir(parents=True, exist_ok=True)
     results = []
     for stage, n_tasks in enumerate(step.stages()):
-        todo = [p for p in range(n_tasks) if not (step.work / f"stage{stage}-{p:05d}.json").exists()]
-        bar.run(ex, stage_task, [(cfg, str(out), key, step.label, stage, p, n_shards) for p in todo],
+        done = out.names(rel)
+        todo = [p for p in range(n_tasks) if f"stage{stage}-{p:05d}.json" not in done]
+        bar.run(ex, stage_task, [(cfg, out_arg, key, step.label, stage, p, n_shards) for p in todo],
                 f"{step.label} stage {stage + 1}")
-        results += [json.loads((step.work / f"stage{stage}-{p:05d}.json").read_text(encoding="utf-8"))
-                    for p in range(n_tasks)]
+        results += out.read_jsons([f"{rel}/stage{stage}-{p:05d}.json" for p in range(n_tasks)])
     return _merge_results(results)

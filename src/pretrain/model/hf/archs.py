@@ -20,7 +20,7 @@ FEATURES: dict[str, object] = {
     "activation": "silu", "norm_placement": "pre", "norm_unit_offset": False, "scale_embeddings": False,
     "attn_scale": 0.0, "attn_softcap": 0.0, "logit_softcap": 0.0, "rope_pattern": "R", "rope_theta_local": 0.0,
     # nanochat / modded-nanogpt levers no stock architecture has (zero_init_proj is only an init: exported).
-    "mlp_gated": True, "value_embeddings": "",
+    "mlp_gated": True, "value_embeddings": "", "smear_gate": False, "x0_mix": False,
 }
 HF_ACTIVATIONS = {"silu": "silu", "gelu_tanh": "gelu_pytorch_tanh"}
 ACTIVATIONS_FROM_HF = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}

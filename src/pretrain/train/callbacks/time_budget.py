@@ -4,11 +4,31 @@ The step time is measured over a few steps after the start, and the number of st
 left fixes the schedule length (so the LR decays within the budget). A few warm-up steps misjudge the
 step time by ~15%; a quarter of the budget does not, and 60% catches later drift, so the plan is redone
 at those points, each stretching or shrinking what is left of the schedule.
+
+Under torchrun every rank plans and stops on rank 0's clock: ranks start their clocks at slightly
+different moments, and a rank that planned one step fewer than the others would leave them waiting in
+the next gradient all-reduce forever. The clock is shared (an 8-byte broadcast) on the measuring steps
+and on logged steps, which already sync, and decisions are taken on those steps only, so a run may
+overshoot its budget by up to ``log_interval - 1`` steps. One process checks every step, without a sync.
 """
 
 from __future__ import annotations
 
+import torch
+
 from pretrain.train.callbacks import Callback
+
+
+def shared_now(trainer) -> float:
+    """The training clock, rank 0's on every rank (a collective: every rank must call it)."""
+    now = trainer.now()
+    if trainer.dist.enabled:
+        import torch.distributed as dist
+
+        t = torch.tensor([now], dtype=torch.float64, device=trainer.device)
+        dist.broadcast(t, src=0)
+        now = trainer.train_time = float(t.item())
+    return now
 
 
 class TimeBudget(Callback):
@@ -36,25 +56,32 @@ class TimeBudget(Callback):
         trainer.event("time_limit", f"{trainer.train_time:.1f}s of training wall time spent")
 
     def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+        measure_step = self.measuring and (step == self.measure_from or (
+            self.measure_t0 is not None and step == self.measure_from + self.measure_steps))
+        if trainer.dist.enabled:
+            if not (measure_step or trainer.is_log_step(step)):
+                metrics["total_steps"] = trainer.plan.total
+                return
+            now = shared_now(trainer)
+        else:  # now() waits for the device, so a measurement is not ahead of it; elsewhere no sync
+            now = trainer.now() if measure_step else trainer.train_time
         if self.measuring and step == self.measure_from:
-            self.measure_t0 = trainer.now()  # waits for the device: the clock must not run ahead of it
+            self.measure_t0 = now
         elif self.measuring and self.measure_t0 is not None and step == self.measure_from + self.measure_steps:
-            now = trainer.now()
             per_step = (now - self.measure_t0) / self.measure_steps
             total = self._fit(trainer, step, now, per_step, 0.97)
             self.measuring = False
             self.replan = [float(self.measure_from), self.measure_t0]
             trainer.event("time_budget", f"{per_step * 1000:.1f} ms/step measured over {self.measure_steps} steps: "
                           f"{total} steps fit in {self.limit:.0f}s", total_steps=total)
-        elif self.replan is not None and self.replan_at and trainer.train_time >= self.replan_at[0] * self.limit:
+        elif self.replan is not None and self.replan_at and now >= self.replan_at[0] * self.limit:
             self.replan_at.pop(0)
-            now = trainer.now()
             per_step = (now - self.replan[1]) / max(1, step - int(self.replan[0]))
             total = self._fit(trainer, step, now, per_step, 0.99)
             trainer.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step over {step} steps: "
                           f"{total} steps fit in {self.limit:.0f}s", total_steps=total)
         metrics["total_steps"] = trainer.plan.total
-        if trainer.train_time >= self.limit and step < trainer.plan.total:
+        if now >= self.limit and step < trainer.plan.total:
             self._stop(trainer)
 
     def _fit(self, trainer, step: int, now: float, per_step: float, margin: float) -> int:

@@ -25,6 +25,7 @@ class KLOptions:
 
 @register("kl_outlier")
 class KLOutlier(GlobalStep):
+    apply_files = ("q.npz",)
     Options = KLOptions
 
     def validate(self) -> None:

@@ -39,6 +39,7 @@ class LineDedupOptions:
 
 @register("line_dedup")
 class LineDedup(CollectedStep):
+    apply_files = ("frequent-p*",)
     Options = LineDedupOptions
 
     def validate(self) -> None:

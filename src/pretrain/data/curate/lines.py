@@ -1,0 +1,151 @@
+"""Lines of a plain, gzip or zstd file, streamed, with the seek points of a compressed one.
+
+A compressed file can be entered only where a zstd frame or a gzip member starts: :func:`frame_chunks`
+decodes each frame with a fresh decompressor and reports where the frames start, so the planner can cut
+shards there and a shard can start decoding at its own frame (see ``readers.record_cuts``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import zstandard
+
+from pretrain.data.curate import storage
+
+_CHUNK = 1 << 16  # per read or decoder call: larger chunks were a fresh mmap (zeroed pages) each time
+_COMPRESSED_READ = 1 << 18  # smaller: a shard stops mid-read, and what it read past its end is wasted
+
+
+class TruncatedInput(Exception):
+    pass
+
+
+def compression(path) -> str:
+    """``"zst"``, ``"gz"`` or ``""`` (uncompressed), from the file name."""
+    name = path.name
+    return "zst" if name.endswith(".zst") else "gz" if name.endswith(".gz") else ""
+
+
+def _decoder(kind: str):
+    """A fresh decompressor for one zstd frame or one gzip member, and a call that feeds it."""
+    if kind == "zst":
+        obj = zstandard.ZstdDecompressor().decompressobj()
+
+        def feed(buf: bytes) -> tuple[bytes, bytes]:
+            out = obj.decompress(buf)
+            return out, (obj.unused_data if obj.eof else b"")
+    else:
+        obj = zlib.decompressobj(wbits=31)  # gzip header and trailer
+
+        def feed(buf: bytes) -> tuple[bytes, bytes]:
+            out = obj.decompress(buf, _CHUNK)  # bounded output: a highly compressed member is not inflated whole
+            return out, (obj.unused_data if obj.eof else obj.unconsumed_tail)
+    return obj, feed
+
+
+def frame_chunks(path, kind: str, offset: int = 0, frames: list | None = None) -> Iterator[bytes]:
+    """Decompressed chunks of a .zst (any number of frames) or .gz (any number of members) file, from the
+    compressed byte ``offset``, which must be where a frame / member starts. Each frame is decoded by a
+    fresh decompressor, so a reader can start at any frame without decoding what comes before it.
+    ``frames``: (compressed offset, uncompressed offset from ``offset``) of each frame start is appended
+    as it is reached (the seek points of the file). Raises TruncatedInput at a cut or corrupt stream."""
+    errors = (zstandard.ZstdError,) if kind == "zst" else (zlib.error,)
+    with storage.open_binary(path) as f:
+        if offset:
+            f.seek(offset)
+        pos, produced, buf, obj, feed = offset, 0, b"", None, None
+        while True:
+            if not buf:
+                buf = f.read(_COMPRESSED_READ)
+            if not buf:
+                if obj is None:
+                    return
+                tail = obj.flush() if kind == "gz" else b""
+                if tail:
+                    produced += len(tail)
+                    yield tail
+                if not obj.eof:
+                    raise TruncatedInput("truncated zstd stream (file ends inside a frame)" if kind == "zst" else
+                                         "truncated compressed stream (gzip; file ends inside a member)")
+                return
+            if obj is None:
+                if kind == "gz" and buf[:1] == b"\x00":  # NUL padding between or after members, as gzip allows
+                    rest = buf.lstrip(b"\x00")
+                    pos, buf = pos + len(buf) - len(rest), rest
+                    continue
+                obj, feed = _decoder(kind)
+                if frames is not None:
+                    frames.append((pos, produced))
+            try:
+                out, rest = feed(buf)
+            except errors as exc:
+                raise TruncatedInput(f"corrupt {'zstd' if kind == 'zst' else 'compressed (gzip)'} stream: {exc}") from None
+            pos += len(buf) - len(rest)
+            buf = rest
+            if out:
+                produced += len(out)
+                yield out
+            if obj.eof:
+                obj = None
+
+
+def iter_lines(path: Path, max_bytes: int, offset: int = 0, first_line: int = 0, skip: int = 0,
+               frames: list | None = None, ends: list | None = None) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, raw line) of a plain/.gz/.zst file; ``None`` for a line over ``max_bytes``, which is
+    skipped without holding it in memory. Raises TruncatedInput at a cut or corrupt compressed stream.
+    ``offset``: start at that byte (of an uncompressed file, or where a frame of a compressed one starts),
+    then drop ``skip`` decompressed bytes; lines are numbered from ``first_line`` when either is set.
+    ``frames``: see :func:`frame_chunks`. ``ends``: ``ends[0]`` is set to the offset just past each line
+    before it is yielded (counted from where reading started, so it is known even for a skipped line)."""
+    kind = compression(path)
+    if kind:
+        chunks: Iterator[bytes] = frame_chunks(path, kind, offset, frames)
+    else:
+        def seeked() -> Iterator[bytes]:
+            with storage.open_binary(path) as f:
+                if offset:
+                    f.seek(offset)
+                while chunk := f.read(_CHUNK):
+                    yield chunk
+        chunks = seeked()
+    lineno = first_line if offset > 0 or skip > 0 else 0
+    carry: list[bytes] = []  # the start of a line that goes on in the next chunk
+    carried = 0
+    too_long = False
+    pos = 0  # stream offset of the start of the current chunk's text
+    for chunk in chunks:
+        if skip:
+            cut = min(skip, len(chunk))
+            skip -= cut
+            pos += cut
+            chunk = chunk[cut:]
+            if not chunk:
+                continue
+        parts = chunk.split(b"\n")  # one C call per chunk rather than a Python step per line
+        last = parts.pop()
+        for i, part in enumerate(parts):
+            pos += len(part) + 1
+            if i == 0 and (carry or too_long):  # a line begun in earlier chunks ends here
+                carried += len(part)
+                line = None if too_long or carried > max_bytes else b"".join([*carry, part])
+                carry, carried, too_long = [], 0, False
+            else:
+                line = part if len(part) <= max_bytes else None
+            lineno += 1
+            if ends is not None:
+                ends[0] = pos
+            yield lineno, line
+        if last:
+            pos += len(last)
+            carried += len(last)
+            if carried > max_bytes:
+                too_long, carry = True, []  # the rest of it is counted, never held
+            elif not too_long:
+                carry.append(last)
+    if carry or too_long:
+        if ends is not None:
+            ends[0] = pos
+        yield lineno + 1, (None if too_long else b"".join(carry))

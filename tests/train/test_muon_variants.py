@@ -1,0 +1,92 @@
+"""Muon's options beyond the plain optimizer: Polar Express, NorMuon, cautious weight decay, and the
+momentum schedule (nanochat's levers), each checked for what it does, not only that it runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from trainkit import make_trainer, toy_cfg
+
+from pretrain.configlib import ConfigError
+from pretrain.train.callbacks.muon_momentum import muon_momentum_at
+from pretrain.train.muon import Muon, normuon_scale, orthogonalise
+
+
+def _spread(x: torch.Tensor) -> float:
+    s = torch.linalg.svdvals(x)
+    return float((s - 1).abs().max())
+
+
+def test_polar_express_is_closer_to_orthogonal_than_the_quintic():
+    torch.manual_seed(0)
+    g = torch.randn(64, 128) @ torch.diag(torch.logspace(0, 2, 128))  # condition number ~100
+    q, p = orthogonalise(g, 5, "quintic"), orthogonalise(g, 5, "polar_express")
+    assert _spread(p) < _spread(q)  # the quintic leaves singular values in ~[0.7, 1.2] by design
+    assert _spread(p) < 0.35
+    # Tall matrices are handled through their transpose: the same result up to transposition.
+    assert torch.allclose(orthogonalise(g.mT, 5, "polar_express"), p.mT, atol=1e-5)
+    with pytest.raises(ValueError, match="Newton-Schulz method"):
+        Muon([torch.nn.Parameter(torch.zeros(2, 2))], ns="cubic")
+
+
+def test_normuon_evens_the_rows_and_keeps_the_norm():
+    torch.manual_seed(0)
+    u = torch.randn(32, 8) * torch.linspace(0.1, 3.0, 32)[:, None]  # rows of very different size
+    second = torch.zeros(32, 1)
+    out = normuon_scale(u, second, beta2=0.0)  # beta2 0: this step's statistics only
+    assert torch.allclose(out.norm(), u.norm(), rtol=1e-5)
+    rms = out.square().mean(dim=1).sqrt()
+    assert float(rms.max() / rms.min()) < 1.01 < float(u.square().mean(1).sqrt().max() / u.square().mean(1).sqrt().min())
+    # The EMA: with beta2 = 0.9 the state moves a tenth of the way to the new mean square.
+    s2 = torch.ones(32, 1)
+    normuon_scale(u, s2, beta2=0.9)
+    assert torch.allclose(s2, 0.9 + 0.1 * u.square().mean(1, keepdim=True))
+    # Wide matrices are normalised per column.
+    assert normuon_scale(u.mT.contiguous(), torch.zeros(1, 32), 0.0).square().mean(0).std() < 1e-3
+
+
+def test_cautious_weight_decay_only_where_the_update_agrees():
+    w = torch.nn.Parameter(torch.tensor([[1.0, -1.0], [1.0, -1.0]]))
+    w.grad = torch.tensor([[1.0, 1.0], [1.0, 1.0]])  # update sign +: agrees with column 0, not column 1
+    plain, cautious = w.detach().clone(), None
+    for flag in (False, True):
+        p = torch.nn.Parameter(plain.clone())
+        p.grad = w.grad.clone()
+        Muon([p], lr=0.1, momentum=0.0, weight_decay=1.0, cautious=flag).step()
+        upd = orthogonalise(w.grad, 5)
+        decayed = plain - 0.1 * upd  # the update alone
+        if flag:
+            cautious = p.detach()
+            mask = (upd * plain >= 0).float()
+            assert torch.allclose(cautious, decayed - 0.1 * plain * mask, atol=1e-6)
+        else:
+            assert torch.allclose(p.detach(), plain * 0.9 - 0.1 * upd, atol=1e-6)
+    assert cautious is not None
+
+
+def test_momentum_schedule_rises_then_falls_with_the_lr():
+    kw = dict(peak=0.97, start=0.85, warmup=400, final=0.90, lr_warmup=50, min_lr_ratio=0.05)
+    assert muon_momentum_at(0, 0.02, **kw) == pytest.approx(0.85)
+    assert muon_momentum_at(200, 1.0, **kw) == pytest.approx(0.91)
+    assert muon_momentum_at(500, 1.0, **kw) == pytest.approx(0.97)
+    assert muon_momentum_at(900, 0.525, **kw) == pytest.approx(0.935)  # half-way down the LR decay
+    assert muon_momentum_at(999, 0.05, **kw) == pytest.approx(0.90)
+    assert muon_momentum_at(10, 0.2, **dict(kw, warmup=0)) == 0.97  # LR warmup is not a decay
+
+
+def test_muon_variants_train_and_log_the_momentum(tmp_path):
+    cfg = toy_cfg('train.optimizer="muon"', "train.max_steps=12", "train.log_interval=1", 'train.schedule="wsd"',
+                  "train.warmup_steps=2", "train.decay_fraction=0.5", "train.min_lr_ratio=0.1",
+                  'train.muon_ns="polar_express"', "train.muon_beta2=0.9", "train.muon_cautious_wd=true",
+                  "train.muon_momentum_warmup=4", "train.muon_momentum_final=0.8")
+    res = make_trainer(cfg, tmp_path).fit()
+    assert res.history[-1] < res.history[0]
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    mom = [r["muon_momentum"] for r in rows if r.get("type") == "train"]
+    assert mom[0] == pytest.approx(0.85) and max(mom) == pytest.approx(0.95) and mom[-1] < 0.85
+    with pytest.raises(ConfigError, match="train.muon_beta2"):
+        toy_cfg("train.muon_beta2=1.5")
+    with pytest.raises(ConfigError, match="train.muon_ns"):
+        toy_cfg('train.muon_ns="cubic"')
