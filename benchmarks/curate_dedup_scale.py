@@ -5,7 +5,8 @@ an earlier document with one word substituted, Jaccard of the 5-gram shingle set
 JSONL, then runs ``pretrain curate`` with the single step ``minhash_dedup`` in a fresh process per
 measurement and reports:
 
-- wall seconds of the curate call;
+- wall seconds of the curate call, and its CPU seconds (driver and worker processes, user + system;
+  the figure to compare on a loaded machine) per document;
 - peak RSS of the largest task: the maximum resident set of any worker process (``RUSAGE_CHILDREN``
   after the pool has exited; with ``--workers 1`` the tasks run in the driver and its own peak is used);
 - the driver's own peak RSS;
@@ -16,6 +17,7 @@ measurement and reports:
 (overhead of Ray on one machine, scaling from 1 to 2 workers). Usage::
 
     python benchmarks/curate_dedup_scale.py --docs 1000000 4000000 [--workers 2] [--compare-executors 200000]
+    python benchmarks/curate_dedup_scale.py --phases 50000   # CPU per document of each phase, 1 process
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def _sampler(driver: int, phase_file: str, result_file: str, stop) -> None:
                 mb = int(fields["VmRSS"].split()[0]) / 1024
                 peaks[phase] = max(peaks.get(phase, 0.0), mb)
         stop.wait(0.1)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    peaks["sampler_cpu_s"] = ru.ru_utime + ru.ru_stime  # subtracted from the run's CPU time
     Path(result_file).write_text(json.dumps(peaks))
 
 
@@ -89,9 +93,15 @@ def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) 
     phase_file, result_file = str(out) + ".phase", str(out) + ".peaks"
     orig = runner._Progress.run
 
-    def labelled(self, ex, fn, calls, label):  # tell the sampler which phase is running
+    phase_wall: dict[str, float] = {}
+
+    def labelled(self, ex, fn, calls, label):  # tell the sampler which phase is running; time it
         Path(phase_file).write_text(label)
-        return orig(self, ex, fn, calls, label)
+        t = time.perf_counter()
+        try:
+            return orig(self, ex, fn, calls, label)
+        finally:
+            phase_wall[label] = round(phase_wall.get(label, 0.0) + time.perf_counter() - t, 2)
 
     runner._Progress.run = labelled
     stop = mp.get_context("fork").Event()
@@ -107,27 +117,37 @@ def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) 
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
         ray_init_s = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_s()
     stats = curate([src], out, cfg, workers=workers, progress=False, executor=executor)
     wall = time.perf_counter() - t0
     stop.set()
     sampler.join()
     phases = json.loads(Path(result_file).read_text())
     phases.pop("sampler", None)
+    # CPU seconds of the driver and its finished workers (not Ray's own processes), less the sampler's:
+    # the fair figure on a shared machine, where wall time depends on the load.
+    cpu = _cpu_s() - cpu0 - phases.pop("sampler_cpu_s", 0.0)
     work = out / "work" / "g-minhash_dedup"
     index_bytes = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
     # VmHWM, not ru_maxrss: after fork + exec, ru_maxrss still reports the parent's peak
     self_mb = _vm_hwm_mb()
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     row = {"docs": stats["documents_in"], "removed": stats["removed"], "workers": workers, "executor": executor,
-           "wall_s": round(wall, 1), "ray_init_s": ray_init_s, "shards": stats["shards"], "partitions": stats["steps"][0]["index"]["partitions"],
+           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1) if executor == "local" else None,
+           "cpu_us_per_doc": round(cpu / max(1, stats["documents_in"]) * 1e6, 1) if executor == "local" else None,
+           "ray_init_s": ray_init_s, "shards": stats["shards"], "partitions": stats["steps"][0]["index"]["partitions"],
            "task_peak_mb": round(child_mb if workers > 1 and executor == "local" else self_mb, 1)
            if executor == "local" else None,
            "driver_peak_mb": round(self_mb, 1), "index_bytes_per_doc": round(index_bytes / max(1, stats["documents_in"]), 1),
            "load_avg": [round(x, 2) for x in os.getloadavg()],
-           "sampled_peak_mb_by_phase": {k: round(v, 1) for k, v in phases.items()}}
+           "sampled_peak_mb_by_phase": {k: round(v, 1) for k, v in phases.items()}, "phase_wall_s": phase_wall}
     print(json.dumps(row), flush=True)
     return row
+
+
+def _cpu_s() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _vm_hwm_mb() -> float:
@@ -148,6 +168,64 @@ def run_child(src: Path, out: Path, workers: int, executor: str, partitions: int
     return row
 
 
+def phases(src: Path, out: Path) -> dict:
+    """CPU seconds per phase of one curate run in this process (1 worker): each phase's functions are
+    wrapped with ``time.process_time``; what no wrapper covers is the per-document bookkeeping of the
+    shard loop (counting, stats) and the merge of the stats."""
+    from pretrain.data.curate import CurateConfig, curate, runner, shardrun, writers
+    from pretrain.data.curate.steps import minhash_dedup as md
+
+    acc: dict[str, float] = {}
+    clock = time.process_time
+
+    def wrap(obj, name, key, gen=False):
+        f = getattr(obj, name)
+
+        def call(*a, **k):
+            t = clock()
+            try:
+                return f(*a, **k)
+            finally:
+                k_ = key(a) if callable(key) else key
+                acc[k_] = acc.get(k_, 0.0) + clock() - t
+
+        def iterate(*a, **k):
+            it = iter(f(*a, **k))
+            while True:
+                t = clock()
+                try:
+                    x = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    acc[key] = acc.get(key, 0.0) + clock() - t
+                yield x
+
+        setattr(obj, name, iterate if gen else call)
+
+    wrap(runner, "cuts_task", "plan: cut the input into shards")
+    wrap(shardrun, "read_shard", "read input: lines, JSON, records", gen=True)
+    wrap(shardrun, "read_records", "read intermediate", gen=True)
+    wrap(md.MinHashDedup, "collect", "minhash: shingle + sign + band keys")
+    wrap(md.MinHashDedup, "end_collect", "minhash: shingle + sign + band keys")
+    wrap(runner, "stage_task", "stages: pairs, verify, components")
+    wrap(md.MinHashDedup, "begin_apply", "apply removals")
+    wrap(md.MinHashDedup, "apply", "apply removals")
+    for name in ("write", "close"):
+        wrap(writers.JsonlWriter, name, lambda a: "write kept: final .jsonl.zst" if a[0].path.suffix == ".zst"
+             else "write kept: intermediate .jsonl")
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = clock()
+    stats = curate([src], out, CurateConfig(steps=[{"type": "minhash_dedup"}], keep_removed=False), workers=1,
+                   progress=False)
+    total = clock() - t0
+    shutil.rmtree(out, ignore_errors=True)
+    n = stats["documents_in"]
+    acc["rest: shard loop bookkeeping, stats merge"] = total - sum(acc.values())
+    return {"docs": n, "cpu_us_per_doc": round(total / n * 1e6, 1), "load_avg": [round(x, 2) for x in os.getloadavg()],
+            "phases_us_per_doc": {k: round(v / n * 1e6, 1) for k, v in acc.items()}}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--measure":
         src, out, workers, executor, parts = sys.argv[2:7]
@@ -158,12 +236,18 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--compare-executors", type=int, default=0, metavar="N",
                     help="also compare local 1 / local 2 / ray 2 workers on N documents")
+    ap.add_argument("--phases", type=int, default=0, metavar="N",
+                    help="only print the CPU microseconds per document of each phase, on N documents, 1 worker")
     ap.add_argument("--tmp", default=tempfile.gettempdir())
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dedup-scale-", dir=args.tmp))
     rows = []
     try:
         print(f"load average at start: {os.getloadavg()}", flush=True)
+        if args.phases:
+            generate(root / "docs.jsonl", args.phases)
+            print(json.dumps(phases(root / "docs.jsonl", root / "out"), indent=1))
+            return
         for n in args.docs:
             src = root / f"docs-{n}.jsonl"
             t0 = time.perf_counter()

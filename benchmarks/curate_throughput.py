@@ -58,7 +58,6 @@ def minhash_python_loop(shingles, a, b) -> list[int]:
     for x in shingles:
         for k in range(len(a)):
             h = (int(a[k]) * int(x) + int(b[k])) & 0xFFFFFFFF
-            h ^= h >> 15
             if h < sig[k]:
                 sig[k] = h
     return sig

@@ -126,3 +126,32 @@ def test_streamed_union_find_matches_scipy_components():
     expected = np.arange(n)
     expected[rows["doc"].astype(np.int64)] = rows["keep"].astype(np.int64)
     assert (roots == expected).all() and (roots <= np.arange(n)).all()
+
+
+def test_batched_shingles_follow_the_word_definition():
+    """The byte-level, whole-batch shingling gives each document the shingles of its norm_words, the
+    same alone or inside any batch: case and punctuation never matter, non-ASCII words keep re's \\w."""
+    m = MinHasher()
+    texts = ["Hello, World! The quick-brown fox; jumps over_it 42 times.",
+             "hello world the quick brown fox jumps over_it 42 times",
+             "Ünïcödé wörds — İstanbul'da çok güzel: 東京は 大きい 都市です。 ok",
+             "ünïcödé wörds i̇stanbul da çok güzel 東京は 大きい 都市です ok",
+             "naive cafe words here and there", "naïve café words here and there",
+             "", "!!! ---", "two words", "x" * 5000 + " long token then words",
+             "A Ñ b c d e f g"]
+    flat, counts = m.shingle_batch(texts)
+    assert counts.sum() == len(flat)
+    per_doc = np.split(flat, np.cumsum(counts)[:-1])
+    for t, got in zip(texts, per_doc, strict=True):
+        alone = m.shingle_batch([t])[0]
+        assert (alone == got).all(), t
+        ref = m.shingle_batch([" ".join(norm_words(t))])[0]
+        assert (ref == got).all(), t
+        n = len(norm_words(t))
+        assert len(got) == (max(0, n - 4) if n >= 5 else min(n, 1)), t
+    assert (per_doc[0] == per_doc[1]).all() and (per_doc[2] == per_doc[3]).all()
+    assert not set(per_doc[4]) & set(per_doc[5])  # accents are part of a word
+    sigs = m.signatures(texts)
+    for t, s in zip(texts, sigs, strict=True):
+        assert (m.signature(t) == s).all()
+    assert (sigs[6] == 0xFFFFFFFF).all() and (sigs[7] == 0xFFFFFFFF).all()

@@ -107,3 +107,44 @@ def test_sharding_independent_of_workers(tmp_path: Path):
     assert sum(len(s.files) for s in shards if s.kind == "files") == 5
     docs = [d for s in shards for d in read_shard(s, "text", G, 4096)]
     assert [d.text for d in docs if d.text.startswith("d")] == [f"d{i}" for i in range(25)]
+
+
+def test_lines_across_chunk_boundaries(tmp_path: Path):
+    """Lines are split per 64 KB chunk in C: lines ending at, spanning, or longer than several chunks
+    come out as a plain split would give them; an over-long one is None, the rest unchanged."""
+    sizes = [0, 1, 65535, 65536, 65537, 200_000, 3, 131_071, 10]
+    lines = [bytes([97 + i % 26]) * n for i, n in enumerate(sizes)]
+    p = tmp_path / "c.jsonl"
+    for tail in (b"", b"\n"):
+        p.write_bytes(b"\n".join(lines) + tail)
+        got = list(iter_lines(p, 150_000))
+        assert [n for n, _ in got] == list(range(1, len(lines) + 1))
+        assert [x for _, x in got] == [x if len(x) <= 150_000 else None for x in lines]
+
+
+def test_json_lines_round_trip_keeps_what_json_keeps(tmp_path: Path):
+    """orjson does the work, json takes over where the two differ: floats, NaN, integers beyond 64
+    bits, non-string keys; a bad line is one error naming file and line."""
+    from pretrain.data.curate.writers import JsonlWriter
+    from pretrain.data.record import loads, read_jsonl, read_records
+
+    metas = [{}, {"score": 0.25, "n": 10**30, "x": float("nan")}, {"nested": [{"a": 1}, "é", None, True]}]
+    docs = [Document(text=("w " * n) + "ü 東京", id=f"d{n}", meta=metas[n % 3]) for n in (0, 1, 2, 40_000, 5)]
+    for name in ("a.jsonl", "a.jsonl.zst"):
+        w = JsonlWriter(tmp_path / name)
+        for d in docs:
+            w.write(d)
+        w.close()
+        got = list(read_records(tmp_path / name))
+        assert [g.text for g in got] == [d.text for d in docs]
+        assert got[1].meta["n"] == 10**30 and isinstance(got[1].meta["n"], int)
+        assert got[1].meta["score"] == 0.25 and got[1].meta["x"] != got[1].meta["x"]  # NaN survives
+        assert json.dumps([g.to_dict() for g in got]) == json.dumps([g.to_dict() for g in read_jsonl(tmp_path / name)])
+    assert loads(b'{"a": 123456789012345678901234567890}')["a"] == 123456789012345678901234567890
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "a"}\n{"text": \n')
+    try:
+        list(read_records(tmp_path / "bad.jsonl"))
+    except ValueError as exc:
+        assert str(exc).startswith(f"{tmp_path / 'bad.jsonl'}:2: bad record")
+    else:
+        raise AssertionError("a bad line must raise")

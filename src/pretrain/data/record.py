@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import zstandard
 
 
@@ -49,6 +50,63 @@ class Document:
                    id=str(d.get("id") or ""), lang=str(d.get("lang") or ""), meta=dict(d.get("meta") or {}))
 
 
+def _has_float(obj: Any) -> bool:
+    """A float anywhere in a decoded JSON value (type checks, not isinstance: this runs per record)."""
+    t = type(obj)
+    if t is dict:
+        obj = obj.values()
+    elif t is not list:
+        return t is float
+    for v in obj:
+        t = type(v)
+        if t is str or t is int or v is None or t is bool:
+            continue
+        if t is float or _has_float(v):
+            return True
+    return False
+
+
+def loads(line: str | bytes) -> Any:
+    """``json.loads(line)``, computed by orjson (4-10x faster) wherever the two agree.
+
+    orjson rejects what Python's json accepts beyond RFC 8259 (NaN, Infinity, lone surrogate escapes,
+    numbers beyond a double), and reads an integer beyond 64 bits as a float; those lines, and any line
+    with a float, are parsed again by json, so the result and any error message are json's. Bytes are
+    UTF-8 (invalid UTF-8 raises UnicodeDecodeError, as ``line.decode("utf-8")`` would)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        obj = None
+    else:
+        if not _has_float(obj):
+            return obj
+    return json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
+
+
+def dumps(obj: Any) -> bytes:
+    """UTF-8 JSON of ``obj``, one line: what ``json.dumps(obj, ensure_ascii=False)`` says, without its
+    spaces after separators. orjson where it agrees; json for floats (orjson writes NaN and Infinity as
+    null), integers beyond 64 bits and non-string keys (orjson refuses those)."""
+    if not _has_float(obj):
+        try:
+            return orjson.dumps(obj)
+        except TypeError:
+            pass
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def open_bytes(path: str | Path, mode: str = "rb"):
+    """Open a plain, .gz or .zst file as bytes (``rb``) or for writing (``wb``)."""
+    path = Path(path)
+    if path.suffix == ".zst":
+        if "r" in mode:
+            return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
+        return zstandard.ZstdCompressor(level=3).stream_writer(open(path, "wb"))
+    if path.suffix == ".gz":
+        return gzip.open(path, mode)
+    return open(path, mode)
+
+
 def open_text(path: str | Path, mode: str = "rt"):
     """Open a plain, .gz or .zst file as text (``rt``) or for writing (``wt``)."""
     path = Path(path)
@@ -69,10 +127,9 @@ def write_jsonl(path: str | Path, docs: Iterable[Document | dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")  # keeps the suffix, so compression matches
     n = 0
-    with open_text(tmp, "wt") as f:
+    with open_bytes(tmp, "wb") as f:
         for d in docs:
-            f.write(json.dumps(d.to_dict() if isinstance(d, Document) else d, ensure_ascii=False))
-            f.write("\n")
+            f.write(dumps(d.to_dict() if isinstance(d, Document) else d) + b"\n")
             n += 1
     tmp.replace(path)
     return n
@@ -85,9 +142,46 @@ def read_jsonl(path: str | Path, text_field: str = "text") -> Iterator[Document]
             if not line.strip():
                 continue
             try:
-                yield Document.from_dict(json.loads(line), text_field)
+                yield Document.from_dict(loads(line), text_field)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{lineno}: bad record: {exc}") from None
+
+
+_READ_CHUNK = 1 << 16  # below glibc's mmap threshold (128 KB): chunks reuse heap memory; 1 MB chunks
+# were each a fresh mmap whose pages the kernel zeroes (+1.5 us per 700-byte record)
+
+
+def read_records(path: str | Path, text_field: str = "text") -> Iterator[Document]:
+    """:func:`read_jsonl` for files this package wrote (:func:`write_jsonl`, the curation writers), whose
+    lines end in ``\\n`` only (JSON escapes every newline inside a string): the file is read as bytes in
+    64 KB chunks and split in C, with no text decoding layer. A bad line raises ValueError naming file
+    and line."""
+    with open_bytes(path, "rb") as f:
+        carry: list[bytes] = []  # the start of a line that continues in the next chunk (a list: no
+        lineno = 0               # quadratic re-copying of a line longer than many chunks)
+        while True:
+            chunk = f.read(_READ_CHUNK)
+            if chunk:
+                lines = chunk.split(b"\n")
+                if len(lines) == 1:
+                    carry.append(chunk)
+                    continue
+                if carry:
+                    lines[0] = b"".join([*carry, lines[0]])
+                last = lines.pop()
+                carry = [last] if last else []
+            else:
+                lines, carry = [b"".join(carry)], []
+            for line in lines:
+                lineno += 1
+                if not line or line.isspace():
+                    continue
+                try:
+                    yield Document.from_dict(loads(line), text_field)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{path}:{lineno}: bad record: {exc}") from None
+            if not chunk:
+                return
 
 
 def read_dir(path: str | Path) -> Iterator[Document]:

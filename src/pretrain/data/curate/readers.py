@@ -22,7 +22,7 @@ from pretrain.data.curate import storage
 from pretrain.data.curate.inputs import expand_inputs, link_problem
 from pretrain.data.curate.lines import TruncatedInput, compression, iter_lines
 from pretrain.data.curate.warc import is_warc, read_warc_records
-from pretrain.data.record import Document
+from pretrain.data.record import Document, loads
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".json.gz", ".json.zst")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
@@ -240,23 +240,30 @@ def read_file_document(path: Path, domain: str, max_bytes: int) -> Document | Qu
     return Document(text=text, source=src, domain=domain, meta=meta)
 
 
-def _record_to_doc(rec: object, src: str, text_field: str, default_domain: str, raw: str) -> Document | Quarantined:
+def _head(line: str | bytes) -> str:
+    """The first 500 characters of a record's line (a JSONL line is kept as bytes until it is needed)."""
+    return (line.decode("utf-8") if isinstance(line, bytes) else line)[:500]
+
+
+def _record_to_doc(rec: object, src: str, text_field: str, default_domain: str,
+                   line: str | bytes) -> Document | Quarantined:
     if not isinstance(rec, dict):
-        return Quarantined(src, "record is not a JSON object", default_domain, raw[:500])
+        return Quarantined(src, "record is not a JSON object", default_domain, _head(line))
     domain = str(rec.get("domain") or default_domain)
     if text_field not in rec:
-        return Quarantined(src, f"missing text field {text_field!r}", domain, raw[:500])
+        return Quarantined(src, f"missing text field {text_field!r}", domain, _head(line))
     text = rec[text_field]
     if text is None:
-        return Quarantined(src, f"text field {text_field!r} is null", domain, raw[:500])
+        return Quarantined(src, f"text field {text_field!r} is null", domain, _head(line))
     if not isinstance(text, str):
-        return Quarantined(src, f"text field {text_field!r} is not a string", domain, raw[:500])
+        return Quarantined(src, f"text field {text_field!r} is not a string", domain, _head(line))
     if "\x00" in text:
         return Quarantined(src, "NUL byte in text", domain, text[:500].replace("\x00", "\\x00"))
-    if not text.strip():
+    if not text or text.isspace():
         return Quarantined(src, "empty text", domain)
     try:
-        text.encode("utf-8")
+        if not text.isascii():  # an ASCII string cannot hold a lone surrogate
+            text.encode("utf-8")
     except UnicodeEncodeError:
         return Quarantined(src, "invalid Unicode (lone surrogate) in text", domain,
                            text[:500].encode("utf-8", "replace").decode())
@@ -285,20 +292,18 @@ def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domai
             if raw is None:
                 yield Quarantined(src, f"line longer than {max_bytes} bytes", domain)
                 continue
-            if not raw.strip():
+            if not raw or raw.isspace():
                 yield Quarantined(src, "empty line", domain)
                 continue
             try:
-                line = raw.decode("utf-8")
+                rec = loads(raw)  # orjson, or json where they differ; invalid UTF-8 is found first
             except UnicodeDecodeError as exc:
                 yield Quarantined(src, f"invalid UTF-8 at byte {exc.start}", domain, _snippet(raw))
                 continue
-            try:
-                rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield Quarantined(src, f"malformed JSON: {exc.msg}", domain, line[:500])
+                yield Quarantined(src, f"malformed JSON: {exc.msg}", domain, raw.decode("utf-8")[:500])
                 continue
-            yield _record_to_doc(rec, src, text_field, domain, line)
+            yield _record_to_doc(rec, src, text_field, domain, raw)
     except TruncatedInput as exc:
         if stop < 0 or lineno < stop:
             yield Quarantined(f"{path}:{lineno + 1}", str(exc), domain)

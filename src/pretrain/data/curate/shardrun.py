@@ -15,7 +15,7 @@ from pretrain.data.curate.readers import Quarantined, Shard, read_shard
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.text import utf8_len
 from pretrain.data.curate.writers import JsonlWriter, open_writer
-from pretrain.data.record import Document, read_jsonl
+from pretrain.data.record import Document, read_records
 
 
 class ShardRun:
@@ -43,7 +43,9 @@ class ShardRun:
         nbytes = utf8_len(doc.text)
         row["documents_in"] += 1
         row["bytes_in"] += nbytes
-        dom = row["domains"].setdefault(doc.domain, {"in": {"documents": 0, "bytes": 0}})
+        dom = row["domains"].get(doc.domain)
+        if dom is None:
+            dom = row["domains"][doc.domain] = {"in": {"documents": 0, "bytes": 0}}
         dom["in"]["documents"] += 1
         dom["in"]["bytes"] += nbytes
         if not step.wants(doc):
@@ -78,7 +80,7 @@ class ShardRun:
                               self.cfg.default_domain)
         # Intermediate shards are plain JSONL: they are read once by the next segment, then deleted.
         prev = self.out / "work" / f"seg{self.k - 1}" / f"{self.shard.index:05d}.jsonl"
-        return read_jsonl(prev) if prev.exists() else iter(())
+        return read_records(prev) if prev.exists() else iter(())
 
     def run(self, pre: GlobalStep | None, local: list[Step], post: GlobalStep | None) -> dict[str, Any]:
         s = self.stats

@@ -11,7 +11,9 @@ from typing import Any
 
 
 def _add(d: dict, key: str, docs: int, nbytes: int) -> None:
-    row = d.setdefault(key, {"documents": 0, "bytes": 0})
+    row = d.get(key)  # get first: setdefault would build the default dict for every document
+    if row is None:
+        row = d[key] = {"documents": 0, "bytes": 0}
     row["documents"] += docs
     row["bytes"] += nbytes
 
@@ -28,6 +30,9 @@ def new_shard_stats() -> dict[str, Any]:
 
 
 def step_row(stats: dict, label: str, type_: str) -> dict[str, Any]:
+    row = stats["steps"].get(label)
+    if row is not None:
+        return row
     return stats["steps"].setdefault(label, {
         "type": type_, "documents_in": 0, "bytes_in": 0, "skipped": 0, "removed": 0, "bytes_removed": 0,
         "modified": 0, "bytes_out": 0, "reasons": {}, "domains": {}, "counters": {}})

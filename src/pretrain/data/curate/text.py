@@ -52,4 +52,5 @@ def hash32(text: str) -> int:
 
 
 def utf8_len(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
+    # isascii() is O(1) on CPython (a flag of the string object): most text is not encoded just to count
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))

