@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pretrain.model.config import ModelConfig
 
 SPECIALS = ["<|bos|>", "<|eos|>", "<|pad|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"]
@@ -28,3 +30,12 @@ def build_tokenizer(path: Path, vocab_size: int = 300) -> Path:
     tok.train_from_iterator(text, trainer)
     tok.save(str(path))
     return path
+
+
+def randomise(model: torch.nn.Module) -> torch.nn.Module:
+    """Move every weight off its initial value (zero projections and closed gates would hide the levers)."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return model.eval()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from model_helpers import tiny_config
+from model_helpers import randomise, tiny_config
 
 from pretrain.model import Transformer
 from pretrain.model.config import MoEConfig
@@ -16,15 +16,6 @@ from pretrain.model.layers import ACTIVATIONS, PlainMLP
 
 RECIPE = {"value_embeddings": "-V", "activation": "relu2", "mlp_gated": False, "zero_init_proj": True,
           "logit_softcap": 15.0, "qk_norm": True, "tie_embeddings": False}
-
-
-def _randomise(model: torch.nn.Module) -> torch.nn.Module:
-    """Move every weight off its initial value (zero projections would hide the levers)."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    return model.eval()
 
 
 def test_logit_softcap_bounds_the_logits_and_is_tanh():
@@ -73,7 +64,7 @@ def test_zero_init_projections_make_every_block_the_identity():
 def test_value_embeddings_change_the_forward_only_in_their_layers():
     cfg = tiny_config(value_embeddings="-V", n_layers=4)
     assert [cfg.layer_value_embedding(i) for i in range(4)] == [False, True, False, True]
-    model = _randomise(Transformer(cfg))
+    model = randomise(Transformer(cfg))
     assert model.layers[0].attn.value_embed is None and model.layers[1].attn.value_embed is not None
     base = Transformer(tiny_config(n_layers=4)).eval()
     base.load_state_dict(model.state_dict(), strict=False)  # the same weights, without value embeddings
@@ -101,7 +92,7 @@ def test_value_embeddings_change_the_forward_only_in_their_layers():
 
 
 def test_the_recipe_decodes_with_a_kv_cache_and_round_trips_a_checkpoint(tmp_path):
-    model = _randomise(Transformer(tiny_config(**RECIPE, max_seq_len=64)))
+    model = randomise(Transformer(tiny_config(**RECIPE, max_seq_len=64)))
     x = torch.randint(0, 96, (2, 12))
     with torch.no_grad():
         full = model(x).logits

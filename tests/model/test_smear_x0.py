@@ -6,20 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import tiny_config
+from model_helpers import randomise, tiny_config
 
 from pretrain.model import Transformer
 from pretrain.model.hf import export_hf
 from pretrain.model.io import load_model, save_model
 from pretrain.model.layers import SmearGate
-
-
-def _randomise(model: torch.nn.Module) -> torch.nn.Module:
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    return model.eval()
 
 
 def test_smear_gate_adds_the_gated_previous_token_within_a_document():
@@ -65,7 +57,7 @@ def test_the_model_starts_unchanged_and_learns_the_scalars_at_nanochats_init():
 
 
 def test_kv_cache_decoding_equals_the_full_forward_and_checkpoints_round_trip(tmp_path):
-    model = _randomise(Transformer(tiny_config(smear_gate=True, x0_mix=True, max_seq_len=64)))
+    model = randomise(Transformer(tiny_config(smear_gate=True, x0_mix=True, max_seq_len=64)))
     x = torch.randint(0, 96, (2, 12))
     with torch.no_grad():
         full = model(x).logits
