@@ -39,3 +39,12 @@ def randomise(model: torch.nn.Module) -> torch.nn.Module:
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.2)
     return model.eval()
+
+
+def decode_with_cache(model, x: torch.Tensor, prefill: int):
+    """Logits of ``x`` computed through a KV cache: ``prefill`` tokens at once, then one at a time; also
+    returns the cache."""
+    cache = model.new_cache(x.shape[0], x.shape[1])
+    steps = [model(x[:, :prefill], cache=cache).logits]
+    steps += [model(x[:, t:t + 1], cache=cache).logits for t in range(prefill, x.shape[1])]
+    return torch.cat(steps, dim=1), cache

@@ -78,3 +78,19 @@ def _threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def torchrun_cmd(data: TinyData, run, *overrides: str) -> list[str]:
+    """``python -m torch.distributed.run`` of ``pretrain.train`` on 2 local processes, with the tiny
+    shape of tiny_cfg pointed at the session's shards; later overrides win."""
+    import sys
+
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "pretrain.train", "tiny",
+        f'data.tokens="{data.tokens}"', f'tokenizer.path="{data.tokenizer}"',
+        "model.dim=32", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.max_seq_len=32",
+        "train.seq_len=32", "train.warmup_steps=2", "train.log_interval=1", "train.peak_flops=1e11",
+        "train.lr=3e-3", "eval.batch_size=8", "eval.max_docs_per_domain=4", "eval.max_tokens_per_domain=512",
+        *overrides, "--run-dir", str(run), "--no-progress",
+    ]

@@ -8,12 +8,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import tiny_cfg
+from conftest import tiny_cfg, torchrun_cmd
 from pretrain.train import train
 
 OVER = ["train.micro_batch=2", "train.global_batch=4", "train.max_steps=6", "train.checkpoint_interval=2"]
@@ -25,15 +24,7 @@ def _losses(run: Path) -> dict[int, float]:
 
 
 def _torchrun(data, run: Path, mode: str, optimizer: str = "adamw") -> None:
-    args = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "pretrain.train", "tiny",
-        f'data.tokens="{data.tokens}"', f'tokenizer.path="{data.tokenizer}"',
-        "model.dim=32", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.max_seq_len=32",
-        "train.seq_len=32", "train.warmup_steps=2", "train.log_interval=1", "train.peak_flops=1e11",
-        "train.lr=3e-3", "eval.batch_size=8", "eval.max_docs_per_domain=4", "eval.max_tokens_per_domain=512",
-        *OVER, f'train.distributed="{mode}"', f'train.optimizer="{optimizer}"', "--run-dir", str(run), "--no-progress",
-    ]
+    args = torchrun_cmd(data, run, *OVER, f'train.distributed="{mode}"', f'train.optimizer="{optimizer}"')
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
     rank0 = "\n".join(line for line in proc.stderr.splitlines() if line.startswith("[rank0]") or "error:" in line)

@@ -7,24 +7,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import torchrun_cmd
 
 
 @pytest.mark.slow
 def test_ranks_stop_together_on_rank0s_clock(tiny_data, tmp_path):
     run = tmp_path / "run"
-    args = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "pretrain.train", "tiny",
-        f'data.tokens="{tiny_data.tokens}"', f'tokenizer.path="{tiny_data.tokenizer}"',
-        "model.dim=32", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.max_seq_len=32",
-        "train.seq_len=32", "train.micro_batch=2", "train.warmup_steps=4", "train.log_interval=5",
-        "train.max_steps=100000", "train.time_limit_s=8", "train.checkpoint_interval=0", "eval.interval=0",
-        'train.distributed="ddp"', 'train.callbacks=["rank_clock:LateRank"]', "--run-dir", str(run), "--no-progress",
-    ]
+    args = torchrun_cmd(tiny_data, run, "train.micro_batch=2", "train.warmup_steps=4", "train.log_interval=5",
+                        "train.max_steps=100000", "train.time_limit_s=8", "train.checkpoint_interval=0",
+                        "eval.interval=0", 'train.distributed="ddp"', 'train.callbacks=["rank_clock:LateRank"]')
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240)
