@@ -90,3 +90,30 @@ def test_muon_variants_train_and_log_the_momentum(tmp_path):
         toy_cfg("train.muon_beta2=1.5")
     with pytest.raises(ConfigError, match="train.muon_ns"):
         toy_cfg('train.muon_ns="cubic"')
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_batched_update_equals_the_matrix_by_matrix_update(compiled):
+    # Square, wide and tall matrices (the tall ones are stacked transposed with the wide ones), with
+    # NorMuon and cautious decay on, over steps whose LR and momentum change (a compiled update must
+    # follow them, not keep the first values).
+    torch.manual_seed(0)
+    shapes = [(16, 16), (16, 16), (16, 48), (48, 16), (48, 16), (8, 24)]
+    ref = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    new = [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    kw = dict(lr=0.05, momentum=0.9, weight_decay=0.5, ns="polar_express", beta2=0.9, cautious=True)
+    each, batched = Muon(ref, fused=False, **kw), Muon(new, fused=True, compile=compiled, **kw)
+    for step in range(4):
+        for a, b in zip(ref, new, strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        for opt in (each, batched):
+            opt.param_groups[0]["lr"] = 0.05 / (step + 1)
+            opt.param_groups[0]["momentum"] = 0.85 + 0.03 * step
+            opt.step()
+    for a, b in zip(ref, new, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+        for key in ("momentum_buffer", "second_moment"):
+            assert each.state[a][key].shape == batched.state[b][key].shape
+            torch.testing.assert_close(batched.state[b][key], each.state[a][key], rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(ref[0], new[1])  # the matrices did move, each its own way

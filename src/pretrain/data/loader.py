@@ -59,6 +59,14 @@ class Batch:
         """Number of valid targets (what the loss averages over)."""
         return int((self.targets != IGNORE).sum())
 
+    def crosses_documents(self) -> bool:
+        """True when some row holds more than one document. When none does, document masking equals the
+        plain causal mask, so the trainer passes no ``doc_ids`` and attention takes the causal kernel
+        (SDPA's ``is_causal`` path, several times cheaper than a dense mask on the CPU). Call it on the
+        host batch, before it moves to the device: it reads a value back."""
+        d = self.doc_ids
+        return bool((d[:, 1:] != d[:, :-1]).any())
+
     def cu_seqlens(self) -> torch.Tensor:
         """Cumulative document lengths over the flattened batch (int32), for varlen attention kernels."""
         d = self.doc_ids

@@ -18,6 +18,12 @@ train config field (docs/training.md):
 - ``cautious``: cautious weight decay (Chen et al. 2025): decay only the entries whose update has the
   same sign as the weight, i.e. where decay and update agree, instead of pulling every weight to zero.
 
+Plain (non-sharded) matrices are updated in batches: the matrices of one shape (tall ones transposed to
+their wide form) are stacked and take one batched update, compiled with ``torch.compile`` when the
+trainer compiles (``compile=True``; eager where inductor has no C++ compiler). On the quickstart model
+that is 14 ms a step against 35 ms for a loop over 13 matrices (docs/performance.md); the arithmetic
+is the same, matrix by matrix (tests/train/test_muon_variants.py checks the two paths agree).
+
 Under FSDP each matrix is gathered for the iteration (every rank computes the same update) and only its
 own shard is applied (a DTensor in, the same placements out).
 """
@@ -66,46 +72,121 @@ def normuon_scale(update: torch.Tensor, second: torch.Tensor, beta2: float, eps:
     mean_sq = u.square().mean(dim=reduce, keepdim=True)
     second.lerp_(mean_sq.to(second.dtype), 1.0 - beta2)
     scaled = u * second.float().clamp_min(eps).rsqrt()
-    ratio = u.norm() / scaled.norm().clamp_min(eps)
+    # Per matrix (leading dims are a batch of matrices).
+    ratio = u.norm(dim=(-2, -1), keepdim=True) / scaled.norm(dim=(-2, -1), keepdim=True).clamp_min(eps)
     return (scaled * ratio).to(update.dtype)
 
 
+def batched_update(grads: torch.Tensor, bufs: torch.Tensor, params: torch.Tensor, second: torch.Tensor | None,
+                   mom: torch.Tensor, lr: torch.Tensor, wd: torch.Tensor, scale: torch.Tensor, ns_steps: int,
+                   ns: str, beta2: float, cautious: bool) -> None:
+    """One Muon update of a stack of wide matrices [k, m, n] (m <= n), in place on ``bufs``, ``params``
+    and ``second`` ([k, 1, n]). ``mom``, ``lr``, ``wd`` are 0-d tensors and ``scale`` is [k, 1, 1], so a
+    compiled version never recompiles when the schedules move them."""
+    bufs.mul_(mom).add_(grads)
+    update = orthogonalise(grads + bufs * mom, ns_steps, ns)  # Nesterov
+    if second is not None:
+        update = normuon_scale(update, second, beta2)
+    if cautious:
+        params.sub_(params * (update * params >= 0) * (lr * wd))
+    else:
+        params.mul_(1.0 - lr * wd)
+    params.sub_(update * (lr * scale))
+
+
 class Muon(torch.optim.Optimizer):
-    """Orthogonalised Nesterov momentum for 2-D weight matrices (see the module docstring)."""
+    """Orthogonalised Nesterov momentum for 2-D weight matrices (see the module docstring).
+
+    ``fused``: stack the plain matrices of one shape and update them together (``compile``: through
+    ``torch.compile``); off, or for sharded (DTensor) matrices, each matrix is updated on its own."""
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, weight_decay: float = 0.0,
-                 ns_steps: int = 5, ns: str = "quintic", beta2: float = 0.0, cautious: bool = False):
+                 ns_steps: int = 5, ns: str = "quintic", beta2: float = 0.0, cautious: bool = False,
+                 fused: bool = True, compile: bool = False):
         if ns not in NS_METHODS:
             raise ValueError(f"unknown Newton-Schulz method {ns!r} (known: {', '.join(NS_METHODS)})")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps,
                                       ns=ns, beta2=beta2, cautious=cautious))
+        self.fused, self.compile = fused, compile
+        self._update = None  # the (compiled) batched update, made at the first step
+
+    def _state(self, p: torch.Tensor, beta2: float) -> dict:
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        if beta2 > 0 and "second_moment" not in state:
+            shape = (p.size(0), 1) if p.size(0) >= p.size(1) else (1, p.size(1))
+            state["second_moment"] = torch.zeros(shape, dtype=torch.float32, device=p.device)
+        return state
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            lr, mom, wd, beta2 = group["lr"], group["momentum"], group["weight_decay"], group["beta2"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.mul_(mom).add_(p.grad)
-                update = _orthogonalise(p.grad.add(buf, alpha=mom), group["ns_steps"], group["ns"])  # Nesterov
-                if beta2 > 0:
-                    if "second_moment" not in state:
-                        shape = (p.size(0), 1) if p.size(0) >= p.size(1) else (1, p.size(1))
-                        state["second_moment"] = torch.zeros(shape, dtype=torch.float32, device=p.device)
-                    update = _normuon(update, state["second_moment"], beta2)
-                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
-                if wd and group["cautious"]:
-                    p.sub_(p * (update * p >= 0), alpha=lr * wd)
-                elif wd:
-                    p.mul_(1.0 - lr * wd)
-                p.add_(update, alpha=-lr * scale)
+            params = [p for p in group["params"] if p.grad is not None]
+            plain = [p for p in params if self.fused and not _is_dtensor(p)]
+            for p in params:
+                if not (self.fused and not _is_dtensor(p)):
+                    self._step_one(p, group)
+            shapes: dict[tuple, list[torch.Tensor]] = {}
+            for p in plain:  # tall matrices join the wide ones of their transposed shape
+                wide = tuple(p.shape) if p.size(0) <= p.size(1) else (p.size(1), p.size(0))
+                shapes.setdefault((wide, p.dtype, p.device), []).append(p)
+            for same in shapes.values():
+                self._step_batch(same, group)
         return loss
+
+    def _step_one(self, p: torch.Tensor, group: dict) -> None:
+        lr, mom, wd, beta2 = group["lr"], group["momentum"], group["weight_decay"], group["beta2"]
+        state = self._state(p, beta2)
+        buf = state["momentum_buffer"]
+        buf.mul_(mom).add_(p.grad)
+        update = _orthogonalise(p.grad.add(buf, alpha=mom), group["ns_steps"], group["ns"])  # Nesterov
+        if beta2 > 0:
+            update = _normuon(update, state["second_moment"], beta2)
+        scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
+        if wd and group["cautious"]:
+            p.sub_(p * (update * p >= 0), alpha=lr * wd)
+        elif wd:
+            p.mul_(1.0 - lr * wd)
+        p.add_(update, alpha=-lr * scale)
+
+    def _step_batch(self, ps: list[torch.Tensor], group: dict) -> None:
+        beta2 = group["beta2"]
+        states = [self._state(p, beta2) for p in ps]
+
+        def wide(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+            return t if p.size(0) <= p.size(1) else t.mT
+
+        stack = [torch.stack([wide(t, p) for t, p in zip(ts, ps, strict=True)]) for ts in (
+            [p.grad for p in ps], [s["momentum_buffer"] for s in states], ps)]
+        second = torch.stack([wide(s["second_moment"], p) for s, p in zip(states, ps, strict=True)]) if beta2 > 0 else None
+        dev = ps[0].device
+        scalars = [torch.tensor(float(group[k]), device=dev) for k in ("momentum", "lr", "weight_decay")]
+        scale = torch.tensor([max(1.0, p.size(0) / p.size(1)) ** 0.5 for p in ps], device=dev).view(-1, 1, 1)
+        self._batched()(*stack, second, *scalars, scale, group["ns_steps"], group["ns"], beta2, group["cautious"])
+        for i, (p, s) in enumerate(zip(ps, states, strict=True)):
+            p.copy_(wide(stack[2][i], p))
+            s["momentum_buffer"].copy_(wide(stack[1][i], p))
+            if second is not None:
+                s["second_moment"].copy_(wide(second[i], p))
+
+    def _batched(self):
+        if self._update is None:
+            self._update = batched_update
+            dev = self.param_groups[0]["params"][0].device
+            if self.compile:
+                from pretrain.train.parallelize import usable_compile_scope
+
+                if usable_compile_scope("model", dev)[0] != "none":  # eager where inductor cannot build
+                    self._update = torch.compile(batched_update)
+        return self._update
+
+
+def _is_dtensor(t: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
 
 
 def _orthogonalise(update: torch.Tensor, steps: int, method: str) -> torch.Tensor:

@@ -118,11 +118,13 @@ class MuonConfig:
     ns: str = "quintic"
     beta2: float = 0.0
     cautious: bool = False
+    compile: bool = False
+    """Compile the batched update (with the model: ``train.compile``)."""
 
     @classmethod
     def from_train(cls, t: TrainConfig) -> MuonConfig:
         return cls(t.muon_lr, t.muon_momentum, t.weight_decay, ns=t.muon_ns, beta2=t.muon_beta2,
-                   cautious=t.muon_cautious_wd)
+                   cautious=t.muon_cautious_wd, compile=t.compile)
 
 
 def _adamw(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
@@ -150,7 +152,7 @@ def _muon(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
     if groups["muon"]:
         opts.append(Muon([{"params": [p for _, p in groups["muon"]], "peak_lr": c.lr, "name": "muon"}],
                          lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, ns_steps=c.ns_steps,
-                         ns=c.ns, beta2=c.beta2, cautious=c.cautious))
+                         ns=c.ns, beta2=c.beta2, cautious=c.cautious, compile=c.compile))
     return opts
 
 

@@ -65,7 +65,9 @@ def run_step(tr, stage, step: int) -> dict[str, Any]:
     for i, b in enumerate(mine):
         input_ids = b.input_ids.to(tr.device, non_blocking=True)
         targets = b.targets.to(tr.device, non_blocking=True)
-        doc_ids = b.doc_ids.to(tr.device, non_blocking=True) if stage.cfg.doc_mask and b.doc_ids is not None else None
+        # Rows that are each one document need no document mask: the causal kernel gives the same result.
+        masked = stage.cfg.doc_mask and b.doc_ids is not None and b.crosses_documents()
+        doc_ids = b.doc_ids.to(tr.device, non_blocking=True) if masked else None
         with tr.parallel.no_sync(tr.model, sync=i == len(mine) - 1):
             with autocast(tr.precision, tr.device):
                 out = tr.forward_model(input_ids, targets, doc_ids)
