@@ -62,7 +62,7 @@ class Batch:
     def crosses_documents(self) -> bool:
         """True when some row holds more than one document. When none does, document masking equals the
         plain causal mask, so the trainer passes no ``doc_ids`` and attention takes the causal kernel
-        (SDPA's ``is_causal`` path, several times cheaper than a dense mask on the CPU). Call it on the
+        (SDPA's ``is_causal`` path; on CUDA the flash kernels, which a mask rules out). Call it on the
         host batch, before it moves to the device: it reads a value back."""
         d = self.doc_ids
         return bool((d[:, 1:] != d[:, :-1]).any())

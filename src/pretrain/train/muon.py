@@ -21,7 +21,7 @@ train config field (docs/training.md):
 Plain (non-sharded) matrices are updated in batches: the matrices of one shape (tall ones transposed to
 their wide form) are stacked and take one batched update, compiled with ``torch.compile`` when the
 trainer compiles (``compile=True``; eager where inductor has no C++ compiler). On the quickstart model
-that is 14 ms a step against 35 ms for a loop over 13 matrices (docs/performance.md); the arithmetic
+that is 21 ms a step against 50 ms for a loop over 13 matrices (benchmarks/muon_step.py); the arithmetic
 is the same, matrix by matrix (tests/train/test_muon_variants.py checks the two paths agree).
 
 Under FSDP each matrix is gathered for the iteration (every rank computes the same update) and only its
