@@ -1,6 +1,6 @@
 """Two processes on loopback (gloo): DDP and FSDP2 match the single-process losses; checkpoints are
-sharded DCP and resume under any other plan (DDP -> FSDP, FSDP -> FSDP, FSDP -> one process) through
-DCP resharding. Each spawned run serves several assertions (they are the slow part)."""
+sharded DCP and resume under any other plan (each of one process, DDP and FSDP to each of the others,
+and FSDP -> FSDP) through DCP resharding. Each spawned run serves several assertions (they are the slow part)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,21 @@ def test_two_processes_match_one(tiny_data, tmp_path, mode, optimizer):
     assert meta["world_size"] == 2 and meta["distributed"] == mode
     cps = run / "checkpoints"
     if mode == "ddp":
+        # DDP -> one process: the replicated DCP state loads into a plain model and optimizer.
+        shutil.rmtree(cps / "step_00000006")
+        shutil.rmtree(cps / "final")
+        train(single, run, progress=False)
+        alone = _losses(run)
+        for step in got:
+            assert alone[step] == pytest.approx(got[step], rel=1e-5), step
+        assert json.loads((cps / "final" / "meta.json").read_text())["world_size"] == 1
+        # One process -> DDP: the single run's step 4 resumed by 2 ranks gives the single run's steps 5-6.
+        one = tmp_path / "single"
+        shutil.rmtree(one / "checkpoints" / "step_00000006")
+        shutil.rmtree(one / "checkpoints" / "final")
+        _torchrun(tiny_data, one, "ddp", optimizer)
+        for step, loss in _losses(one).items():
+            assert loss == pytest.approx(ref[step], rel=1e-4), step
         # DDP -> FSDP: resume step 4 of the DDP run under FSDP (this used to crash in _foreach_lerp_).
         shutil.rmtree(cps / "step_00000006")
         shutil.rmtree(cps / "final")
@@ -69,6 +84,13 @@ def test_two_processes_match_one(tiny_data, tmp_path, mode, optimizer):
         assert again.keys() == got.keys()
         for step in got:
             assert again[step] == pytest.approx(got[step], rel=1e-5), step
+        # FSDP -> DDP: the sharded state (Muon momentum included) is gathered into replicated tensors.
+        shutil.rmtree(cps / "step_00000006")
+        shutil.rmtree(cps / "final")
+        _torchrun(tiny_data, run, "ddp", optimizer)
+        for step, loss in _losses(run).items():
+            assert loss == pytest.approx(got[step], rel=1e-5), step
+        assert json.loads((cps / "final" / "meta.json").read_text())["distributed"] == "ddp"
         # FSDP -> one process: the 2-rank shards are resharded into whole tensors.
         shutil.rmtree(cps / "step_00000006")
         shutil.rmtree(cps / "final")
