@@ -46,64 +46,38 @@ def test_two_processes_match_one(tiny_data, tmp_path, mode, optimizer):
         assert got[step] == pytest.approx(ref[step], rel=1e-4), step
     meta = json.loads((run / "checkpoints" / "final" / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["distributed"] == mode
-    cps = run / "checkpoints"
+    one = tmp_path / "single"
+
+    def resume(path: Path, plan: str, expected: dict[int, float], rel: float) -> dict:
+        """Drop the checkpoints after step 4 of ``path``, resume it under ``plan``, check steps 1-6."""
+        shutil.rmtree(path / "checkpoints" / "step_00000006")
+        shutil.rmtree(path / "checkpoints" / "final")
+        if plan == "none":
+            train(single, path, progress=False)
+        else:
+            _torchrun(tiny_data, path, plan, optimizer)
+        again = _losses(path)
+        assert again.keys() == expected.keys()
+        for step in expected:
+            assert again[step] == pytest.approx(expected[step], rel=rel), step
+        return json.loads((path / "checkpoints" / "final" / "meta.json").read_text())
+
     if mode == "ddp":
         # DDP -> one process: the replicated DCP state loads into a plain model and optimizer.
-        shutil.rmtree(cps / "step_00000006")
-        shutil.rmtree(cps / "final")
-        train(single, run, progress=False)
-        alone = _losses(run)
-        for step in got:
-            assert alone[step] == pytest.approx(got[step], rel=1e-5), step
-        assert json.loads((cps / "final" / "meta.json").read_text())["world_size"] == 1
+        assert resume(run, "none", got, 1e-5)["world_size"] == 1
         # One process -> DDP: the single run's step 4 resumed by 2 ranks gives the single run's steps 5-6.
-        one = tmp_path / "single"
-        shutil.rmtree(one / "checkpoints" / "step_00000006")
-        shutil.rmtree(one / "checkpoints" / "final")
-        _torchrun(tiny_data, one, "ddp", optimizer)
-        for step, loss in _losses(one).items():
-            assert loss == pytest.approx(ref[step], rel=1e-4), step
-        # DDP -> FSDP: resume step 4 of the DDP run under FSDP (this used to crash in _foreach_lerp_).
-        shutil.rmtree(cps / "step_00000006")
-        shutil.rmtree(cps / "final")
-        _torchrun(tiny_data, run, "fsdp")
-        again = _losses(run)
-        for step in got:
-            assert again[step] == pytest.approx(got[step], rel=1e-5), step
-        assert json.loads((cps / "final" / "meta.json").read_text())["distributed"] == "fsdp"
+        assert resume(one, "ddp", ref, 1e-4)["distributed"] == "ddp"
+        # DDP -> FSDP: step 4 of the DDP run under FSDP (this used to crash in _foreach_lerp_).
+        assert resume(run, "fsdp", got, 1e-5)["distributed"] == "fsdp"
     if mode == "fsdp":
         step4 = run / "checkpoints" / "step_00000004"
         # Model and optimizer are sharded DCP, one file per rank; no rank gathered full weights to save them.
         assert (step4 / "dcp" / ".metadata").is_file() and len(list((step4 / "dcp").glob("*.distcp"))) == 2
         assert not (step4 / "model.safetensors").exists()
-        # Resume from step 4: drop the later checkpoints, rerun, and get the same steps 5-6.
-        shutil.rmtree(run / "checkpoints" / "step_00000006")
-        shutil.rmtree(run / "checkpoints" / "final")
-        _torchrun(tiny_data, run, mode, optimizer)
-        again = _losses(run)
-        assert again.keys() == got.keys()
-        for step in got:
-            assert again[step] == pytest.approx(got[step], rel=1e-5), step
+        resume(run, "fsdp", got, 1e-5)  # FSDP -> FSDP
         # FSDP -> DDP: the sharded state (Muon momentum included) is gathered into replicated tensors.
-        shutil.rmtree(cps / "step_00000006")
-        shutil.rmtree(cps / "final")
-        _torchrun(tiny_data, run, "ddp", optimizer)
-        for step, loss in _losses(run).items():
-            assert loss == pytest.approx(got[step], rel=1e-5), step
-        assert json.loads((cps / "final" / "meta.json").read_text())["distributed"] == "ddp"
+        assert resume(run, "ddp", got, 1e-5)["distributed"] == "ddp"
         # FSDP -> one process: the 2-rank shards are resharded into whole tensors.
-        shutil.rmtree(cps / "step_00000006")
-        shutil.rmtree(cps / "final")
-        train(single, run, progress=False)
-        alone = _losses(run)
-        for step in got:
-            assert alone[step] == pytest.approx(got[step], rel=1e-5), step
+        assert resume(run, "none", got, 1e-5)["world_size"] == 1
         # One process -> FSDP: the single run's whole tensors (Muon momentum included) are sharded on load.
-        one = tmp_path / "single"
-        shutil.rmtree(one / "checkpoints" / "step_00000006")
-        shutil.rmtree(one / "checkpoints" / "final")
-        _torchrun(tiny_data, one, "fsdp", optimizer)
-        resharded = _losses(one)
-        for step in ref:
-            assert resharded[step] == pytest.approx(ref[step], rel=1e-4), step
-        assert json.loads((one / "checkpoints" / "final" / "meta.json").read_text())["distributed"] == "fsdp"
+        assert resume(one, "fsdp", ref, 1e-4)["distributed"] == "fsdp"
