@@ -112,22 +112,6 @@ def test_components_keep_the_earliest():
     assert rows == [(7, 3), (9, 3), (21, 20)]
 
 
-def test_streamed_union_find_matches_scipy_components():
-    import numpy as np
-
-    from pretrain.data.curate.dedup import components, union_find_roots
-
-    rng = np.random.default_rng(0)
-    n = 3000
-    e = np.sort(rng.integers(0, n, size=(2500, 2)), axis=1)
-    e = e[e[:, 0] != e[:, 1]]
-    roots = union_find_roots([(e[:900, 0], e[:900, 1]), (e[900:, 0], e[900:, 1])], n)
-    rows = components(e.astype(np.uint64))
-    expected = np.arange(n)
-    expected[rows["doc"].astype(np.int64)] = rows["keep"].astype(np.int64)
-    assert (roots == expected).all() and (roots <= np.arange(n)).all()
-
-
 def test_batched_shingles_follow_the_word_definition():
     """The byte-level, whole-batch shingling gives each document the shingles of its norm_words, the
     same alone or inside any batch: case and punctuation never matter, non-ASCII words keep re's \\w."""
