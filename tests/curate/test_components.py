@@ -42,7 +42,7 @@ def _chain_graph(seed: int, n_shards: int = 6, per_shard: int = 400) -> np.ndarr
 
 def _run_rounds(work: Path, edges: np.ndarray, n_shards: int, parts: int) -> tuple[np.ndarray, int]:
     """The components stages of the minhash_dedup step, driven as the runner drives them (stage 2 on)."""
-    step = build_step({"type": "minhash_dedup", "partitions": parts}, "steps[0]")
+    step = build_step({"type": "minhash_dedup", "partitions": parts, "component_partitions": parts}, "steps[0]")
     step.work, step.n_shards = work, n_shards
     src = shard_of(edges[:, 0])  # as the verify tasks write them: grouped by the first document's shard
     for s in range(n_shards):
@@ -99,7 +99,7 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 def test_resume_between_rounds_redoes_no_finished_stage(tmp_path: Path, monkeypatch):
     src = _chain_corpus(tmp_path / "docs.jsonl")
-    cfg = CurateConfig(shard_docs=10, steps=[{"type": "minhash_dedup", "partitions": 2}])
+    cfg = CurateConfig(shard_docs=10, steps=[{"type": "minhash_dedup", "partitions": 2, "component_partitions": 2}])
     fresh = curate([src], tmp_path / "fresh", cfg, workers=1, progress=False)
     rounds = fresh["steps"][0]["index"]["component_rounds"]
     assert rounds >= 2 and fresh["removed"] > 30

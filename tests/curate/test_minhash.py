@@ -71,11 +71,12 @@ def test_dedup_recall_and_precision(tmp_path):
 
     removed_sets = {}
     for parts, workers in ((1, 1), (2, 2), (4, 1)):  # pairs cross shards (shards of 50 records)
-        cfg = CurateConfig(shard_docs=50, steps=[{"type": "minhash_dedup", "partitions": parts}])
+        cfg = CurateConfig(shard_docs=50, steps=[{"type": "minhash_dedup", "partitions": parts,
+                                                  "component_partitions": parts}])
         out = tmp_path / f"out{parts}"
         stats = curate([src], out, cfg, workers=workers, progress=False)
         assert stats["documents_in"] == stats["kept"] + stats["removed"] + stats["quarantined"] == len(records)
-        assert stats["steps"][0]["index"]["partitions"] == parts
+        assert stats["steps"][0]["index"]["partitions"] == stats["steps"][0]["index"]["component_partitions"] == parts
         removed_sets[parts] = sorted((d.id, d.meta["duplicate_of"]) for d in read_dir(out / "removed"))
     assert removed_sets[1] == removed_sets[2] == removed_sets[4]  # the same decisions for 1, 2 and 4 partitions
     kept = {d.id for d in read_dir(tmp_path / "out1" / "data")}

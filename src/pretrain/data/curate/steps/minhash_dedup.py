@@ -66,6 +66,9 @@ class MinHashOptions:
     """Seed of the hash functions (a fixed seed keeps signatures comparable across runs)."""
     partitions: int = 0
     """Hash partitions of the band keys, one parallel task each (0 = one per 4 input shards)."""
+    component_partitions: int = 0
+    """Partitions of the connected components' edges, one task each per round (0 = one per 8 band-key
+    partitions: the verified pairs are ~1/30 of the band keys, and every round reads P x P slices)."""
 
 
 def bucket_pairs(keys: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -93,6 +96,10 @@ class MinHashDedup(CollectedStep):
         check(0.0 < self.o.threshold <= 1.0, "threshold", f"must be in (0, 1] (got {self.o.threshold})")
         check(self.o.shingle >= 1, "shingle", "must be >= 1")
         check(self.o.partitions >= 0, "partitions", "must be >= 0")
+        check(self.o.component_partitions >= 0, "component_partitions", "must be >= 0")
+
+    def cc_parts(self) -> int:
+        return int(self.o.component_partitions or -(-self.parts() // 8))
 
     def setup(self) -> None:
         self.hasher = MinHasher(self.o.num_perm, self.o.shingle, self.o.seed)
@@ -134,18 +141,18 @@ class MinHashDedup(CollectedStep):
     def more_stages(self, results: list[dict[str, Any]]) -> int:
         k = len(results)
         if k == 2 or (k - 2) % 2 == 1:  # round 0's large-star; after a large-star: small-star or the removals
-            return self.parts()
-        return 0 if results[k - 2]["unsettled_nodes"] == 0 else self.parts()  # a next round unless done
+            return self.cc_parts()
+        return 0 if results[k - 2]["unsettled_nodes"] == 0 else self.cc_parts()  # a next round unless done
 
     def run_stage(self, stage: int, part: int) -> dict[str, Any]:
         if stage < 2:
             return (self._pairs, self._verify)[stage](part)
         rnd, odd = divmod(stage - 2, 2)
         if not odd:
-            sources = self.n_shards if rnd == 0 else self.parts()  # round 0 reads the verify tasks' edges
-            return cc.large_star(self.work, rnd, part, sources, self.parts(), self.n_shards)
+            sources = self.n_shards if rnd == 0 else self.cc_parts()  # round 0 reads the verify tasks' edges
+            return cc.large_star(self.work, rnd, part, sources, self.cc_parts(), self.n_shards)
         if self.previous["unsettled_nodes"]:
-            return cc.small_star(self.work, rnd, part, self.parts())
+            return cc.small_star(self.work, rnd, part, self.cc_parts())
         return self._removals(rnd, part)
 
     def _pairs(self, p: int) -> dict[str, Any]:
@@ -166,19 +173,19 @@ class MinHashDedup(CollectedStep):
             sa = mine[rank_of(pairs["a"][sel])]
             sb = gather_rows(self.work / f"sig-s{int(t):05d}.npy", np.uint32, self.o.num_perm, rank_of(pairs["b"][sel]))
             keep[sel] = (sa == sb).mean(axis=1) >= self.o.threshold
-        cc.write_edges(self.work, s, pairs["a"][keep], pairs["b"][keep], self.parts())
+        cc.write_edges(self.work, s, pairs["a"][keep], pairs["b"][keep], self.cc_parts())
         return {"distinct_candidates": len(pairs), "verified_pairs": int(keep.sum())}
 
     def _removals(self, rnd: int, g: int) -> dict[str, Any]:
-        removed = cc.write_group_removals(self.work, rnd, g, self.parts(), self.n_shards)
+        removed = cc.write_group_removals(self.work, rnd, g, self.cc_parts(), self.n_shards)
         n = sum(np.load(self.work / f"sig-s{s:05d}.npy", mmap_mode="r").shape[0]
-                for s in cc.group_shards(g, self.n_shards, self.parts()) if (self.work / f"sig-s{s:05d}.npy").exists())
+                for s in cc.group_shards(g, self.n_shards, self.cc_parts()) if (self.work / f"sig-s{s:05d}.npy").exists())
         out: dict[str, Any] = {"documents": n, "duplicates": removed, "clusters": n - removed}
         if g == 0:  # once, not summed over the tasks
-            out.update({"partitions": self.parts(), "component_rounds": rnd + 1,
+            out.update({"partitions": self.parts(), "component_partitions": self.cc_parts(), "component_rounds": rnd + 1,
                         "index_bytes_per_document": int(self.o.num_perm * 4 + self.o.bands * 16 + 8)})
         return out
 
     def begin_apply(self, shard: int) -> None:
         # only the table of this shard's group: reading every group's offsets in every shard is quadratic
-        self.remove = Removals(self.work, cc.group_removals_file(shard, self.n_shards, self.parts())).for_shard(shard)
+        self.remove = Removals(self.work, cc.group_removals_file(shard, self.n_shards, self.cc_parts())).for_shard(shard)
