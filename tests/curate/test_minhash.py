@@ -71,11 +71,12 @@ def test_dedup_recall_and_precision(tmp_path):
 
     removed_sets = {}
     for parts, workers in ((1, 1), (2, 2), (4, 1)):  # pairs cross shards (shards of 50 records)
-        cfg = CurateConfig(shard_docs=50, steps=[{"type": "minhash_dedup", "partitions": parts}])
+        cfg = CurateConfig(shard_docs=50, steps=[{"type": "minhash_dedup", "partitions": parts,
+                                                  "component_partitions": parts}])
         out = tmp_path / f"out{parts}"
         stats = curate([src], out, cfg, workers=workers, progress=False)
         assert stats["documents_in"] == stats["kept"] + stats["removed"] + stats["quarantined"] == len(records)
-        assert stats["steps"][0]["index"]["partitions"] == parts
+        assert stats["steps"][0]["index"]["partitions"] == stats["steps"][0]["index"]["component_partitions"] == parts
         removed_sets[parts] = sorted((d.id, d.meta["duplicate_of"]) for d in read_dir(out / "removed"))
     assert removed_sets[1] == removed_sets[2] == removed_sets[4]  # the same decisions for 1, 2 and 4 partitions
     kept = {d.id for d in read_dir(tmp_path / "out1" / "data")}
@@ -110,22 +111,6 @@ def test_components_keep_the_earliest():
     edges = np.array([[7, 3], [3, 9], [20, 21]], dtype=np.uint64)
     rows = sorted(map(tuple, components(edges).tolist()))
     assert rows == [(7, 3), (9, 3), (21, 20)]
-
-
-def test_streamed_union_find_matches_scipy_components():
-    import numpy as np
-
-    from pretrain.data.curate.dedup import components, union_find_roots
-
-    rng = np.random.default_rng(0)
-    n = 3000
-    e = np.sort(rng.integers(0, n, size=(2500, 2)), axis=1)
-    e = e[e[:, 0] != e[:, 1]]
-    roots = union_find_roots([(e[:900, 0], e[:900, 1]), (e[900:, 0], e[900:, 1])], n)
-    rows = components(e.astype(np.uint64))
-    expected = np.arange(n)
-    expected[rows["doc"].astype(np.int64)] = rows["keep"].astype(np.int64)
-    assert (roots == expected).all() and (roots <= np.arange(n)).all()
 
 
 def test_batched_shingles_follow_the_word_definition():

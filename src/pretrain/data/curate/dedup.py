@@ -1,4 +1,5 @@
-"""Shared machinery of the dedup steps: the collected-documents base class and connected components.
+"""Shared machinery of the dedup steps: the collected-documents base class and single-process connected
+components (for steps whose edges fit one task; MinHash runs its components in rounds, see components.py).
 
 Keep rule (every dedup step): **in each duplicate cluster the document first in input order is kept**
 (sorted input files, then position in the file: the smallest document key, see
@@ -70,35 +71,3 @@ def components(edges: np.ndarray) -> np.ndarray:
     out = np.zeros(int(dup.sum()), dtype=REMOVAL_DTYPE)
     out["doc"], out["keep"] = nodes[dup], nodes[keep_idx[dup]]
     return out
-
-
-def union_find_roots(chunks, n: int) -> np.ndarray:
-    """Roots of the components of ``n`` nodes (0..n-1) joined by edges streamed as (a, b) index arrays.
-
-    Vectorized hook-and-compress: each round finds the roots of every pending edge, hooks the larger
-    root under the smaller (``minimum.at``, so concurrent hooks resolve to the smallest), and retries the
-    edges still split. The root of a component is therefore its smallest node, i.e. its earliest
-    document. Memory: one int32 per node plus one chunk of edges (never all pairs at once)."""
-    parent = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-
-    def find(x: np.ndarray) -> np.ndarray:
-        r = parent[x]
-        while True:
-            up = parent[r]
-            if np.array_equal(up, r):
-                return r
-            r = up
-
-    for a, b in chunks:
-        while len(a):
-            ra, rb = find(a), find(b)
-            split = ra != rb
-            if not split.any():
-                break
-            a, b, ra, rb = a[split], b[split], ra[split], rb[split]
-            np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))
-    while True:  # full path compression
-        up = parent[parent]
-        if np.array_equal(up, parent):
-            return parent
-        parent = up

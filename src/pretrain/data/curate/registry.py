@@ -35,7 +35,9 @@ Two kinds of step:
   ``self.work``), then runs its *stages*: ``stages()`` returns how many independent tasks each stage
   has (e.g. one per hash partition), and ``run_stage(stage, part)`` does one of them; the executor runs
   the tasks of a stage in parallel (processes or Ray tasks) and a finished task is never redone. Then it
-  *applies* its decisions per shard. A step that only overrides ``resolve()`` gets one stage of one task.
+  *applies* its decisions per shard. A step whose number of stages is only known as it runs (rounds
+  until nothing changes) adds them one at a time with ``more_stages(results)``. A step that only
+  overrides ``resolve()`` gets one stage of one task.
 
 Every step has a ``domains`` / ``skip_domains`` gate: a document outside it passes untouched. Step
 modules import only this module (and their own helpers), never the runner or the config, so there
@@ -112,6 +114,7 @@ class GlobalStep(Step):
     kind = "global"
     work: Path
     n_shards: int = 0
+    previous: dict[str, Any]  # set by the runner before each run_stage: the stage before's merged results
     apply_files: ClassVar[tuple[str, ...]] = ("*",)
     """Name patterns of the work files ``begin_apply`` / ``apply`` read: a task applying this step on a
     node without the output's file system (``--out`` an fsspec URL) downloads only these."""
@@ -124,8 +127,18 @@ class GlobalStep(Step):
         """Number of independent tasks in each stage, in order (default: one stage of one task)."""
         return [1]
 
+    def more_stages(self, results: list[dict[str, Any]]) -> int:
+        """Asked by the driver once the stages of ``stages()`` and any added before are done, with the
+        merged results of each stage so far (``results[k]``: stage k's tasks' dicts, summed): the number
+        of tasks of one more stage (stage ``len(results)``), or 0 when there are no more. For work whose
+        number of rounds is only known as it goes (e.g. iterated until nothing changes). It must decide
+        from ``results`` alone (the driver may not see the work files); a resumed run replays the same
+        decisions from the finished stages' recorded results."""
+        return 0
+
     def run_stage(self, stage: int, part: int) -> dict[str, Any]:
-        """Run task ``part`` of ``stage``; the dicts returned by all tasks are summed into stats.json."""
+        """Run task ``part`` of ``stage``; the dicts returned by all tasks are summed into stats.json.
+        ``self.previous`` holds the merged results of the stage before (empty in stage 0)."""
         return self.resolve(self.n_shards)
 
     def resolve(self, n_shards: int) -> dict[str, Any]:

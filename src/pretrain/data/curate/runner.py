@@ -94,12 +94,15 @@ def shard_task(cfg: CurateConfig, out: str, key: str, k: int, shard: Shard, n_sh
     return run_task(out, key, marker, fetch, cached, run)
 
 
-def stage_task(cfg: CurateConfig, out: str, key: str, label: str, stage: int, part: int, n_shards: int) -> int:
-    """Run one task of one stage of a global step and write its result (the completion marker)."""
+def stage_task(cfg: CurateConfig, out: str, key: str, label: str, stage: int, part: int, n_shards: int,
+               previous: dict[str, Any] | None = None) -> int:
+    """Run one task of one stage of a global step and write its result (the completion marker);
+    ``previous``: the merged results of the stage before."""
 
     def run(outp: Path) -> int:
         step = next(s for s in _pipeline(cfg, _ident(out), key, n_shards, outp) if s.label == label)
         assert isinstance(step, GlobalStep)
+        step.previous = previous or {}
         atomic_json(step.work / f"stage{stage}-{part:05d}.json", step.run_stage(stage, part))
         return part
 
@@ -274,17 +277,28 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
 
 def _run_stages(ex, cfg: CurateConfig, out: LocalOut | RemoteOut, out_arg: str, key: str, step: GlobalStep,
                 n_shards: int, bar: _Progress) -> dict[str, Any]:
-    """Every stage of a global step as parallel tasks, skipping tasks finished by an earlier attempt."""
+    """Every stage of a global step as parallel tasks, skipping tasks finished by an earlier attempt:
+    the fixed ``stages()``, then each stage that ``more_stages`` adds (decided from the recorded results
+    of the stages before, so a resumed run takes the same path and redoes no finished stage)."""
     rel = _work_rel(step)
     step.n_shards = n_shards
     if not out.remote:
         step.work = Path(out_arg) / rel
         step.work.mkdir(parents=True, exist_ok=True)
+    fixed = step.stages()
+    merged: list[dict[str, Any]] = []  # per stage
     results = []
-    for stage, n_tasks in enumerate(step.stages()):
+    while True:
+        stage = len(merged)
+        n_tasks = fixed[stage] if stage < len(fixed) else step.more_stages(merged)
+        if stage >= len(fixed) and not n_tasks:
+            break
         done = out.names(rel)
         todo = [p for p in range(n_tasks) if f"stage{stage}-{p:05d}.json" not in done]
-        bar.run(ex, stage_task, [(cfg, out_arg, key, step.label, stage, p, n_shards) for p in todo],
+        prev = merged[-1] if merged else {}
+        bar.run(ex, stage_task, [(cfg, out_arg, key, step.label, stage, p, n_shards, prev) for p in todo],
                 f"{step.label} stage {stage + 1}")
-        results += out.read_jsons([f"{rel}/stage{stage}-{p:05d}.json" for p in range(n_tasks)])
+        got = out.read_jsons([f"{rel}/stage{stage}-{p:05d}.json" for p in range(n_tasks)])
+        merged.append(_merge_results(got))
+        results += got
     return _merge_results(results)

@@ -9,9 +9,14 @@
 3. stage 1 (one task per shard): verify the candidate pairs whose first document is in this shard by
    the signature agreement (estimated Jaccard) >= ``threshold``; the other shard's signatures are read
    through a memory map, one shard at a time.
-4. stage 2 (one task): connected components by a vectorized union-find over the verified pairs, streamed
-   one shard's pairs at a time (4 bytes per document in memory); in each component the earliest document
-   in input order is kept. The removal table is written and read per shard.
+4. stages 2, 3, ... (P tasks each): connected components over the verified pairs only (documents in
+   no pair never appear), in rounds of large-star (tasks by a hash of the node) and small-star (tasks
+   by shard group) until a large-star finds every component a star around its smallest document
+   (Kiveris et al. 2014; see :mod:`pretrain.data.curate.components`); the rounds are added one at a
+   time by ``more_stages``. Each task holds ~1/P of the edges, never a table of all documents.
+5. last stage (P tasks): the stars' (leaf, centre) rows are the removals, i.e. in each component the
+   earliest document in input order is kept; one table per shard group, which the apply pass of each
+   shard reads alone.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate.dedup import CollectedStep, union_find_roots
+from pretrain.data.curate import components as cc
+from pretrain.data.curate.dedup import CollectedStep
 from pretrain.data.curate.dedup_store import (
-    REMOVAL_DTYPE,
-    RemovalWriter,
+    PAIR_DTYPE,
+    Removals,
     doc_keys,
     gather_rows,
     partition_of,
@@ -33,6 +39,7 @@ from pretrain.data.curate.dedup_store import (
     read_partition,
     save,
     shard_of,
+    unique_pairs,
     write_partitioned,
 )
 from pretrain.data.curate.minhash import MinHasher, band_hashes
@@ -40,7 +47,6 @@ from pretrain.data.curate.registry import register
 from pretrain.data.record import Document
 
 BAND_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8")])
-PAIR_DTYPE = np.dtype([("a", "<u8"), ("b", "<u8")])
 _BATCH_CHARS = 1 << 18  # text per shingling batch: its temporary arrays are ~40 bytes per character
 
 
@@ -60,17 +66,9 @@ class MinHashOptions:
     """Seed of the hash functions (a fixed seed keeps signatures comparable across runs)."""
     partitions: int = 0
     """Hash partitions of the band keys, one parallel task each (0 = one per 4 input shards)."""
-
-
-def unique_pairs(pairs: np.ndarray) -> np.ndarray:
-    """``np.unique(pairs)`` (sorted by a, then b), by lexsort on the two uint64 fields: NumPy sorts a
-    structured array with a generic comparison, ~10x slower."""
-    if len(pairs) < 2:
-        return pairs.copy()
-    p = pairs[np.lexsort((pairs["b"], pairs["a"]))]
-    new = np.ones(len(p), dtype=bool)
-    new[1:] = (p["a"][1:] != p["a"][:-1]) | (p["b"][1:] != p["b"][:-1])
-    return p[new]
+    component_partitions: int = 0
+    """Partitions of the connected components' edges, one task each per round (0 = one per 8 band-key
+    partitions: the verified pairs are ~1/30 of the band keys, and every round reads P x P slices)."""
 
 
 def bucket_pairs(keys: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -98,6 +96,10 @@ class MinHashDedup(CollectedStep):
         check(0.0 < self.o.threshold <= 1.0, "threshold", f"must be in (0, 1] (got {self.o.threshold})")
         check(self.o.shingle >= 1, "shingle", "must be >= 1")
         check(self.o.partitions >= 0, "partitions", "must be >= 0")
+        check(self.o.component_partitions >= 0, "component_partitions", "must be >= 0")
+
+    def cc_parts(self) -> int:
+        return int(self.o.component_partitions or -(-self.parts() // 8))
 
     def setup(self) -> None:
         self.hasher = MinHasher(self.o.num_perm, self.o.shingle, self.o.seed)
@@ -134,10 +136,24 @@ class MinHashDedup(CollectedStep):
         write_partitioned(self.work, "bands", self.shard, rows, partition_of(rows["key"], self.parts()), self.parts())
 
     def stages(self) -> list[int]:
-        return [self.parts(), self.n_shards, 1]
+        return [self.parts(), self.n_shards]  # then the rounds of the components, see more_stages
+
+    def more_stages(self, results: list[dict[str, Any]]) -> int:
+        k = len(results)
+        if k == 2 or (k - 2) % 2 == 1:  # round 0's large-star; after a large-star: small-star or the removals
+            return self.cc_parts()
+        return 0 if results[k - 2]["unsettled_nodes"] == 0 else self.cc_parts()  # a next round unless done
 
     def run_stage(self, stage: int, part: int) -> dict[str, Any]:
-        return (self._pairs, self._verify, self._components)[stage](part)
+        if stage < 2:
+            return (self._pairs, self._verify)[stage](part)
+        rnd, odd = divmod(stage - 2, 2)
+        if not odd:
+            sources = self.n_shards if rnd == 0 else self.cc_parts()  # round 0 reads the verify tasks' edges
+            return cc.large_star(self.work, rnd, part, sources, self.cc_parts(), self.n_shards)
+        if self.previous["unsettled_nodes"]:
+            return cc.small_star(self.work, rnd, part, self.cc_parts())
+        return self._removals(rnd, part)
 
     def _pairs(self, p: int) -> dict[str, Any]:
         rows = read_partition(self.work, "bands", p, self.n_shards, BAND_DTYPE)
@@ -157,32 +173,19 @@ class MinHashDedup(CollectedStep):
             sa = mine[rank_of(pairs["a"][sel])]
             sb = gather_rows(self.work / f"sig-s{int(t):05d}.npy", np.uint32, self.o.num_perm, rank_of(pairs["b"][sel]))
             keep[sel] = (sa == sb).mean(axis=1) >= self.o.threshold
-        save(self.work / f"edges-s{s:05d}.npy", pairs[keep])
+        cc.write_edges(self.work, s, pairs["a"][keep], pairs["b"][keep], self.cc_parts())
         return {"distinct_candidates": len(pairs), "verified_pairs": int(keep.sum())}
 
-    def _components(self, _part: int) -> dict[str, Any]:
-        sizes = np.array([np.load(self.work / f"sig-s{s:05d}.npy", mmap_mode="r").shape[0]
-                          if (self.work / f"sig-s{s:05d}.npy").exists() else 0 for s in range(self.n_shards)])
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        n = int(offsets[-1])
+    def _removals(self, rnd: int, g: int) -> dict[str, Any]:
+        removed = cc.write_group_removals(self.work, rnd, g, self.cc_parts(), self.n_shards)
+        n = sum(np.load(self.work / f"sig-s{s:05d}.npy", mmap_mode="r").shape[0]
+                for s in cc.group_shards(g, self.n_shards, self.cc_parts()) if (self.work / f"sig-s{s:05d}.npy").exists())
+        out: dict[str, Any] = {"documents": n, "duplicates": removed, "clusters": n - removed}
+        if g == 0:  # once, not summed over the tasks
+            out.update({"partitions": self.parts(), "component_partitions": self.cc_parts(), "component_rounds": rnd + 1,
+                        "index_bytes_per_document": int(self.o.num_perm * 4 + self.o.bands * 16 + 8)})
+        return out
 
-        def chunks():  # one shard's verified pairs at a time, as global document indices
-            for s in range(self.n_shards):
-                e = np.load(self.work / f"edges-s{s:05d}.npy")
-                yield (offsets[shard_of(e["a"])] + rank_of(e["a"]), offsets[shard_of(e["b"])] + rank_of(e["b"]))
-
-        root = union_find_roots(chunks(), n)
-        removed = 0
-        with RemovalWriter(self.work, "rm", self.n_shards) as out:
-            for s in range(self.n_shards):  # written shard by shard: never a table of all removals in memory
-                g = np.arange(offsets[s], offsets[s + 1])
-                dup = root[g] != g
-                r = root[g[dup]].astype(np.int64)
-                rs = np.searchsorted(offsets, r, side="right") - 1
-                rows = np.zeros(int(dup.sum()), dtype=REMOVAL_DTYPE)
-                rows["doc"] = doc_keys(s, len(g))[dup]
-                rows["keep"] = (rs.astype(np.uint64) << np.uint64(32)) | (r - offsets[rs]).astype(np.uint64)
-                out.write(s, rows)
-                removed += len(rows)
-        return {"documents": n, "duplicates": removed, "clusters": n - removed, "partitions": self.parts(),
-                "index_bytes_per_document": int(self.o.num_perm * 4 + self.o.bands * 16 + 8)}
+    def begin_apply(self, shard: int) -> None:
+        # only the table of this shard's group: reading every group's offsets in every shard is quadratic
+        self.remove = Removals(self.work, cc.group_removals_file(shard, self.n_shards, self.cc_parts())).for_shard(shard)
