@@ -88,16 +88,18 @@ def test_line_and_exact_dedup_same_for_any_partitions(tmp_path: Path, prose):
     recs += [{"id": f"x{i}", "domain": "web", "text": recs[i]["text"]} for i in range(3)]
     src = write(tmp_path / "lines.jsonl", recs)
     snaps = []
-    for parts in (1, 2, 4):
+    for parts in (1, 2, 4, 17):  # 17: exact dedup's removals in 3 shard groups (one table per group)
         out = tmp_path / f"o{parts}"
-        cfg = CurateConfig(shard_docs=4, steps=[{"type": "exact_dedup", "partitions": parts},
+        cfg = CurateConfig(shard_docs=4, keep_work=True, steps=[{"type": "exact_dedup", "partitions": parts},
                                                 {"type": "line_dedup", "partitions": parts}])
         stats = conserved(curate([src], out, cfg, workers=1, progress=False))
         assert stats["removed"] == 3
         docs = sorted((d.id, d.text, d.meta.get("duplicate_of")) for d in read_dir(out / "data"))
         assert all(banner not in t for _, t, _ in docs) and len(docs) == 12
         snaps.append((docs, sorted((d.id, d.meta["duplicate_of"]) for d in read_dir(out / "removed"))))
-    assert snaps[0] == snaps[1] == snaps[2]
+        tables = list(out.glob("work/*exact_dedup*/rm-g*.off.npy"))
+        assert len(tables) == -(-parts // 8), tables
+    assert snaps[0] == snaps[1] == snaps[2] == snaps[3]
 
 
 def test_fingerprint_sees_an_edit_of_the_same_size(tmp_path: Path):

@@ -2,7 +2,9 @@
 
 Collect: a 64-bit hash of each document's normalized text into P hash partitions. Stage 0 (P parallel
 tasks): sort one partition by (hash, document key); every row after the first of its hash is removed
-in favour of that first one (the earliest in input order).
+in favour of that first one (the earliest in input order). The removal rows go out grouped by the
+removed document's shard group, and stage 1 (G tasks, G = P / 8 rounded up) writes one removal table per
+group, so the apply pass of a shard opens one table, not all P (P x shards opens in all).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from pretrain.data.curate.components import group_of, group_removals_file
 from pretrain.data.curate.dedup import CollectedStep
 from pretrain.data.curate.dedup_store import (
+    REMOVAL_DTYPE,
+    Removals,
     doc_keys,
     first_of_groups,
     partition_of,
@@ -53,13 +58,24 @@ class ExactDedup(CollectedStep):
         rows["doc"] = doc_keys(self.shard, len(rows))
         write_partitioned(self.work, "keys", self.shard, rows, partition_of(rows["key"], self.parts()), self.parts())
 
+    def groups(self) -> int:
+        return -(-self.parts() // 8)
+
     def stages(self) -> list[int]:
-        return [self.parts()]
+        return [self.parts(), self.groups()]
 
     def run_stage(self, stage: int, part: int) -> dict[str, Any]:
+        if stage == 1:  # one shard group's removals, gathered from every partition's output
+            rows = read_partition(self.work, "dups", part, self.parts(), REMOVAL_DTYPE)
+            write_removals(self.work, f"rm-g{part:05d}", rows, self.n_shards)
+            return {}
         rows = read_partition(self.work, "keys", part, self.n_shards)
         rows = rows[np.lexsort((rows["doc"], rows["key"]))]
         removals = first_of_groups(rows["key"], rows["doc"])  # (an empty partition gives no removals)
-        write_removals(self.work, f"rm-p{part:05d}", removals, self.n_shards)
+        write_partitioned(self.work, "dups", part, removals, group_of(removals["doc"], self.n_shards, self.groups()),
+                          self.groups())
         return {"documents": len(rows), "distinct_texts": len(rows) - len(removals), "duplicates": len(removals),
                 "partitions": 1}
+
+    def begin_apply(self, shard: int) -> None:
+        self.remove = Removals(self.work, group_removals_file(shard, self.n_shards, self.groups())).for_shard(shard)
