@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from pretrain.data.curate.dedup_store import REMOVAL_DTYPE, Removals, auto_partitions, save_ids
+from pretrain.data.curate.components import group_of, group_removals_file
+from pretrain.data.curate.dedup_store import (
+    REMOVAL_DTYPE,
+    Removals,
+    auto_partitions,
+    read_partition,
+    save_ids,
+    write_partitioned,
+    write_removals,
+)
 from pretrain.data.curate.registry import GlobalStep, Verdict
 from pretrain.data.record import Document
 
@@ -39,8 +48,28 @@ class CollectedStep(GlobalStep):
     def _save_ids(self) -> None:
         save_ids(self.work, self.shard, self.positions, self.ids)
 
+    grouped_removals = False
+    """True for a step whose partition tasks hand their removals to :meth:`emit_removals` and which runs
+    :meth:`gather_removals` as its last stage (one task per group of shards): a shard's filter pass then
+    reads its group's table alone, not one table per partition (P x shards opens in all)."""
+
+    def removal_groups(self) -> int:
+        return -(-self.parts() // 8)
+
+    def emit_removals(self, part: int, rows: np.ndarray) -> None:
+        """Partition task ``part``'s removal rows, grouped by the removed document's shard group."""
+        g = self.removal_groups()
+        write_partitioned(self.work, "dups", part, rows, group_of(rows["doc"], self.n_shards, g), g)
+
+    def gather_removals(self, group: int) -> dict:
+        """The removal table of one shard group, from every partition task's rows."""
+        rows = read_partition(self.work, "dups", group, self.parts(), REMOVAL_DTYPE)
+        write_removals(self.work, f"rm-g{group:05d}", rows, self.n_shards)
+        return {}
+
     def begin_apply(self, shard: int) -> None:
-        self.remove = Removals(self.work).for_shard(shard)
+        pattern = group_removals_file(shard, self.n_shards, self.removal_groups()) if self.grouped_removals else "rm*.npy"
+        self.remove = Removals(self.work, pattern).for_shard(shard)
 
     def apply(self, doc: Document, idx: int) -> Verdict | None:
         keep = self.remove.get(idx)

@@ -14,17 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from pretrain.data.curate.components import group_of, group_removals_file
 from pretrain.data.curate.dedup import CollectedStep
 from pretrain.data.curate.dedup_store import (
-    REMOVAL_DTYPE,
-    Removals,
     doc_keys,
     first_of_groups,
     partition_of,
     read_partition,
     write_partitioned,
-    write_removals,
 )
 from pretrain.data.curate.registry import register
 from pretrain.data.curate.text import dedup_key, hash64
@@ -58,24 +54,17 @@ class ExactDedup(CollectedStep):
         rows["doc"] = doc_keys(self.shard, len(rows))
         write_partitioned(self.work, "keys", self.shard, rows, partition_of(rows["key"], self.parts()), self.parts())
 
-    def groups(self) -> int:
-        return -(-self.parts() // 8)
+    grouped_removals = True
 
     def stages(self) -> list[int]:
-        return [self.parts(), self.groups()]
+        return [self.parts(), self.removal_groups()]
 
     def run_stage(self, stage: int, part: int) -> dict[str, Any]:
-        if stage == 1:  # one shard group's removals, gathered from every partition's output
-            rows = read_partition(self.work, "dups", part, self.parts(), REMOVAL_DTYPE)
-            write_removals(self.work, f"rm-g{part:05d}", rows, self.n_shards)
-            return {}
+        if stage == 1:
+            return self.gather_removals(part)
         rows = read_partition(self.work, "keys", part, self.n_shards)
         rows = rows[np.lexsort((rows["doc"], rows["key"]))]
         removals = first_of_groups(rows["key"], rows["doc"])  # (an empty partition gives no removals)
-        write_partitioned(self.work, "dups", part, removals, group_of(removals["doc"], self.n_shards, self.groups()),
-                          self.groups())
+        self.emit_removals(part, removals)
         return {"documents": len(rows), "distinct_texts": len(rows) - len(removals), "duplicates": len(removals),
                 "partitions": 1}
-
-    def begin_apply(self, shard: int) -> None:
-        self.remove = Removals(self.work, group_removals_file(shard, self.n_shards, self.groups())).for_shard(shard)

@@ -4,7 +4,8 @@
 Only documents with ``meta.url`` take part (others pass untouched), which is how it sits in the
 default pipeline. Collect: (hash of the normalised URL, capture time, document key) into P hash
 partitions. Stage 0 (P parallel tasks): sort one partition by (URL, newest first, input order); every
-capture after the first of its URL is removed with ``meta.duplicate_of`` = the kept capture's id.
+capture after the first of its URL is removed with ``meta.duplicate_of`` = the kept capture's id. Stage
+1 gathers the removals by shard group (``CollectedStep.gather_removals``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pretrain.data.curate.dedup_store import (
     partition_of,
     read_partition,
     write_partitioned,
-    write_removals,
 )
 from pretrain.data.curate.registry import Verdict, register
 from pretrain.data.curate.text import hash64
@@ -70,14 +70,18 @@ class URLDedup(CollectedStep):
         rows["doc"] = doc_keys(self.shard, len(rows))
         write_partitioned(self.work, "urls", self.shard, rows, partition_of(rows["key"], self.parts()), self.parts())
 
+    grouped_removals = True
+
     def stages(self) -> list[int]:
-        return [self.parts()]
+        return [self.parts(), self.removal_groups()]
 
     def run_stage(self, stage: int, part: int) -> dict[str, Any]:
+        if stage == 1:  # one table per shard group, so a shard's filter pass opens one
+            return self.gather_removals(part)
         rows = read_partition(self.work, "urls", part, self.n_shards)
         rows = rows[np.lexsort((rows["doc"], -rows["time"], rows["key"]))]  # newest first, then input order
         removals = first_of_groups(rows["key"], rows["doc"])  # (an empty partition gives no removals)
-        write_removals(self.work, f"rm-p{part:05d}", removals, self.n_shards)
+        self.emit_removals(part, removals)
         return {"documents": len(rows), "distinct_urls": len(rows) - len(removals), "duplicates": len(removals)}
 
     def apply(self, doc: Document, idx: int) -> Verdict | None:
