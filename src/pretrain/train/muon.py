@@ -80,8 +80,8 @@ def normuon_scale(update: torch.Tensor, second: torch.Tensor, beta2: float, eps:
 def batched_update(grads: torch.Tensor, bufs: torch.Tensor, params: torch.Tensor, second: torch.Tensor | None,
                    mom: torch.Tensor, lr: torch.Tensor, wd: torch.Tensor, scale: torch.Tensor, ns_steps: int,
                    ns: str, beta2: float, cautious: bool) -> None:
-    """One Muon update of a stack of wide matrices [k, m, n] (m <= n), in place on ``bufs``, ``params``
-    and ``second`` ([k, 1, n]). ``mom``, ``lr``, ``wd`` are 0-d tensors and ``scale`` is [k, 1, 1], so a
+    """One Muon update of a stack of wide or square matrices [k, m, n] (m <= n), in place on ``bufs``,
+    ``params`` and ``second`` ([k, 1, n]; [k, m, 1] when square). ``mom``, ``lr``, ``wd`` are 0-d tensors and ``scale`` is [k, 1, 1], so a
     compiled version never recompiles when the schedules move them."""
     bufs.mul_(mom).add_(grads)
     update = orthogonalise(grads + bufs * mom, ns_steps, ns)  # Nesterov
@@ -123,15 +123,15 @@ class Muon(torch.optim.Optimizer):
     def step(self, closure=None):
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            plain = [p for p in params if self.fused and not _is_dtensor(p)]
-            for p in params:
-                if not (self.fused and not _is_dtensor(p)):
-                    self._step_one(p, group)
             shapes: dict[tuple, list[torch.Tensor]] = {}
-            for p in plain:  # tall matrices join the wide ones of their transposed shape
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not self.fused or _is_dtensor(p):
+                    self._step_one(p, group)
+                    continue
                 wide = tuple(p.shape) if p.size(0) <= p.size(1) else (p.size(1), p.size(0))
-                shapes.setdefault((wide, p.dtype, p.device), []).append(p)
+                shapes.setdefault((wide, p.dtype, p.device), []).append(p)  # tall ones join their transpose
             for same in shapes.values():
                 self._step_batch(same, group)
         return loss

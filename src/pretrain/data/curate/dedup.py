@@ -32,6 +32,10 @@ class CollectedStep(GlobalStep):
 
     partitions_option = "partitions"
     apply_files = ("rm*", "ids-s*")  # the removal tables and every shard's ids (a kept document's id)
+    grouped_removals = False
+    """True for a step whose partition tasks hand their removals to :meth:`emit_removals` and which runs
+    :meth:`gather_removals` as its last stage (one task per group of shards): a shard's filter pass then
+    reads its group's table alone, not one table per partition (P x shards opens in all)."""
 
     def parts(self) -> int:
         return int(getattr(self.o, self.partitions_option, 0) or auto_partitions(self.n_shards))
@@ -47,11 +51,6 @@ class CollectedStep(GlobalStep):
 
     def _save_ids(self) -> None:
         save_ids(self.work, self.shard, self.positions, self.ids)
-
-    grouped_removals = False
-    """True for a step whose partition tasks hand their removals to :meth:`emit_removals` and which runs
-    :meth:`gather_removals` as its last stage (one task per group of shards): a shard's filter pass then
-    reads its group's table alone, not one table per partition (P x shards opens in all)."""
 
     def removal_groups(self) -> int:
         return -(-self.parts() // 8)
