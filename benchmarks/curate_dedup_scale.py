@@ -13,8 +13,11 @@ measurement and reports:
 - bytes per document of the step's on-disk index (``work/g-minhash_dedup``, kept for the measurement);
 - documents removed (should be about 30% of N).
 
-``--compare-executors`` also runs local with 1 and 2 workers and Ray with 2 workers on the same input
-(overhead of Ray on one machine, scaling from 1 to 2 workers). Usage::
+``--compare-executors N`` also runs, on N other documents: local with 1 worker; ``--pairs`` alternating
+pairs of local and Ray at ``--workers``, Ray being a one-node cluster started once with `ray start` (as
+on a cluster, where Ray is up before the job: the overhead of running the tasks on Ray); and one run
+in which curate starts a local Ray instance itself (the laptop case, start-up included). It prints each
+pair's Ray / local ratio, their median, and the scaling from 1 worker. Usage::
 
     python benchmarks/curate_dedup_scale.py --docs 1000000 4000000 [--workers 2] [--compare-executors 200000]
     python benchmarks/curate_dedup_scale.py --phases 50000   # CPU per document of each phase, 1 process
@@ -84,7 +87,7 @@ def _sampler(driver: int, phase_file: str, result_file: str, stop) -> None:
     Path(result_file).write_text(json.dumps(peaks))
 
 
-def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) -> dict:
+def measure(src: Path, out: Path, workers: int, executor: str, partitions: int, ray_address: str = "") -> dict:
     """One curate run in this (fresh) process; prints a JSON line."""
     import multiprocessing as mp
 
@@ -109,16 +112,12 @@ def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) 
     sampler.start()
 
     cfg = CurateConfig(steps=[{"type": "minhash_dedup", "partitions": partitions}], keep_removed=False, keep_work=True)
-    ray_init_s = None
-    if executor == "ray":  # started apart, so the wall time below is the tasks' cost, not Ray's start-up
-        import ray
-
-        t0 = time.perf_counter()
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
-        ray_init_s = round(time.perf_counter() - t0, 1)
+    # "ray" joins the cluster at ``ray_address`` (started once with `ray start`, as on a cluster: the
+    # wall time is the tasks' cost on a running Ray); "ray-start" lets curate start a local Ray instance
+    # itself, as `pretrain curate --executor ray` on a laptop does, so its start-up is in the wall time.
     t0, cpu0 = time.perf_counter(), _cpu_s()
-    stats = curate([src], out, cfg, workers=workers, progress=False, executor=executor)
+    stats = curate([src], out, cfg, workers=workers, progress=False, executor="ray" if executor.startswith("ray") else executor,
+                   ray_address=ray_address if executor == "ray" else None)
     wall = time.perf_counter() - t0
     stop.set()
     sampler.join()
@@ -135,7 +134,7 @@ def measure(src: Path, out: Path, workers: int, executor: str, partitions: int) 
     row = {"docs": stats["documents_in"], "removed": stats["removed"], "workers": workers, "executor": executor,
            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1) if executor == "local" else None,
            "cpu_us_per_doc": round(cpu / max(1, stats["documents_in"]) * 1e6, 1) if executor == "local" else None,
-           "ray_init_s": ray_init_s, "shards": stats["shards"], "partitions": stats["steps"][0]["index"]["partitions"],
+           "shards": stats["shards"], "partitions": stats["steps"][0]["index"]["partitions"],
            "task_peak_mb": round(child_mb if workers > 1 and executor == "local" else self_mb, 1)
            if executor == "local" else None,
            "driver_peak_mb": round(self_mb, 1), "index_bytes_per_doc": round(index_bytes / max(1, stats["documents_in"]), 1),
@@ -157,10 +156,10 @@ def _vm_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(src: Path, out: Path, workers: int, executor: str, partitions: int = 0) -> dict:
+def run_child(src: Path, out: Path, workers: int, executor: str, partitions: int = 0, ray_address: str = "") -> dict:
     shutil.rmtree(out, ignore_errors=True)
     res = subprocess.run([sys.executable, __file__, "--measure", str(src), str(out), str(workers), executor,
-                          str(partitions)], capture_output=True, text=True, check=False)
+                          str(partitions), ray_address], capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(f"measurement failed:\n{res.stderr[-3000:]}")
     row = json.loads(res.stdout.strip().splitlines()[-1])
@@ -226,16 +225,68 @@ def phases(src: Path, out: Path) -> dict:
             "phases_us_per_doc": {k: round(v / n * 1e6, 1) for k, v in acc.items()}}
 
 
+def start_ray_cluster(workers: int) -> tuple[str, Path]:
+    """A one-node Ray cluster started with `ray start`, the way a cluster runs (see docs/curation.md),
+    on a free port; waits until its start-up agents have gone quiet. Returns its address."""
+    import re
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        port = sock.getsockname()[1]
+    ray_bin = Path(sys.executable).with_name("ray")
+    res = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", f"--num-cpus={workers}",
+                          "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, text=True)
+    found = re.search(r"--address='([^']+)'", res.stdout + res.stderr)
+    if not found:
+        raise SystemExit(f"ray start printed no address:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    time.sleep(15)  # the head's agents keep starting for seconds after `ray start` returns
+    return found.group(1), ray_bin
+
+
+def compare_executors(src: Path, out: Path, workers: int, pairs: int) -> list[dict]:
+    """Local 1 worker; ``pairs`` alternating (local, Ray cluster) pairs at ``workers``; one run where
+    curate starts Ray itself. Prints each pair's ratio and their median."""
+    rows = [run_child(src, out, 1, "local")]
+    print(json.dumps(rows[-1]), flush=True)
+    # token authentication on, as Ray's docs advise for a cluster: the drivers (the measured runs)
+    # then join by address with the token `ray start` keeps in ~/.ray/auth_token
+    os.environ["RAY_AUTH_MODE"] = "token"
+    address, ray_bin = start_ray_cluster(workers)
+    ratios = []
+    try:
+        for i in range(pairs):
+            order = (("local", ""), ("ray", address)) if i % 2 == 0 else (("ray", address), ("local", ""))
+            pair = {}
+            for executor, addr in order:
+                rows.append(run_child(src, out, workers, executor, ray_address=addr))
+                pair[executor] = rows[-1]["wall_s"]
+                print(json.dumps(rows[-1]), flush=True)
+            ratios.append(pair["ray"] / pair["local"])
+            print(f"pair {i + 1}: local {pair['local']} s, ray {pair['ray']} s, ray / local {ratios[-1]:.3f}", flush=True)
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], check=False, capture_output=True)
+        os.environ.pop("RAY_AUTH_MODE")
+    rows.append(run_child(src, out, workers, "ray-start"))
+    print(json.dumps(rows[-1]), flush=True)
+    local2 = [r["wall_s"] for r in rows if r["executor"] == "local" and r["workers"] == workers]
+    print(f"ray / local at {workers} workers, running cluster: {', '.join(f'{r:.3f}' for r in ratios)} "
+          f"(median {float(np.median(ratios)):.3f}); local 1 -> {workers} workers: "
+          f"{rows[0]['wall_s'] / float(np.median(local2)):.2f}x; curate starting Ray itself: {rows[-1]['wall_s']} s", flush=True)
+    return rows
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--measure":
-        src, out, workers, executor, parts = sys.argv[2:7]
-        measure(Path(src), Path(out), int(workers), executor, int(parts))
+        src, out, workers, executor, parts, address = sys.argv[2:8]
+        measure(Path(src), Path(out), int(workers), executor, int(parts), address)
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, nargs="*", default=[1_000_000])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--compare-executors", type=int, default=0, metavar="N",
                     help="also compare local 1 / local 2 / ray 2 workers on N documents")
+    ap.add_argument("--pairs", type=int, default=3, help="alternating local / Ray pairs of --compare-executors")
     ap.add_argument("--phases", type=int, default=0, metavar="N",
                     help="only print the CPU microseconds per document of each phase, on N documents, 1 worker")
     ap.add_argument("--tmp", default=tempfile.gettempdir())
@@ -261,9 +312,7 @@ def main() -> None:
             n = args.compare_executors
             src = root / f"docs-{n}.jsonl"
             generate(src, n, seed=1)
-            for workers, executor in ((1, "local"), (2, "local"), (2, "ray"), (2, "local"), (2, "ray")):
-                rows.append(run_child(src, root / "out", workers, executor))
-                print(json.dumps(rows[-1]), flush=True)
+            rows += compare_executors(src, root / "out", args.workers, args.pairs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(rows, indent=1))

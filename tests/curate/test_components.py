@@ -13,9 +13,8 @@ import pytest
 
 from pretrain.data.curate import CurateConfig, curate
 from pretrain.data.curate import runner as runner_mod
-from pretrain.data.curate.components import write_edges
+from pretrain.data.curate.components import group_of, write_edges
 from pretrain.data.curate.dedup import components
-from pretrain.data.curate.dedup_store import shard_of
 from pretrain.data.curate.registry import build_step
 
 
@@ -44,9 +43,10 @@ def _run_rounds(work: Path, edges: np.ndarray, n_shards: int, parts: int) -> tup
     """The components stages of the minhash_dedup step, driven as the runner drives them (stage 2 on)."""
     step = build_step({"type": "minhash_dedup", "partitions": parts, "component_partitions": parts}, "steps[0]")
     step.work, step.n_shards = work, n_shards
-    src = shard_of(edges[:, 0])  # as the verify tasks write them: grouped by the first document's shard
-    for s in range(n_shards):
-        write_edges(work, s, edges[src == s, 0], edges[src == s, 1], parts)
+    groups = step.verify_parts()
+    src = group_of(edges[:, 0], n_shards, groups)  # as the verify tasks write them: by the first document's group
+    for g in range(groups):
+        write_edges(work, g, edges[src == g, 0], edges[src == g, 1], parts)
     merged: list[dict] = [{}, {}]  # stages 0-1 (pairs, verify) are not run here
     while n_tasks := step.more_stages(merged):
         step.previous = merged[-1]

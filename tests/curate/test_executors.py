@@ -128,6 +128,24 @@ def test_unknown_executor_and_address_without_ray(tmp_path: Path):
 
 
 @pytest.mark.slow
+def test_a_cluster_that_refuses_the_driver_is_one_line(tmp_path: Path, ray_local):
+    """A driver joining by address with a token the cluster does not accept (Ray >= 2.59 checks one)
+    gets one line that names the address and the fix, not Ray's traceback, and writes no output."""
+    address = ray_local.get_runtime_context().gcs_address
+    src = tmp_path / "a.jsonl"
+    src.write_text('{"text": "some text that is long enough"}\n')
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64,
+           "RAY_gcs_server_port_wait_time_s": "1"}  # one connection attempt, not Ray's 20
+    res = subprocess.run([str(Path(sys.executable).with_name("pretrain")), "curate", str(src), "--out",
+                          str(tmp_path / "o"), "--executor", "ray", "--ray-address", address],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --ray-address {address}: the Ray cluster refused") and "RAY_AUTH_MODE=token" in last
+    assert not (tmp_path / "o" / "stats.json").exists()
+
+
+@pytest.mark.slow
 def test_tokenize_with_ray_writes_the_same_shards(tmp_path: Path, prose, ray_local):
     from pretrain.data.record import Document, write_jsonl
     from pretrain.data.tokenize import tokenize_corpus

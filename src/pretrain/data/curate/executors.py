@@ -131,7 +131,10 @@ class RayExecutor:
                                       "runtime_env": {"env_vars": env} if env else None}
             if address is None:
                 kwargs["num_cpus"] = max(1, workers)
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError) as exc:  # Ray's own errors: one line, not its traceback
+                raise ValueError(join_failure(address, exc)) from None
             self.started = True
         self.remote: dict[Callable, Any] = {}
 
@@ -167,6 +170,24 @@ class RayExecutor:
         if self.started:
             self.ray.shutdown()
             self.started = False
+
+
+def join_failure(address: str | None, exc: BaseException) -> str:
+    """One line for a Ray instance that could not be started or joined, with the usual fix: since Ray
+    2.59 a cluster started with `ray start` checks a token, which a driver joining by address (not
+    ``auto``) sends only under ``RAY_AUTH_MODE=token``."""
+    chain, e = [], exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    where = f"--ray-address {address}" if address else "--executor ray"
+    if any("AuthToken" in str(e) or type(e).__name__ == "AuthenticationError" for e in chain):
+        return (f"{where}: the Ray cluster refused this driver's token; set RAY_AUTH_MODE=token, with the cluster's "
+                "token in ~/.ray/auth_token or RAY_AUTH_TOKEN (see `ray get-auth-token`), or use --ray-address auto "
+                "on a node of the cluster")
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    what = "cannot join a Ray cluster there" if address else "cannot start a local Ray instance"
+    return f"{where}: {what}: {first}"
 
 
 def make_executor(name: str, workers: int, address: str | None = None,

@@ -1,14 +1,16 @@
 """Near-duplicate removal with MinHash-LSH, in stages of bounded memory.
 
 1. collect (per shard): MinHash signatures -> ``sig-s<shard>.npy``; each signature's band keys, with the
-   document key, into P hash partitions (``bands-s<shard>.npy``).
+   document key, into P hash partitions (``bands-s<shard>.part``).
 2. stage 0 (P tasks): sort one partition by (band key, document key); inside each bucket every member
    is paired with the bucket's first member and with the member before it (both fixed by the bucket's
-   content alone, so the same pairs come out for any P). Pairs go out grouped by the shard of their
-   first document.
-3. stage 1 (one task per shard): verify the candidate pairs whose first document is in this shard by
-   the signature agreement (estimated Jaccard) >= ``threshold``; the other shard's signatures are read
-   through a memory map, one shard at a time.
+   content alone, so the same pairs come out for any P). Pairs go out grouped by the group of 8
+   contiguous shards that holds their first document.
+3. stage 1 (one task per group of 8 shards): verify the candidate pairs whose first document is in the
+   group, shard by shard, by the signature agreement (estimated Jaccard) >= ``threshold``; the other
+   shard's signatures are read through a memory map, one shard at a time. Each task reads one slice of
+   each of the P candidate files: S/8 x P reads in all (one task per shard, S x P, was most of this
+   stage's time at 4M documents).
 4. stages 2, 3, ... (P tasks each): connected components over the verified pairs only (documents in
    no pair never appear), in rounds of large-star (tasks by a hash of the node) and small-star (tasks
    by shard group) until a large-star finds every component a star around its smallest document
@@ -48,6 +50,7 @@ from pretrain.data.record import Document
 
 BAND_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8")])
 _BATCH_CHARS = 1 << 18  # text per shingling batch: its temporary arrays are ~40 bytes per character
+_VERIFY_BATCH = 1 << 18  # candidate rows read before they are deduplicated (16 bytes each)
 
 
 @dataclass
@@ -101,6 +104,11 @@ class MinHashDedup(CollectedStep):
     def cc_parts(self) -> int:
         return int(self.o.component_partitions or -(-self.parts() // 8))
 
+    def verify_parts(self) -> int:
+        """Verification tasks, one per group of 8 shards: each reads one slice of each of the P candidate
+        files (V x P reads in all) and holds the distinct candidates of its 8 shards."""
+        return -(-max(1, self.n_shards) // 8)
+
     def setup(self) -> None:
         self.hasher = MinHasher(self.o.num_perm, self.o.shingle, self.o.seed)
 
@@ -136,7 +144,7 @@ class MinHashDedup(CollectedStep):
         write_partitioned(self.work, "bands", self.shard, rows, partition_of(rows["key"], self.parts()), self.parts())
 
     def stages(self) -> list[int]:
-        return [self.parts(), self.n_shards]  # then the rounds of the components, see more_stages
+        return [self.parts(), self.verify_parts()]  # then the rounds of the components, see more_stages
 
     def more_stages(self, results: list[dict[str, Any]]) -> int:
         k = len(results)
@@ -149,7 +157,7 @@ class MinHashDedup(CollectedStep):
             return (self._pairs, self._verify)[stage](part)
         rnd, odd = divmod(stage - 2, 2)
         if not odd:
-            sources = self.n_shards if rnd == 0 else self.cc_parts()  # round 0 reads the verify tasks' edges
+            sources = self.verify_parts() if rnd == 0 else self.cc_parts()  # round 0 reads the verify tasks' edges
             return cc.large_star(self.work, rnd, part, sources, self.cc_parts(), self.n_shards)
         if self.previous["unsettled_nodes"]:
             return cc.small_star(self.work, rnd, part, self.cc_parts())
@@ -159,21 +167,31 @@ class MinHashDedup(CollectedStep):
         rows = read_partition(self.work, "bands", p, self.n_shards, BAND_DTYPE)
         rows = rows[np.lexsort((rows["doc"], rows["key"]))]
         pairs = bucket_pairs(rows["key"], rows["doc"])
-        write_partitioned(self.work, f"cand-p{p:05d}", 0, pairs, shard_of(pairs["a"]), self.n_shards)
+        groups = cc.group_of(pairs["a"], self.n_shards, self.verify_parts())
+        write_partitioned(self.work, f"cand-p{p:05d}", 0, pairs, groups, self.verify_parts())
         return {"band_entries": len(rows), "candidate_pairs": len(pairs)}
 
-    def _verify(self, s: int) -> dict[str, Any]:
-        parts = [read_partition(self.work, f"cand-p{p:05d}", s, 1, PAIR_DTYPE) for p in range(self.parts())]
-        pairs = unique_pairs(np.concatenate(parts)) if parts else np.zeros(0, dtype=PAIR_DTYPE)
-        mine = np.load(self.work / f"sig-s{s:05d}.npy")
+    def _verify(self, g: int) -> dict[str, Any]:
+        # A pair is a candidate in each band it shares, so the slices hold it up to `bands` times: they are
+        # deduplicated as they come, which bounds the task by the group's distinct pairs plus one batch.
+        pairs, batch, held = np.zeros(0, dtype=PAIR_DTYPE), [], 0
+        for p in range(self.parts()):
+            batch.append(read_partition(self.work, f"cand-p{p:05d}", g, 1, PAIR_DTYPE))
+            held += len(batch[-1])
+            if held >= _VERIFY_BATCH or p == self.parts() - 1:
+                pairs, batch, held = unique_pairs(np.concatenate([pairs, *batch])), [], 0
         keep = np.zeros(len(pairs), dtype=bool)
-        other = shard_of(pairs["b"])
-        for t in np.unique(other):
-            sel = np.flatnonzero(other == t)
-            sa = mine[rank_of(pairs["a"][sel])]
-            sb = gather_rows(self.work / f"sig-s{int(t):05d}.npy", np.uint32, self.o.num_perm, rank_of(pairs["b"][sel]))
-            keep[sel] = (sa == sb).mean(axis=1) >= self.o.threshold
-        cc.write_edges(self.work, s, pairs["a"][keep], pairs["b"][keep], self.cc_parts())
+        own, other = shard_of(pairs["a"]), shard_of(pairs["b"])
+        bounds = np.append(np.searchsorted(own, np.unique(own)), len(pairs))  # sorted by a, so by its shard
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):  # one shard's signatures at a time
+            mine = np.load(self.work / f"sig-s{int(own[lo]):05d}.npy")
+            for t in np.unique(other[lo:hi]):
+                sel = lo + np.flatnonzero(other[lo:hi] == t)
+                sa = mine[rank_of(pairs["a"][sel])]
+                sb = gather_rows(self.work / f"sig-s{int(t):05d}.npy", np.uint32, self.o.num_perm,
+                                 rank_of(pairs["b"][sel]))
+                keep[sel] = (sa == sb).mean(axis=1) >= self.o.threshold
+        cc.write_edges(self.work, g, pairs["a"][keep], pairs["b"][keep], self.cc_parts())
         return {"distinct_candidates": len(pairs), "verified_pairs": int(keep.sum())}
 
     def _removals(self, rnd: int, g: int) -> dict[str, Any]:
