@@ -25,3 +25,17 @@ class LossTally(Callback):
 
     def load_state_dict(self, state):
         self.steps, self.loss_sum = int(state["steps"]), float(state["loss_sum"])
+
+
+class SlowStart(Callback):
+    """Makes the first ``until`` steps ``delay_s`` slower, as a warming machine or a compiling first
+    stretch would: the time budget's first plan then expects fewer steps than will fit."""
+
+    def __init__(self, until: int = 12, delay_s: float = 0.06):
+        self.until, self.delay_s = until, delay_s
+
+    def on_step_end(self, trainer, step, metrics):
+        if step <= self.until:
+            import time
+
+            time.sleep(self.delay_s)

@@ -123,6 +123,22 @@ def test_time_limit_sizes_the_schedule_and_stops(tmp_path):
     assert tr.plan.total == budget[-1]["total_steps"]
 
 
+def test_time_budget_replans_when_steps_get_faster(tmp_path):
+    """Steps ~3x faster after the first plan: a re-plan comes at 60% of the planned steps, not only at
+    60% of the time (which a schedule sized for slow steps ends before), and measures the rate since
+    the re-plan before, so the run fills its budget instead of ending at half of it."""
+    cfg = toy_cfg("train.max_steps=100000", "train.time_limit_s=4.0", "train.warmup_steps=4",
+                  "train.log_interval=1", 'train.callbacks=["cbkit:SlowStart"]',
+                  'train.callback_args={"cbkit:SlowStart" = {until = 30, delay_s = 0.02}}')
+    tr = make_trainer(cfg, tmp_path)
+    res = tr.fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    budget = [r for r in rows if r.get("event") == "time_budget"]
+    assert len(budget) == 3 and budget[0]["total_steps"] < budget[-1]["total_steps"]
+    assert tr.step == tr.plan.total or res.stopped == "time_limit"
+    assert 0.8 * 4.0 <= tr.train_time <= 4.0 + 1.0, tr.train_time  # before the fix: about half of it
+
+
 def test_bf16_autocast_path_trains_with_fp32_master_weights(tmp_path):
     # The GPU recipe (bf16 autocast over fp32 weights, norms kept in fp32) exercised on CPU autocast.
     tr = make_trainer(toy_cfg('train.precision="bf16"', "train.max_steps=3"), tmp_path)

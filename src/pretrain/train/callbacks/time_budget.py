@@ -3,7 +3,10 @@
 The step time is measured over a few steps after the start, and the number of steps that fit in what is
 left fixes the schedule length (so the LR decays within the budget). A few warm-up steps misjudge the
 step time by ~15%; a quarter of the budget does not, and 60% catches later drift, so the plan is redone
-at those points, each stretching or shrinking what is left of the schedule.
+at those points, each stretching or shrinking what is left of the schedule. A point is reached at that
+fraction of the budget's time or of the planned steps, whichever comes first: when steps get faster
+after a plan, its schedule ends before the time point would come. Each re-plan measures the step time
+since the plan before it, so the later one follows the drift rather than averaging it away.
 
 Under torchrun every rank plans and stops on rank 0's clock: ranks start their clocks at slightly
 different moments, and a rank that planned one step fewer than the others would leave them waiting in
@@ -74,11 +77,14 @@ class TimeBudget(Callback):
             self.replan = [float(self.measure_from), self.measure_t0]
             trainer.event("time_budget", f"{per_step * 1000:.1f} ms/step measured over {self.measure_steps} steps: "
                           f"{total} steps fit in {self.limit:.0f}s", total_steps=total)
-        elif self.replan is not None and self.replan_at and now >= self.replan_at[0] * self.limit:
+        elif self.replan is not None and self.replan_at and step - self.replan[0] >= self.measure_steps and (
+                now >= self.replan_at[0] * self.limit or step >= self.replan_at[0] * trainer.plan.total):
             self.replan_at.pop(0)
+            prev_step = self.replan[0]
             per_step = (now - self.replan[1]) / max(1, step - int(self.replan[0]))
+            self.replan = [float(step), now]
             total = self._fit(trainer, step, now, per_step, 0.99)
-            trainer.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step over {step} steps: "
+            trainer.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step since step {int(prev_step)}: "
                           f"{total} steps fit in {self.limit:.0f}s", total_steps=total)
         metrics["total_steps"] = trainer.plan.total
         if now >= self.limit and step < trainer.plan.total:
