@@ -117,7 +117,8 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, workers: int, address: str | None = None, retries: int = 3):
+    def __init__(self, workers: int, address: str | None = None, retries: int = 3,
+                 warm: tuple[Callable[..., Any], tuple] | None = None):
         try:
             import ray
         except ImportError:
@@ -137,9 +138,19 @@ class RayExecutor:
                 raise ValueError(join_failure(address, exc)) from None
             self.started = True
         self.remote: dict[Callable, Any] = {}
+        self.warm = warm
+        self.warming: list[Any] = []
 
     def start(self) -> None:
-        pass
+        """Start ``warm`` (a module-level function and its arguments) once per CPU of the cluster, not
+        waited for: Ray starts a job's worker processes when its first tasks arrive, so without this the
+        first task of each worker would also pay the process start, the imports and the steps' set-up,
+        one worker after another, while the planning task runs alone on one of them."""
+        if self.warm is not None and not self.warming:
+            fn, args = self.warm
+            task = self.ray.remote(num_cpus=1, max_retries=0)(fn)
+            cpus = int(self.ray.cluster_resources().get("CPU", 1))
+            self.warming = [task.remote(*args) for _ in range(max(1, cpus))]
 
     def run(self, fn: Callable[..., Any], calls: Sequence[tuple], done: Callable[[], None] = lambda: None) -> list:
         """``[fn(*args) for args in calls]`` as Ray tasks; results in the order of ``calls``."""
@@ -191,11 +202,14 @@ def join_failure(address: str | None, exc: BaseException) -> str:
 
 
 def make_executor(name: str, workers: int, address: str | None = None,
-                  prepare: Callable[[], None] | None = None) -> LocalExecutor | RayExecutor:
+                  prepare: Callable[[], None] | None = None,
+                  warm: tuple[Callable[..., Any], tuple] | None = None) -> LocalExecutor | RayExecutor:
+    """``prepare``: set-up the local pool runs once before it forks its workers; ``warm``: the same as a
+    picklable (function, arguments), which Ray runs once per CPU as it starts."""
     if name == "local":
         if address:
             raise ValueError("--ray-address needs --executor ray")
         return LocalExecutor(workers, prepare)
     if name == "ray":
-        return RayExecutor(workers, address)
+        return RayExecutor(workers, address, warm=warm)
     raise ValueError(f"unknown executor {name!r} (choose from {', '.join(EXECUTORS)})")

@@ -112,6 +112,11 @@ def stage_task(cfg: CurateConfig, out: str, key: str, label: str, stage: int, pa
     return run_task(out, key, f"{rel}/stage{stage}-{part:05d}.json", [], [(rel, ("*",))], run)
 
 
+def warm_task(cfg: CurateConfig, out: str, key: str) -> None:
+    """Build and set up this worker's steps before its first real task (see ``RayExecutor.start``)."""
+    _pipeline(cfg, _ident(out), key, 0)
+
+
 def drop_cache_task(url: str) -> None:
     """Remove this node's cache of a finished run's work files (one task on every node)."""
     drop_node_cache(url)
@@ -196,7 +201,11 @@ def _plan(ex, files: list[Path], cfg: CurateConfig, out: LocalOut | RemoteOut, o
     _clean(out)
     record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet")]
     calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes, out_arg) for f in record_files]
-    cuts = dict(zip(record_files, bar.run(ex, cuts_task, calls, "planning"), strict=True))
+    if len(calls) == 1:  # one file: cut it here, while the executor starts its workers (Ray's, lazily)
+        found = [cuts_task(*calls[0])]
+    else:
+        found = bar.run(ex, cuts_task, calls, "planning")
+    cuts = dict(zip(record_files, found, strict=True))
     shards = plan_shards(files, cfg.shard_docs, cfg.files_per_shard, cfg.max_record_bytes, cfg.shard_bytes, cuts=cuts)
     out.write_json("work/plan.json", {"fingerprint": key, "shards": [vars(s) for s in shards]})
     return shards
@@ -231,7 +240,8 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
     holder: dict[str, int] = {}
     local_out = None if out.remote else Path(out_dir)
     ex = make_executor(executor, n_workers, ray_address,
-                       prepare=lambda: _pipeline(cfg, out.ident, key, holder.get("n", 0), local_out))
+                       prepare=lambda: _pipeline(cfg, out.ident, key, holder.get("n", 0), local_out),
+                       warm=(warm_task, (cfg, out_arg, key)))
     bar = _Progress(progress)
     resolved: dict[str, Any] = {}
     try:
