@@ -21,6 +21,7 @@ pair's Ray / local ratio, their median, and the scaling from 1 worker. Usage::
 
     python benchmarks/curate_dedup_scale.py --docs 1000000 4000000 [--workers 2] [--compare-executors 200000]
     python benchmarks/curate_dedup_scale.py --phases 50000   # CPU per document of each phase, 1 process
+    python benchmarks/curate_dedup_scale.py --docs 4000000 --ab OLD/src NEW/src   # two checkouts, alternating
 """
 
 from __future__ import annotations
@@ -276,6 +277,31 @@ def compare_executors(src: Path, out: Path, workers: int, pairs: int) -> list[di
     return rows
 
 
+def compare_versions(src: Path, out: Path, workers: int, versions: list[str], rounds: int) -> list[dict]:
+    """The same measurement with two code versions (each a checkout's src/ on PYTHONPATH), alternating
+    which runs first; prints the phases that differ between them."""
+    rows = []
+    saved = os.environ.get("PYTHONPATH")
+    try:
+        for r in range(rounds):
+            for v in versions if r % 2 == 0 else versions[::-1]:
+                os.environ["PYTHONPATH"] = v
+                row = run_child(src, out, workers, "local")
+                row["version"] = v
+                rows.append(row)
+                ph = {k.replace("minhash_dedup ", ""): t for k, t in row["phase_wall_s"].items()}
+                print(json.dumps({"version": v, "docs": row["docs"], "wall_s": row["wall_s"], "removed": row["removed"],
+                                  "task_peak_mb": row["task_peak_mb"], "stage 1": ph.get("stage 1"),
+                                  "stage 2": ph.get("stage 2"), "segment 1": ph.get("segment 1/2"),
+                                  "segment 2": ph.get("segment 2/2")}), flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    return rows
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--measure":
         src, out, workers, executor, parts, address = sys.argv[2:8]
@@ -289,6 +315,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3, help="alternating local / Ray pairs of --compare-executors")
     ap.add_argument("--phases", type=int, default=0, metavar="N",
                     help="only print the CPU microseconds per document of each phase, on N documents, 1 worker")
+    ap.add_argument("--ab", nargs=2, metavar="SRC", default=None,
+                    help="compare two checkouts' src/ directories (PYTHONPATH) on the same --docs inputs, alternating")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of --ab")
     ap.add_argument("--tmp", default=tempfile.gettempdir())
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dedup-scale-", dir=args.tmp))
@@ -298,6 +327,13 @@ def main() -> None:
         if args.phases:
             generate(root / "docs.jsonl", args.phases)
             print(json.dumps(phases(root / "docs.jsonl", root / "out"), indent=1))
+            return
+        if args.ab:
+            for n in args.docs:
+                src = root / f"docs-{n}.jsonl"
+                generate(src, n)
+                rows += compare_versions(src, root / "out", args.workers, args.ab, args.rounds)
+                src.unlink()
             return
         for n in args.docs:
             src = root / f"docs-{n}.jsonl"
