@@ -115,8 +115,9 @@ def test_time_limit_sizes_the_schedule_and_stops(tmp_path):
     res = tr.fit()
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     budget = [r for r in rows if r.get("event") == "time_budget"]
-    # A first estimate after the warm-up steps, then re-plans at 25% and 60% of the budget.
-    assert len(budget) == 3 and all("re-planned" in b["detail"] for b in budget[1:]) and res.step < 100000
+    # A first estimate after the warm-up steps, then re-plans at 25% and 60% of the budget (and one more
+    # if steps got much faster than planned, see the test below).
+    assert len(budget) >= 3 and all("re-planned" in b["detail"] for b in budget[1:]) and res.step < 100000
     assert budget[0]["step"] <= budget[1]["step"] <= budget[2]["step"]
     assert res.step == budget[-1]["total_steps"] or res.stopped == "time_limit"
     assert tr.train_time < 4.0 + 2.0
@@ -124,9 +125,9 @@ def test_time_limit_sizes_the_schedule_and_stops(tmp_path):
 
 
 def test_time_budget_replans_when_steps_get_faster(tmp_path):
-    """Steps ~3x faster after the first plan: a re-plan comes at 60% of the planned steps, not only at
-    60% of the time (which a schedule sized for slow steps ends before), and measures the rate since
-    the re-plan before, so the run fills its budget instead of ending at half of it."""
+    """Steps ~3x faster after the first plan: reaching 90% of the planned steps before the 60% time point
+    re-plans (a schedule sized for slow steps would end before that point), so the run fills its budget
+    instead of ending at about half of it."""
     cfg = toy_cfg("train.max_steps=100000", "train.time_limit_s=4.0", "train.warmup_steps=4",
                   "train.log_interval=1", 'train.callbacks=["cbkit:SlowStart"]',
                   'train.callback_args={"cbkit:SlowStart" = {until = 30, delay_s = 0.02}}')
@@ -134,7 +135,7 @@ def test_time_budget_replans_when_steps_get_faster(tmp_path):
     res = tr.fit()
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     budget = [r for r in rows if r.get("event") == "time_budget"]
-    assert len(budget) == 3 and budget[0]["total_steps"] < budget[-1]["total_steps"]
+    assert len(budget) >= 3 and budget[0]["total_steps"] < budget[-1]["total_steps"]
     assert tr.step == tr.plan.total or res.stopped == "time_limit"
     assert 0.8 * 4.0 <= tr.train_time <= 4.0 + 1.0, tr.train_time  # before the fix: about half of it
 

@@ -3,10 +3,10 @@
 The step time is measured over a few steps after the start, and the number of steps that fit in what is
 left fixes the schedule length (so the LR decays within the budget). A few warm-up steps misjudge the
 step time by ~15%; a quarter of the budget does not, and 60% catches later drift, so the plan is redone
-at those points, each stretching or shrinking what is left of the schedule. A point is reached at that
-fraction of the budget's time or of the planned steps, whichever comes first: when steps get faster
-after a plan, its schedule ends before the time point would come. Each re-plan measures the step time
-since the plan before it, so the later one follows the drift rather than averaging it away.
+at those points, each stretching or shrinking what is left of the schedule, from the mean step time
+since the first plan (a slow start, such as compilation, keeps the estimate on the safe side: a schedule
+cut by the time limit never finishes its decay). When steps get much faster than planned, the schedule
+would end before the next point: reaching 90% of its steps before that point re-plans too.
 
 Under torchrun every rank plans and stops on rank 0's clock: ranks start their clocks at slightly
 different moments, and a rank that planned one step fewer than the others would leave them waiting in
@@ -46,6 +46,7 @@ class TimeBudget(Callback):
         self.measuring = True
         self.replan: list[float] | None = None  # [step, train time] the first estimate was made at
         self.replan_at = [0.25, 0.6]
+        self.last_replan = 0
 
     def on_train_start(self, trainer) -> None:
         if self.measure_from is None:  # a fresh run (a resumed one restored these)
@@ -77,18 +78,22 @@ class TimeBudget(Callback):
             self.replan = [float(self.measure_from), self.measure_t0]
             trainer.event("time_budget", f"{per_step * 1000:.1f} ms/step measured over {self.measure_steps} steps: "
                           f"{total} steps fit in {self.limit:.0f}s", total_steps=total)
-        elif self.replan is not None and self.replan_at and step - self.replan[0] >= self.measure_steps and (
-                now >= self.replan_at[0] * self.limit or step >= self.replan_at[0] * trainer.plan.total):
-            self.replan_at.pop(0)
-            prev_step = self.replan[0]
+        elif self.replan is not None and self.replan_at and (
+                now >= self.replan_at[0] * self.limit or self._ending_early(trainer, step)):
+            if now >= self.replan_at[0] * self.limit:
+                self.replan_at.pop(0)
+            self.last_replan = step
             per_step = (now - self.replan[1]) / max(1, step - int(self.replan[0]))
-            self.replan = [float(step), now]
             total = self._fit(trainer, step, now, per_step, 0.99)
-            trainer.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step since step {int(prev_step)}: "
+            trainer.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step over {step} steps: "
                           f"{total} steps fit in {self.limit:.0f}s", total_steps=total)
         metrics["total_steps"] = trainer.plan.total
         if now >= self.limit and step < trainer.plan.total:
             self._stop(trainer)
+
+    def _ending_early(self, trainer, step: int) -> bool:
+        """90% of the planned steps done before the next re-plan point's time: steps got faster."""
+        return step >= 0.9 * trainer.plan.total and step - self.last_replan >= self.measure_steps
 
     def _fit(self, trainer, step: int, now: float, per_step: float, margin: float) -> int:
         left = self.limit - now
@@ -98,7 +103,7 @@ class TimeBudget(Callback):
 
     def state_dict(self) -> dict:
         return {"measure_from": self.measure_from, "measure_t0": self.measure_t0, "measuring": self.measuring,
-                "replan": self.replan, "replan_at": list(self.replan_at)}
+                "replan": self.replan, "replan_at": list(self.replan_at), "last_replan": self.last_replan}
 
     def load_state_dict(self, state: dict) -> None:
         self.measure_from = state.get("measure_from")
@@ -106,3 +111,4 @@ class TimeBudget(Callback):
         self.measuring = bool(state.get("measuring", True))
         self.replan = state.get("replan")
         self.replan_at = list(state.get("replan_at", [0.25, 0.6]))
+        self.last_replan = int(state.get("last_replan", 0))
