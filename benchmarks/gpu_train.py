@@ -6,6 +6,7 @@ and long-context rows (T = 8192, 32768) with the document mask, one GPU.
     python benchmarks/gpu_train.py --compile           # also torch.compile per block (train.compile_scope)
     python benchmarks/gpu_train.py --models llama-1b --micro-batch 8 --activation-checkpointing
     python benchmarks/gpu_train.py --dry-run           # tiny shapes on the CPU, same code path (CI runs it)
+    python benchmarks/gpu_train.py --time-limit 300 --json rows.json   # a short lease: rows saved as they come
 
 Each row builds a run config from a preset plus the row's overrides (train.fp8, train.compile,
 train.compile_scope, train.seq_len...), a Trainer on synthetic token shards (log-normal document
@@ -26,11 +27,13 @@ Its figures are not measurements.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -176,10 +179,32 @@ def describe(case: Case, dry_run: bool = False) -> str:
     return f"{case.label:14s} T={case.seq_len:<6d} mb={case.micro_batch:<3d} {prec:5s} {comp:15s}"
 
 
+def print_row(r: dict, dry_run: bool) -> None:
+    case = Case(**{k: r[k] for k in Case.__dataclass_fields__})
+    print(f"{describe(case, dry_run):56s} {r['params'] / 1e6:7.1f}M {r['tokens_per_s']:10,.0f} {r['mfu']:6.1%} "
+          f"{r['mem_gb']:7.2f} {r['first_step_s']:10.1f}", flush=True)
+
+
+def run_case(case: Case, steps: int, warmup: int, args, tmp: Path) -> tuple[dict | None, str | None]:
+    """(row, None) or (None, note): a row that fails is a note, so the rows measured before it survive
+    (a device lease is short: one bad kernel must not cost the whole table)."""
+    try:
+        return measure(case, steps, warmup, args.dry_run, tmp), None
+    except ConfigError as exc:  # e.g. train.fp8 on a GPU without FP8: the trainer's one-line refusal
+        return None, f"{describe(case, args.dry_run)} refused: {exc}"
+    except torch.cuda.OutOfMemoryError:
+        return None, (f"{describe(case, args.dry_run)} out of memory (try a smaller --micro-batch or "
+                      "--activation-checkpointing)")
+    except Exception as exc:  # noqa: BLE001 - reported with its traceback, then the next row runs
+        traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return None, f"{describe(case, args.dry_run)} failed: {type(exc).__name__}: {first}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="gpt2-124m only, few steps, no long-context rows")
-    ap.add_argument("--models", default="gpt2-124m,llama-1b", help="comma-separated presets")
+    ap.add_argument("--models", default="gpt2-124m,llama-1b", help="comma-separated presets, measured in this order")
     ap.add_argument("--micro-batch", type=int, default=16, help="sequences per micro-batch (halved for llama-1b)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
@@ -187,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-fp8", action="store_true", help="skip the FP8 rows")
     ap.add_argument("--no-long-context", action="store_true", help="skip the T = 8192 / 32768 rows")
     ap.add_argument("--activation-checkpointing", action="store_true")
+    ap.add_argument("--time-limit", type=float, default=0.0,
+                    help="start no row after this many seconds (0: no limit); the rows not run are listed")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU, a few steps (CI)")
-    ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--json", type=Path, help="also write the rows here (rewritten after every row)")
     args = ap.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         print("gpu_train.py needs a CUDA GPU (--dry-run runs the same code on the CPU with tiny shapes)",
@@ -202,28 +229,28 @@ def main(argv: list[str] | None = None) -> int:
         steps, warmup = (8, 3) if args.quick else (args.steps, args.warmup)
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     rows, notes = [], []
+    started = time.perf_counter()
+    print(f"{'row':56s} {'params':>8s} {'tok/s':>10s} {'MFU':>6s} {'mem GB':>7s} {'1st step s':>10s}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases(args):
-            try:
-                rows.append(measure(case, steps, warmup, args.dry_run, Path(tmp)))
-            except ConfigError as exc:  # e.g. train.fp8 on a GPU without FP8: the trainer's one-line refusal
-                notes.append(f"{describe(case, args.dry_run)} refused: {exc}")
-            except torch.cuda.OutOfMemoryError:
-                notes.append(f"{describe(case, args.dry_run)} out of memory (try a smaller --micro-batch or "
-                             "--activation-checkpointing)")
+            if args.time_limit and time.perf_counter() - started > args.time_limit:
+                row, note = None, f"{describe(case, args.dry_run)} not run: --time-limit {args.time_limit:g} s reached"
+            else:
+                row, note = run_case(case, steps, warmup, args, Path(tmp))
+            if row is not None:
+                rows.append(row)
+                print_row(row, args.dry_run)
+            else:
+                notes.append(note)
+            gc.collect()  # a failed row's trainer is garbage now: give its memory back before the next
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+            if args.json:
+                args.json.write_text(json.dumps({"rows": rows, "notes": notes}, indent=1))
     if rows:
         print(f"peak: {rows[0]['peak'] / 1e12:.1f} TFLOP/s ({rows[0]['peak_source']})")
-        print(f"{'row':56s} {'params':>8s} {'tok/s':>10s} {'MFU':>6s} {'mem GB':>7s} {'1st step s':>10s}")
-        for r in rows:
-            case = Case(**{k: r[k] for k in Case.__dataclass_fields__})
-            print(f"{describe(case, args.dry_run):56s} {r['params'] / 1e6:7.1f}M {r['tokens_per_s']:10,.0f} {r['mfu']:6.1%} "
-                  f"{r['mem_gb']:7.2f} {r['first_step_s']:10.1f}")
     for n in notes:
         print(n)
-    if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "notes": notes}, indent=1))
     print("\nreference points (tokens/s per GPU):")
     for k, v in REFERENCES.items():
         print(f"  {k:48s} {v:>8,d}")

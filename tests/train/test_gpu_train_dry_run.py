@@ -12,11 +12,16 @@ from pathlib import Path
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_train.py"
 
 
-def test_gpu_benchmark_dry_run(tmp_path, capsys):
+def load_bench():
     spec = importlib.util.spec_from_file_location("gpu_train_bench", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench  # dataclasses look their module up there
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_gpu_benchmark_dry_run(tmp_path, capsys):
+    bench = load_bench()
     out = tmp_path / "rows.json"
     assert bench.main(["--dry-run", "--json", str(out)]) == 0
     got = json.loads(out.read_text())
@@ -30,3 +35,29 @@ def test_gpu_benchmark_dry_run(tmp_path, capsys):
     assert len(notes) == 2 and all("refused: config field 'train.fp8'" in n and "on cpu" in n for n in notes)
     printed = capsys.readouterr().out
     assert "tok/s" in printed and "MFU" in printed and "dry run" in printed
+
+
+def test_a_failing_row_keeps_the_others_and_the_time_limit_lists_what_did_not_run(tmp_path, monkeypatch, capsys):
+    """On a short device lease one broken row (a kernel, a compile) must not lose the table."""
+    bench = load_bench()
+    real = bench.measure
+
+    def measure(case, *a, **kw):
+        if case.label == "gpt2-124m":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
+        return real(case, *a, **kw)
+
+    monkeypatch.setattr(bench, "measure", measure)
+    out = tmp_path / "rows.json"
+    assert bench.main(["--dry-run", "--no-fp8", "--no-long-context", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert [r["label"] for r in got["rows"]] == ["llama-1b"]
+    assert got["notes"] == [next(n for n in got["notes"] if n.startswith("gpt2-124m"))]
+    assert "failed: RuntimeError: CUDA error: an illegal memory access was encountered" in got["notes"][0]
+    assert "more lines" not in got["notes"][0]
+    capsys.readouterr()
+
+    assert bench.main(["--dry-run", "--no-fp8", "--time-limit", "1e-9", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["rows"] == [] and len(got["notes"]) == 4
+    assert all("not run: --time-limit 1e-09 s reached" in n for n in got["notes"])
