@@ -109,6 +109,7 @@ class Muon(torch.optim.Optimizer):
                                       ns=ns, beta2=beta2, cautious=cautious))
         self.fused, self.compile = fused, compile
         self._update = None  # the (compiled) batched update, made at the first step
+        self._scales: dict[tuple, torch.Tensor] = {}  # per set of matrix shapes: see _scale
 
     def _state(self, p: torch.Tensor, beta2: float) -> dict:
         state = self.state[p]
@@ -162,14 +163,25 @@ class Muon(torch.optim.Optimizer):
             [p.grad for p in ps], [s["momentum_buffer"] for s in states], ps)]
         second = torch.stack([wide(s["second_moment"], p) for s, p in zip(states, ps, strict=True)]) if beta2 > 0 else None
         dev = ps[0].device
-        scalars = [torch.tensor(float(group[k]), device=dev) for k in ("momentum", "lr", "weight_decay")]
-        scale = torch.tensor([max(1.0, p.size(0) / p.size(1)) ** 0.5 for p in ps], device=dev).view(-1, 1, 1)
+        # Device scalars made by a fill, not copied from the host: torch.tensor(x, device="cuda") is a
+        # blocking copy that waits for the queued backward (a host sync every step). Tensors rather than
+        # floats so the compiled update does not recompile when the LR changes.
+        scalars = [torch.full((), float(group[k]), device=dev) for k in ("momentum", "lr", "weight_decay")]
+        scale = self._scale(ps, dev)
         self._batched()(*stack, second, *scalars, scale, group["ns_steps"], group["ns"], beta2, group["cautious"])
         for i, (p, s) in enumerate(zip(ps, states, strict=True)):
             p.copy_(wide(stack[2][i], p))
             s["momentum_buffer"].copy_(wide(stack[1][i], p))
             if second is not None:
                 s["second_moment"].copy_(wide(second[i], p))
+
+    def _scale(self, ps: list[torch.Tensor], dev: torch.device) -> torch.Tensor:
+        """Per-matrix update scale sqrt(max(1, rows / cols)), [n, 1, 1]; made once per set of shapes."""
+        key = (dev, tuple(tuple(p.shape) for p in ps))
+        if key not in self._scales:
+            self._scales[key] = torch.tensor([max(1.0, p.size(0) / p.size(1)) ** 0.5 for p in ps],
+                                             device=dev).view(-1, 1, 1)
+        return self._scales[key]
 
     def _batched(self):
         if self._update is None:
