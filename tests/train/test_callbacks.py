@@ -59,3 +59,26 @@ def test_bad_callback_kwargs_name_the_callback(tmp_path):
     cfg = toy_cfg('train.callbacks=["cbkit:LossTally"]', 'train.callback_args={"cbkit:LossTally" = {nope = 1}}')
     with pytest.raises(ConfigError, match="callback_args.cbkit:LossTally"):
         make_trainer(cfg, tmp_path)
+
+
+def test_model_metrics_stay_on_the_device_until_a_logged_step_reads_them(tmp_path):
+    """MoE balance and MTP losses are device scalars in the step's metrics (reading them per micro-batch
+    would be a host sync each); the logged rows hold them as numbers."""
+    from pretrain.train import Callback
+
+    seen = {}
+
+    class Peek(Callback):
+        def on_step_end(self, trainer, step, metrics):
+            seen[step] = {k: type(metrics[k]).__name__ for k in ("moe/max_violation", "mtp/loss_1")}
+
+    cfg = toy_cfg("train.max_steps=4", "train.log_interval=2", "model.moe.n_experts=4", "model.moe.top_k=2",
+                  "model.mtp.depth=1")
+    make_trainer(cfg, tmp_path, callbacks=[Peek()]).fit()
+    assert seen[1] == {"moe/max_violation": "Tensor", "mtp/loss_1": "Tensor"}  # not read back: no sync
+    assert seen[2] == {"moe/max_violation": "float", "mtp/loss_1": "float"}  # read on the logged step
+    train = [r for r in _rows(tmp_path) if r["type"] == "train"]
+    assert [r["step"] for r in train] == [2, 4]
+    for r in train:
+        assert r["moe/max_violation"] >= 0 and r["moe/max_violation_worst"] >= r["moe/max_violation"]
+        assert 0 < r["mtp/loss_1"] < 10 and r["aux_loss"] >= 0

@@ -1,7 +1,10 @@
-"""On a CUDA GPU (skipped elsewhere: CI has none, a lent device runs them through
+"""What only a CUDA GPU can show (CI has none; a lent device runs these through
 benchmarks/device/gpu_checks.sh): steps between logged ones queue their work without waiting for the GPU,
-for causal and document-masked (FlexAttention) batches, with fused AdamW and with Muon; a bf16 run resumes
-from its checkpoint; document-masked attention at T = 32768 never allocates anything near a T x T mask."""
+for causal and document-masked (FlexAttention) batches, with fused AdamW, Muon and MTP; a bf16 run resumes
+from its checkpoint; document-masked attention at T = 32768 never allocates anything near a T x T mask.
+
+The first two also run on the CPU (without the sync check, which is CUDA's), so their code cannot rot
+where no GPU ever is."""
 
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ from conftest import tiny_cfg
 from pretrain.model import ModelConfig, Transformer
 from pretrain.train import train
 
-DEVICE = "cuda"
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+CUDA = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 
 class TwoDocLoader(ListLoader):
@@ -31,12 +34,15 @@ class TwoDocLoader(ListLoader):
         return b
 
 
-@pytest.mark.parametrize("optimizer, loader", [("adamw", ListLoader), ("adamw", TwoDocLoader),
-                                               ("muon", TwoDocLoader)])
-def test_steps_between_logged_ones_never_wait_for_the_gpu(tmp_path, optimizer, loader):
-    cfg = toy_cfg(f'train.device="{DEVICE}"', 'train.precision="bf16"', "train.log_interval=100",
+@pytest.mark.parametrize("optimizer, loader, extra", [
+    ("adamw", ListLoader, ()), ("adamw", TwoDocLoader, ()), ("muon", TwoDocLoader, ()),
+    ("adamw", TwoDocLoader, ("model.mtp.depth=1",)),  # MTP's per-depth losses stay device scalars
+])  # (MoE is left out: its dispatch reads the per-expert slice sizes back, one sync per layer)
+@pytest.mark.parametrize("device", DEVICES)
+def test_steps_between_logged_ones_never_wait_for_the_gpu(tmp_path, device, optimizer, loader, extra):
+    cfg = toy_cfg(f'train.device="{device}"', 'train.precision="bf16"', "train.log_interval=100",
                   'train.spike.policy="log"', f'train.optimizer="{optimizer}"', "train.max_steps=20",
-                  "model.dim=64", "model.max_seq_len=256", "train.seq_len=256")
+                  "model.dim=64", "model.max_seq_len=256", "train.seq_len=256", *extra)
     tr = make_trainer(cfg, tmp_path / "run", loader_cls=loader, fresh=True)
     if optimizer == "adamw":
         assert all(o.defaults.get("fused") for o in tr.opt.optimizers)
@@ -45,15 +51,18 @@ def test_steps_between_logged_ones_never_wait_for_the_gpu(tmp_path, optimizer, l
     for _ in range(2):  # warm-up: kernels, library handles and compiled graphs are made here, with syncs
         tr.train_step(stage)
         tr.step += 1
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")  # any op that waits for the device raises, naming itself
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")  # any op that waits for the device raises, naming itself
     try:
         for _ in range(3):
             metrics = tr.train_step(stage)
             tr.step += 1
     finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert torch.is_tensor(metrics["loss"]) and metrics["loss"].device.type == "cuda"
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.is_tensor(metrics["loss"]) and metrics["loss"].device.type == device
     assert math.isfinite(float(metrics["loss"])) and math.isfinite(float(metrics["grad_norm"]))
     tr.log.close()
 
@@ -63,8 +72,9 @@ def _losses(run) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if r["type"] == "train"}
 
 
-def test_a_bf16_run_on_cuda_resumes_where_it_stopped(tiny_data, tmp_path):
-    cfg = tiny_cfg(tiny_data, f'train.device="{DEVICE}"', 'train.precision="bf16"', "train.max_steps=6",
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_bf16_run_resumes_where_it_stopped(tiny_data, tmp_path, device):
+    cfg = tiny_cfg(tiny_data, f'train.device="{device}"', 'train.precision="bf16"', "train.max_steps=6",
                    "train.checkpoint_interval=2")
     run = tmp_path / "run"
     train(cfg, run, progress=False)
@@ -79,17 +89,19 @@ def test_a_bf16_run_on_cuda_resumes_where_it_stopped(tiny_data, tmp_path):
     assert ref[6] < ref[1]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_document_masked_attention_at_32k_allocates_far_less_than_a_t_by_t_mask():
     T = 32768
     torch.manual_seed(0)
     model = Transformer(ModelConfig(vocab_size=256, dim=64, n_layers=1, n_heads=2, n_kv_heads=1,
-                                    max_seq_len=T)).to(DEVICE)
-    ids = torch.randint(0, 256, (1, T), device=DEVICE)
-    docs = (torch.arange(T, device=DEVICE) // 3000)[None]  # 11 documents in the row
+                                    max_seq_len=T)).cuda()
+    ids = torch.randint(0, 256, (1, T), device="cuda")
+    docs = (torch.arange(T, device="cuda") // 3000)[None]  # 11 documents in the row
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+    with torch.autocast("cuda", dtype=torch.bfloat16):
         out = model(ids, targets=ids, doc_ids=docs)
     loss = out.ce_sum / out.n_tokens
     loss.backward()

@@ -83,6 +83,7 @@ class MoE(nn.Module):
         """Sort (token, expert) pairs by expert, run each expert on its contiguous slice, scatter back."""
         order = idx.flatten().argsort(stable=True)
         token = order // self.top_k
+        # The one host sync of a MoE layer: the slice sizes (a grouped GEMM would avoid it).
         chunks = flat[token].split(counts.tolist())
         out = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, chunks, strict=True)])
         out = out * gates.flatten()[order, None]
@@ -125,13 +126,14 @@ class MoE(nn.Module):
             return
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(load)  # every rank must apply the same update
-        if load.sum() == 0:
-            return
-        self.router_bias += self.cfg.bias_update_speed * torch.sign(load.mean() - load)
+        # No update without load (no training step since the last one); a mask, not an ``if``, which
+        # would read the sum back to the host every step.
+        self.router_bias += self.cfg.bias_update_speed * torch.sign(load.mean() - load) * (load.sum() > 0)
 
 
-def max_violation(counts: torch.Tensor) -> float:
-    """MaxVio (Wang et al. 2024): (max load - mean load) / mean load; 0 is perfect balance."""
+def max_violation(counts: torch.Tensor) -> torch.Tensor:
+    """MaxVio (Wang et al. 2024): (max load - mean load) / mean load; 0 is perfect balance. A device
+    scalar: the trainer reads it back on logged steps only."""
     counts = counts.float()
     mean = counts.mean()
-    return float((counts.max() - mean) / mean) if mean > 0 else 0.0
+    return torch.where(mean > 0, (counts.max() - mean) / mean.clamp(min=1e-20), torch.zeros_like(mean))

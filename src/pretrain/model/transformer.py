@@ -45,8 +45,9 @@ class ModelOutput:
     """Weighted MoE balance terms, mean over MoE layers (0 for dense models)."""
     mtp_loss: torch.Tensor | None = None
     """lambda * mean over MTP depths of each depth's mean CE (0 without MTP)."""
-    metrics: dict[str, float] = field(default_factory=dict)
-    """Floats for logging: moe/max_violation, mtp/loss_1, ..."""
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Device scalars for logging (moe/max_violation, mtp/loss_1, ...): reading them is the caller's
+    host sync, so the trainer reads them on logged steps only."""
     hidden: torch.Tensor | None = None
     """Last block's output before the final norm [B, T, dim] (MTP drafting input)."""
 
@@ -216,9 +217,9 @@ class Transformer(nn.Module):
             return out  # (no metrics: they would cost a device sync per decoding step)
         moe_layers = [layer.ffn for layer in self.layers if isinstance(layer.ffn, MoE)]
         if moe_layers:
-            vios = [max_violation(m.last_counts) for m in moe_layers]
-            out.metrics["moe/max_violation"] = sum(vios) / len(vios)
-            out.metrics["moe/max_violation_worst"] = max(vios)
+            vios = torch.stack([max_violation(m.last_counts) for m in moe_layers])
+            out.metrics["moe/max_violation"] = vios.mean()
+            out.metrics["moe/max_violation_worst"] = vios.max()
 
         if logits_to_keep > 0:
             raise ValueError("targets need logits at every position (logits_to_keep must be 0)")
@@ -229,7 +230,7 @@ class Transformer(nn.Module):
         out.mtp_loss = self._mtp_loss(hidden, input_ids, targets, doc_ids, rope, plan, out.metrics, lean)
         out.loss = out.ce_sum / out.n_tokens.clamp(min=1) + out.aux_loss + out.mtp_loss
         if moe_layers:
-            out.metrics["aux_loss"] = float(out.aux_loss.detach())
+            out.metrics["aux_loss"] = out.aux_loss.detach()
         return out
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -303,7 +304,7 @@ class Transformer(nn.Module):
             logits_k = None if lean else self.head(module.norm(h))
             ce = self._ce_sum(h, module.norm, targets_k, logits_k)
             loss_k = ce / (targets_k != -100).sum().clamp(min=1)
-            metrics[f"mtp/loss_{k}"] = float(loss_k.detach())
+            metrics[f"mtp/loss_{k}"] = loss_k.detach()
             losses.append(loss_k)
         return self.mtp_weight * torch.stack(losses).mean()
 
