@@ -185,6 +185,22 @@ def print_row(r: dict, dry_run: bool) -> None:
           f"{r['mem_gb']:7.2f} {r['first_step_s']:10.1f}", flush=True)
 
 
+GOAL_MFU = 0.45
+
+
+def goal_line(rows: list[dict], dry_run: bool) -> str:
+    """Issue 15's goal, read off the rows: the best bf16 MFU of the 1B model at its own context."""
+    one_b = [r for r in rows if r["label"] == "llama-1b" and not r["fp8"]]
+    if dry_run:
+        return "goal (1B bf16 MFU >= 45%): not judged on a dry run"
+    if not one_b:
+        return "goal (1B bf16 MFU >= 45%): no 1B bf16 row was measured"
+    best = max(one_b, key=lambda r: r["mfu"])
+    verdict = "met" if best["mfu"] >= GOAL_MFU else "not met"
+    return (f"goal (1B bf16 MFU >= 45%): {verdict}, best {best['mfu']:.1%} "
+            f"({best['compile_scope'] or 'eager'}, {best['tokens_per_s']:,.0f} tok/s)")
+
+
 def run_case(case: Case, steps: int, warmup: int, args, tmp: Path) -> tuple[dict | None, str | None]:
     """(row, None) or (None, note): a row that fails is a note, so the rows measured before it survive
     (a device lease is short: one bad kernel must not cost the whole table)."""
@@ -249,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.json.write_text(json.dumps({"rows": rows, "notes": notes}, indent=1))
     if rows:
         print(f"peak: {rows[0]['peak'] / 1e12:.1f} TFLOP/s ({rows[0]['peak_source']})")
+        print(goal_line(rows, args.dry_run))
     for n in notes:
         print(n)
     print("\nreference points (tokens/s per GPU):")

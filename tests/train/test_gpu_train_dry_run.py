@@ -35,6 +35,12 @@ def test_gpu_benchmark_dry_run(tmp_path, capsys):
     assert len(notes) == 2 and all("refused: config field 'train.fp8'" in n and "on cpu" in n for n in notes)
     printed = capsys.readouterr().out
     assert "tok/s" in printed and "MFU" in printed and "dry run" in printed
+    assert "goal (1B bf16 MFU >= 45%): not judged on a dry run" in printed
+    # On a GPU the same rows are judged: the best 1B bf16 row against 45%.
+    one_b = dict(rows[1], mfu=0.47, compile_scope="blocks", tokens_per_s=51234.0)
+    assert bench.goal_line([rows[0], one_b, dict(one_b, fp8=True, mfu=0.6)], False) == \
+        "goal (1B bf16 MFU >= 45%): met, best 47.0% (blocks, 51,234 tok/s)"
+    assert bench.goal_line([rows[0]], False).endswith("no 1B bf16 row was measured")
 
 
 def test_a_failing_row_keeps_the_others_and_the_time_limit_lists_what_did_not_run(tmp_path, monkeypatch, capsys):
