@@ -6,7 +6,7 @@
 # What comes back under $OUT (8 files at most): env.txt, gpu_tests.log, gpu_tests.xml,
 # train_1b.{log,json}, train_124m.{log,json}. The JSON files are rewritten after every measured row, so
 # a part stopped at its limit still returns the rows it finished. Limits (seconds) can be set:
-#   TEST_S (pytest -m gpu, default 180), B1_ROWS_S / B1_S (1B rows: start no row after / hard stop),
+#   TEST_S (pytest -m gpu, default 220: a dozen Triton compiles), B1_ROWS_S / B1_S (1B rows: start no row after / hard stop),
 #   B2_ROWS_S / B2_S (124M and long-context rows), PARTS ("tests 1b 124m" by default).
 # Without a GPU (CPU=1) it runs the same steps with the benchmark's --dry-run: a rehearsal of the kit.
 set -uo pipefail
@@ -45,20 +45,20 @@ if [[ " $PARTS " == *" tests "* ]]; then
   # The files holding gpu-marked tests (the foundation test only names the marker in a string).
   mapfile -t FILES < <(grep -rl --include='test_*.py' -e 'pytest.mark.gpu' tests | grep -v '^tests/foundation/' | sort)
   echo "== pytest -m gpu: ${FILES[*]}"
-  timeout "${TEST_S:-180}" "$PY" -m pytest -q -m gpu -p no:cacheprovider -rA --durations=10 \
+  timeout "${TEST_S:-220}" "$PY" -m pytest -q -m gpu -p no:cacheprovider -rA --durations=10 \
     --junitxml="$OUT/gpu_tests.xml" "${FILES[@]}" 2>&1 | tee "$OUT/gpu_tests.log"
   rc=$(( rc | PIPESTATUS[0] ))
 fi
 if [[ " $PARTS " == *" 1b "* ]]; then
   echo "== 1B rows: bf16 eager, bf16 compiled per block, FP8 compiled"
-  timeout "${B1_S:-200}" "$PY" benchmarks/gpu_train.py "${DRY[@]}" --models llama-1b --compile --no-long-context \
-    --steps 15 --warmup 4 --time-limit "${B1_ROWS_S:-120}" --json "$OUT/train_1b.json" 2>&1 | tee "$OUT/train_1b.log"
+  timeout "${B1_S:-180}" "$PY" benchmarks/gpu_train.py "${DRY[@]}" --models llama-1b --compile --no-long-context \
+    --steps 15 --warmup 4 --time-limit "${B1_ROWS_S:-100}" --json "$OUT/train_1b.json" 2>&1 | tee "$OUT/train_1b.log"
   rc=$(( rc | PIPESTATUS[0] ))
 fi
 if [[ " $PARTS " == *" 124m "* ]]; then
   echo "== 124M rows and long context (T = 8192, 32768, document-masked)"
-  timeout "${B2_S:-170}" "$PY" benchmarks/gpu_train.py "${DRY[@]}" --models gpt2-124m \
-    --steps 15 --warmup 4 --time-limit "${B2_ROWS_S:-100}" --json "$OUT/train_124m.json" 2>&1 | tee "$OUT/train_124m.log"
+  timeout "${B2_S:-150}" "$PY" benchmarks/gpu_train.py "${DRY[@]}" --models gpt2-124m \
+    --steps 15 --warmup 4 --time-limit "${B2_ROWS_S:-80}" --json "$OUT/train_124m.json" 2>&1 | tee "$OUT/train_124m.log"
   rc=$(( rc | PIPESTATUS[0] ))
 fi
 echo "gpu_checks: done, status $rc"
