@@ -7,7 +7,8 @@
 # train_1b.{log,json}, train_124m.{log,json}. The JSON files are rewritten after every measured row, so
 # a part stopped at its limit still returns the rows it finished. Limits (seconds) can be set:
 #   TEST_S (pytest -m gpu, default 220: a dozen Triton compiles), B1_ROWS_S / B1_S (1B rows: start no row after / hard stop),
-#   B2_ROWS_S / B2_S (124M and long-context rows), PARTS ("tests 1b 124m" by default).
+#   B2_ROWS_S / B2_S (124M and long-context rows), PARTS ("tests 1b 124m" by default); WHEELS (.whl)
+#   and SITE (/tmp/site): where the wheels are and where they are installed.
 # Without a GPU (CPU=1) it runs the same steps with the benchmark's --dry-run: a rehearsal of the kit.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,11 +16,13 @@ OUT=${OUT:-/tmp/gpu-checks}
 mkdir -p "$OUT"
 PY=${PY:-python3}
 PARTS=${PARTS:-tests 1b 124m}
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "gpu_checks: installing .whl/ failed" >&2; exit 1; }
+WHEELS=${WHEELS:-.whl}  # made by wheels.sh; none: the Python at $PY has what is needed
+SITE=${SITE:-/tmp/site}
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
+    || { echo "gpu_checks: installing $WHEELS/ failed" >&2; exit 1; }
 fi
-export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 DRY=()
 [ "${CPU:-0}" = 1 ] && DRY=(--dry-run)
 
