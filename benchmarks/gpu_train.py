@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU, a few steps (CI)")
     ap.add_argument("--json", type=Path, help="also write the rows here (rewritten after every row)")
     args = ap.parse_args(argv)
+    if args.time_limit < 0 or args.steps < 1 or args.warmup < 1:
+        ap.error("--time-limit must be >= 0, --steps and --warmup >= 1")
     if not args.dry_run and not torch.cuda.is_available():
         print("gpu_train.py needs a CUDA GPU (--dry-run runs the same code on the CPU with tiny shapes)",
               file=sys.stderr)

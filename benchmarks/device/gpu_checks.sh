@@ -16,6 +16,9 @@ OUT=${OUT:-/tmp/gpu-checks}
 mkdir -p "$OUT"
 PY=${PY:-python3}
 PARTS=${PARTS:-tests 1b 124m}
+for part in $PARTS; do
+  case "$part" in tests|1b|124m) ;; *) echo "gpu_checks: PARTS: unknown part '$part' (known: tests 1b 124m)" >&2; exit 2 ;; esac
+done
 WHEELS=${WHEELS:-.whl}  # made by wheels.sh; none: the Python at $PY has what is needed
 SITE=${SITE:-/tmp/site}
 if compgen -G "$WHEELS/*.whl" >/dev/null; then

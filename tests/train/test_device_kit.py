@@ -38,3 +38,12 @@ def test_the_gpu_checks_script_runs_every_part_on_the_cpu(tmp_path):
     rows = json.loads((out / "train_124m.json").read_text())["rows"]
     assert [r["label"] for r in rows] == ["gpt2-124m", "124M T=8192", "124M T=32768"]
     assert not (out / "train_1b.json").exists()  # not among PARTS
+
+
+def test_an_unknown_part_is_one_line_before_anything_runs(tmp_path):
+    env = dict(os.environ, CPU="1", PY=sys.executable, OUT=str(tmp_path / "out"), PARTS="tests 2b")
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks/device/gpu_checks.sh")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "gpu_checks: PARTS: unknown part '2b' (known: tests 1b 124m)"
+    assert not (tmp_path / "out" / "env.txt").exists()

@@ -9,6 +9,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_train.py"
 
 
@@ -67,3 +69,10 @@ def test_a_failing_row_keeps_the_others_and_the_time_limit_lists_what_did_not_ru
     got = json.loads(out.read_text())
     assert got["rows"] == [] and len(got["notes"]) == 4
     assert all("not run: --time-limit 1e-09 s reached" in n for n in got["notes"])
+
+
+def test_bad_limits_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_bench().main(["--dry-run", "--time-limit", "-5"])
+    assert exc.value.code == 2
+    assert "--time-limit must be >= 0" in capsys.readouterr().err
