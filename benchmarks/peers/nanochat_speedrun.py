@@ -129,14 +129,36 @@ def train_cmd(args, seconds: float, seed: int, tag: str) -> list[str]:
             "--core-metric-every=-1", "--sample-every=-1", *NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)]
 
 
-def warm_compile_cache(args, base_dir: Path, out: Path) -> float | None:
+def warm_compile_cache(args, base_dir: Path, out: Path, tag: str = "warmup") -> float | None:
     """One step of the recipe outside the budget, so torch.compile's inductor cache is warm for every seed
     (as for a user's second run); None when the recipe runs eager."""
     flags = [*NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)]
     if [f for f in flags if f.startswith("--compile")][-1:] == ["--compile=0"]:
         return None
-    return run_logged(train_cmd(args, 1.0, 0, "warmup"), args.nanochat, nanochat_env(base_dir),
-                      out / "nanochat-warmup.log")
+    return run_logged(train_cmd(args, 1.0, 0, tag), args.nanochat, nanochat_env(base_dir),
+                      out / f"nanochat-{tag}.log")
+
+
+def prepare_nanochat(args, base_dir: Path, out: Path, train_text: str, val_text: str) -> dict:
+    """Check and patch the checkout, write its data, train its tokenizer; returns what was done."""
+    if not args.nanochat_python.is_file():
+        raise SystemExit(f"--nanochat-python {args.nanochat_python}: no such file")
+    check_checkout(args.nanochat)
+    patched = apply_patch(args.nanochat)
+    if base_dir.exists():
+        import shutil
+
+        shutil.rmtree(base_dir)
+    info = write_nanochat_data(base_dir, train_text, val_text, args.chunk_chars)
+    tok_s = run_logged([str(args.nanochat_python), "-m", "scripts.tok_train", f"--vocab-size={NANOCHAT_VOCAB}"],
+                       args.nanochat, nanochat_env(base_dir), out / "nanochat-tokenizer.log")
+    return {"nanochat": str(args.nanochat), "commit": NANOCHAT_COMMIT, "patch": patched,
+            "tokenizer_s": round(tok_s, 1), **info}
+
+
+def load_average() -> float:
+    """The 1-minute load average now (recorded at the start of every run: a margin must hold on a quiet machine)."""
+    return round(os.getloadavg()[0], 2)
 
 
 def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path) -> dict:
@@ -154,6 +176,15 @@ def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path) -> di
     record.update(side="nanochat", seed=seed, minutes=args.minutes, train_process_s=round(wall, 1),
                   args=[*NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)])
     return record
+
+
+def best_flags(sweep_json: Path) -> str:
+    """The flags of the best configuration (lowest mean bits per character) a sweep recorded."""
+    try:
+        best = json.loads(Path(sweep_json).read_text())["best"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--best-from {sweep_json}: not a sweep result of nanochat_sweep.py ({exc})") from None
+    return str(best["flags"])
 
 
 def run_pretrain(args, seed: int, out: Path) -> dict:
@@ -180,8 +211,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--chunk-chars", type=int, default=512, help="training text chunk size for nanochat")
     ap.add_argument("--nanochat-args", default="", help="extra scripts.base_train flags, e.g. '--depth=3'")
     ap.add_argument("--only", choices=["both", "pretrain", "nanochat"], default="both")
+    ap.add_argument("--best-from", type=Path, default=None,
+                    help="sweep.json of benchmarks/peers/nanochat_sweep.py: nanochat runs the sweep's best configuration")
     ap.add_argument("overrides", nargs="*", help="pretrain config overrides (as for cpu_speedrun.py)")
     args = ap.parse_args(argv)
+    if args.best_from is not None:
+        args.nanochat_args = " ".join([best_flags(args.best_from), args.nanochat_args]).strip()
     sys.path.insert(0, str(ROOT / "src"))
     from pretrain.speedrun import shakespeare_text, split_text, text_sha256
 
@@ -196,28 +231,20 @@ def main(argv: list[str] | None = None) -> dict:
     records: list[dict] = []
     base_dir = out / "nanochat-base"
     if args.only != "pretrain":
-        if not args.nanochat_python.is_file():
-            raise SystemExit(f"--nanochat-python {args.nanochat_python}: no such file")
-        check_checkout(args.nanochat)
-        patched = apply_patch(args.nanochat)
-        if base_dir.exists():
-            import shutil
-
-            shutil.rmtree(base_dir)
-        info = write_nanochat_data(base_dir, train_text, val_text, args.chunk_chars)
-        tok_s = run_logged([str(args.nanochat_python), "-m", "scripts.tok_train", f"--vocab-size={NANOCHAT_VOCAB}"],
-                           args.nanochat, nanochat_env(base_dir), out / "nanochat-tokenizer.log")
+        info = prepare_nanochat(args, base_dir, out, train_text, val_text)
         warm_s = warm_compile_cache(args, base_dir, out)
-        print(json.dumps({"nanochat": str(args.nanochat), "commit": NANOCHAT_COMMIT, "patch": patched,
-                          "tokenizer_s": round(tok_s, 1), "compile_warmup_s": warm_s and round(warm_s, 1), **info}),
-              flush=True)
+        print(json.dumps({**info, "compile_warmup_s": warm_s and round(warm_s, 1)}), flush=True)
     for seed in seeds:
         if args.only != "nanochat":
+            load = load_average()
             ours = run_pretrain(args, seed, out)
+            ours["load_average_at_start"] = load
             print(json.dumps(ours), flush=True)
             records.append({"side": "pretrain", **ours})
         if args.only != "pretrain":
+            load = load_average()
             theirs = run_nanochat(args, base_dir, seed, val_sha, out)
+            theirs["load_average_at_start"] = load
             print(json.dumps(theirs), flush=True)
             records.append(theirs)
     for r in records:

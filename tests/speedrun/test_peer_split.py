@@ -111,3 +111,22 @@ def test_patch_touches_only_the_training_script():
     files = {line.split()[-1] for line in patch.splitlines() if line.startswith("+++ ")}
     assert files == {"b/scripts/base_train.py"}
     assert "--time-budget" in patch and "--seed" in patch
+
+
+def test_the_sweep_grid_and_its_best_configuration(tmp_path):
+    """The nanochat sweep tries every shape x depth x learning rate, and the comparison picks the lowest
+    mean bits per character over seeds (not one lucky seed)."""
+    sweep = load("nanochat_sweep")
+    configs = sweep.grid(["128x32", "256x16"], [2, 3], [0.5, 1.0, 2.0])
+    assert len(configs) == 12 and len({c["flags"] for c in configs}) == 12
+    assert "--max-seq-len=256 --device-batch-size=16 --depth=3 --matrix-lr=0.04" in {c["flags"] for c in configs}
+    runs = [{"label": "a", "flags": "--depth=2", "val_bits_per_char": 2.00},
+            {"label": "a", "flags": "--depth=2", "val_bits_per_char": 2.20},
+            {"label": "b", "flags": "--depth=3", "val_bits_per_char": 2.05},
+            {"label": "b", "flags": "--depth=3", "val_bits_per_char": 2.06}]
+    best = sweep.best_of(runs)
+    assert (best["label"], best["mean_bits_per_char"]) == ("b", 2.055)
+    (tmp_path / "sweep.json").write_text(__import__("json").dumps({"best": best}))
+    assert load("nanochat_speedrun").best_flags(tmp_path / "sweep.json") == "--depth=3"
+    with pytest.raises(SystemExit, match="256y16"):
+        sweep.grid(["256y16"], [2], [1.0])
