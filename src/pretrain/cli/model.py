@@ -65,12 +65,23 @@ def export_hf(
     dtype: str = typer.Option("float32", help="Weight dtype: float32, bfloat16 or float16."),
     tokenizer: Path = typer.Option(None, help="tokenizer.json to include (default: the checkpoint's copy)."),
 ) -> None:
-    """Write config.json + model.safetensors + tokenizer files loadable by transformers' AutoModelForCausalLM."""
+    """Write config.json + model.safetensors + tokenizer files loadable by transformers' AutoModelForCausalLM.
+
+    The closest stock architecture that expresses every feature of the model; otherwise the model's own
+    modeling code beside the weights (load with trust_remote_code=True; see docs/model.md)."""
+    import json
+
     from pretrain.model.hf import export_hf as run_export
 
     path = run_export(checkpoint, out, tokenizer=tokenizer, dtype=dtype)
-    arch = __import__("json").loads((path / "config.json").read_text())["architectures"][0]
-    print(f"exported {arch} to {path}")
+    config = json.loads((path / "config.json").read_text())
+    arch = config["architectures"][0]
+    if "auto_map" in config:
+        print(f"exported {arch} with its own modeling code to {path} (no stock transformers architecture has "
+              "every feature of this model); load it with AutoModelForCausalLM.from_pretrained(DIR, "
+              "trust_remote_code=True)")
+    else:
+        print(f"exported {arch} to {path}")
 
 
 @import_app.command("hf")
