@@ -24,12 +24,11 @@ class Req:
 
 
 @pytest.mark.slow
-def test_lm_eval_hf_model_scores_the_export_as_pretrain_eval(tmp_path, tokenizer_file, monkeypatch):
+def test_lm_eval_hf_model_scores_the_export_as_pretrain_eval(tmp_path, tokenizer_file):
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM  # the import registers "hf", as lm-eval's CLI does
     from lm_eval.tasks import TaskManager
 
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
     tok = load_tokenizer(tokenizer_file)
     fields = PRESETS["quickstart"]["model"] | {"dim": 32, "max_seq_len": 64, "vocab_size": tok.vocab_size}
     torch.manual_seed(0)

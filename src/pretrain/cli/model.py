@@ -91,7 +91,8 @@ def import_hf(
 ) -> None:
     """Import a Hugging Face checkpoint to continue pre-training from it.
 
-    Llama, Mistral, Qwen2/2.5, Qwen3, OLMo 2, Gemma 3, SmolLM3, Phi-3, Qwen3-MoE, Mixtral, GLM-4.5 MoE.
+    Llama, Mistral, Qwen2/2.5, Qwen3, OLMo 2, Gemma 3, SmolLM3, Phi-3, Qwen3-MoE, Mixtral, GLM-4.5 MoE, and
+    folders `pretrain export hf` wrote with their own modeling code (bit-exact weights).
     Writes the weights, the model's own tokenizer files and OUT/continue.toml, a run config for
     `pretrain train OUT/continue.toml data.tokens=...` (see docs/model.md).
     """
