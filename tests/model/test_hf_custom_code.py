@@ -24,6 +24,7 @@ from pretrain.model.io import save_model
 from pretrain.presets import PRESETS
 
 LOADER = Path(__file__).parent / "hf_remote_load.py"
+PAD = 3  # left padding of the second prompt in batched generation
 SMALL = {"vocab_size": 96, "max_seq_len": 64, "multiple_of": 16}
 # Each preset's own model fields at a tiny width (head counts kept where they shape the model).
 PRESET_SHAPES = {
@@ -92,9 +93,10 @@ def loaded(tmp_path_factory):
         with torch.no_grad():
             full = model(x)
             ours[name] = {"model": model, "dir": out, "logits": full.logits, "last_hidden": model.norm(full.hidden),
-                          "generated": generate(model, x, 32, greedy=True)}
+                          "generated": generate(model, x, 32, greedy=True),
+                          "short": generate(model, x[1:, PAD:], 32, greedy=True)[0, 10 - PAD:]}
         remote = json.loads((out / "config.json").read_text())["model_type"] == "pretrain"
-        jobs[name] = {"dir": str(out), "remote": remote, "x": x}
+        jobs[name] = {"dir": str(out), "remote": remote, "x": x, "pad": PAD}
     torch.save(jobs, root / "cases.pt")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env |= {"HF_MODULES_CACHE": str(root / "modules"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -116,6 +118,16 @@ def test_transformers_matches_our_logits_and_greedy_generation(loaded, name):
     cfg = ours["model"].cfg
     assert len(theirs["hidden"]) == cfg.n_layers + 1  # embeddings, then each layer
     torch.testing.assert_close(theirs["hidden"][-1], ours["last_hidden"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n, (fields, _) in CASES.items()
+                                  if getattr(fields.get("rope_scaling"), "type", "") != "dynamic"])
+def test_left_padded_batch_generates_what_each_prompt_does_alone(loaded, name):
+    """The attention mask keeps padding out of attention and the smear gate; positions start at each
+    prompt's first token (dynamic NTK is left out: its frequencies follow the batch's longest row)."""
+    ours, theirs = loaded[0][name], loaded[1][name]
+    assert torch.equal(theirs["padded"][0], ours["generated"][0, 10:])
+    assert torch.equal(theirs["padded"][1], ours["short"])
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -198,9 +198,13 @@ class SmearGate(nn.Module):
         self.weight = nn.Parameter(torch.zeros(min(SMEAR_CHANNELS, dim)))
         self.lam = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x, prev=None):
+    def forward(self, x, prev=None, prev_real=None):
+        """prev [B, 1, D]: the embedding before x[:, 0] (decoding); prev_real [B, T]: 0 where the previous
+        position is padding, which then mixes in nothing (as at the start of a sequence)."""
         first = prev if prev is not None else torch.zeros_like(x[:, :1])
         shifted = torch.cat([first, x[:, :-1]], dim=1)
+        if prev_real is not None:
+            shifted = shifted * prev_real[..., None].to(x.dtype)
         gate = self.lam * torch.sigmoid(x[..., : self.weight.numel()] @ self.weight)[..., None]
         return x + gate.to(x.dtype) * shifted
 
@@ -381,12 +385,16 @@ class PretrainModel(PretrainPreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         B, T = x.shape[:2]
+        padding = attention_mask if attention_mask is not None and not bool(attention_mask.all()) else None
         if self.smear is not None:
-            x = self.smear(x, self._smear_previous(input_ids, cache, past))
+            prev_real = None
+            if padding is not None:  # the padding mask of positions past - 1 .. past + T - 2
+                before = padding[:, past - 1 : past] if past else torch.zeros_like(padding[:, :1])
+                prev_real = torch.cat([before, padding[:, past : past + T - 1]], dim=1)
+            x = self.smear(x, self._smear_previous(input_ids, cache, past), prev_real)
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=x.device)[None]
         rope = self._rope(position_ids)
-        padding = attention_mask if attention_mask is not None and not bool(attention_mask.all()) else None
         mask = attention_masks({layer.attn.window for layer in self.layers}, past, T, padding, x.device)
         x0, hidden = x, []
         for i, layer in enumerate(self.layers):
