@@ -159,6 +159,30 @@ def test_import_reads_the_folder_back_bit_exact(loaded, name, tmp_path):
                                                                           .read_text())
 
 
+@pytest.mark.parametrize("name", ["quickstart", "moe-softmax-shared"])
+def test_saved_by_transformers_imports_back_bit_exact(loaded, name, tmp_path):
+    """A folder transformers re-saves (after fine-tuning there, say) still imports: same tensors."""
+    import transformers
+
+    model = loaded[0][name]["model"]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(loaded[0][name]["dir"], trust_remote_code=True,
+                                                           dtype=torch.float32)
+    hf.save_pretrained(tmp_path / "resaved")
+    back = import_hf(tmp_path / "resaved")
+    for key, tensor in model.state_dict().items():
+        if not key.startswith("mtp."):
+            assert torch.equal(back.state_dict()[key], tensor), key
+
+
+def test_bf16_export_keeps_the_routing_bias_in_fp32(tmp_path):
+    model = _model(FEATURES["moe-softmax-shared"])
+    back = import_hf(export_hf(model, tmp_path / "bf16", dtype="bfloat16"))
+    for key, tensor in model.state_dict().items():
+        if not key.startswith("mtp."):
+            want = tensor if key.endswith("router_bias") else tensor.to(torch.bfloat16).float()
+            assert torch.equal(back.state_dict()[key], want), key
+
+
 def test_written_code_imports_only_torch_and_transformers():
     from pretrain.model.hf.custom import CODE_FILES, REMOTE
 
