@@ -365,13 +365,18 @@ class PretrainModel(PretrainPreTrainedModel):
             tables["local"] = rope_tables(positions, c.head_dim, c.rope_theta_local, None)
         return tables
 
-    def _smear_previous(self, input_ids, cache, past):
-        """The embedding of the token just before this input (decoding); the cache keeps the ids it saw."""
+    def _smear(self, x, input_ids, cache, past, padding):
+        """The smear gate's inputs besides x: the embedding of the token before this input (decoding; the
+        cache keeps the ids it has seen) and which previous positions are real tokens, not padding."""
         seen = getattr(cache, "pretrain_token_ids", None) if cache is not None else None
         prev = self.embed(seen[:, past - 1 : past]) if seen is not None and past else None
         if cache is not None:
             cache.pretrain_token_ids = input_ids if seen is None else torch.cat([seen[:, :past], input_ids], dim=1)
-        return prev
+        prev_real = None
+        if padding is not None:  # the attention mask at positions past - 1 .. past + T - 2
+            before = padding[:, past - 1 : past] if past else torch.zeros_like(padding[:, :1])
+            prev_real = torch.cat([before, padding[:, past : past + x.shape[1] - 1]], dim=1)
+        return self.smear(x, prev, prev_real)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None, inputs_embeds=None,
                 use_cache=None, output_hidden_states=None, **kwargs):
@@ -384,14 +389,10 @@ class PretrainModel(PretrainPreTrainedModel):
             cache = DynamicCache()
         past = cache.get_seq_length() if cache is not None else 0
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
-        B, T = x.shape[:2]
+        T = x.shape[1]
         padding = attention_mask if attention_mask is not None and not bool(attention_mask.all()) else None
         if self.smear is not None:
-            prev_real = None
-            if padding is not None:  # the padding mask of positions past - 1 .. past + T - 2
-                before = padding[:, past - 1 : past] if past else torch.zeros_like(padding[:, :1])
-                prev_real = torch.cat([before, padding[:, past : past + T - 1]], dim=1)
-            x = self.smear(x, self._smear_previous(input_ids, cache, past), prev_real)
+            x = self._smear(x, input_ids, cache, past, padding)
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=x.device)[None]
         rope = self._rope(position_ids)
@@ -442,8 +443,9 @@ class PretrainForCausalLM(PretrainPreTrainedModel, GenerationMixin):
         if labels is not None:  # next-token loss: position t predicts labels[t + 1]
             shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
             loss = F.cross_entropy(shifted, labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                      **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)})
+        result = CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                        **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)})
+        return result.to_tuple() if kwargs.get("return_dict") is False else result
 
 
 __all__ = ["PretrainForCausalLM", "PretrainModel", "PretrainPreTrainedModel"]
