@@ -253,3 +253,5 @@ def test_bad_input_is_one_line_each(tmp_path, tokenizer_file, monkeypatch, capsy
     weights.write_bytes(bytes(data))
     assert "checksum mismatch" in error(run, "--out", tmp_path / "c")
     assert not (tmp_path / "c").exists()
+    weights.write_bytes(bytes(data[: len(data) // 2]))  # a half-copied checkpoint
+    assert "incomplete" in error(run, "--out", tmp_path / "c")
