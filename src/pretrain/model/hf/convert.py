@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -34,8 +35,6 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
     and pass its checksums); the tokenizer defaults to the checkpoint's ``tokenizer.json`` (or its run's
     ``tokenizer/tokenizer.json``; without one, no tokenizer files are written). ``out_dir`` must be new
     or empty."""
-    from safetensors.torch import save_file
-
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     out = Path(out_dir)
@@ -49,9 +48,25 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
         tokenizer = tokenizer or _hf_tokenizer_of_run(ckpt) or find_tokenizer(ckpt)
     if tokenizer is not None and not Path(tokenizer).is_file():
         raise FileNotFoundError(f"tokenizer file not found: {tokenizer}")
-    cfg = model.cfg
     arch = _export_arch(model)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_export(model, arch, out, tokenizer, dtype)
+    except BaseException:  # a half-written folder would look like an export (and block the next try)
+        for path in [out] if created else list(out.iterdir()):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _write_export(model: Transformer, arch: archs.Arch, out: Path, tokenizer, dtype: str) -> None:
+    from safetensors.torch import save_file
+
+    cfg = model.cfg
     token_ids = export_tokenizer(Path(tokenizer), out, cfg.max_seq_len) if tokenizer is not None else {}
     if arch is archs.CUSTOM:
         config = custom.custom_config(cfg, token_ids, dtype)
@@ -65,7 +80,6 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
     gen = {k.replace("_token", "_token_id"): v for k, v in token_ids.items() if v is not None}
     (out / "generation_config.json").write_text(json.dumps(gen | {"do_sample": False}, indent=2) + "\n",
                                                encoding="utf-8")
-    return out
 
 
 def _export_arch(model: Transformer) -> archs.Arch:
