@@ -255,3 +255,8 @@ def test_bad_input_is_one_line_each(tmp_path, tokenizer_file, monkeypatch, capsy
     assert not (tmp_path / "c").exists()
     weights.write_bytes(bytes(data[: len(data) // 2]))  # a half-copied checkpoint
     assert "incomplete" in error(run, "--out", tmp_path / "c")
+    (tmp_path / "broken.json").write_text("{not json")  # fails once the folder exists: nothing is left behind
+    ckpt = tmp_path / "ckpt"
+    save_model(_model(QUICKSTART), ckpt)
+    assert "not a readable tokenizer.json" in error(ckpt, "--out", tmp_path / "d", "--tokenizer", tmp_path / "broken.json")
+    assert not (tmp_path / "d").exists()
