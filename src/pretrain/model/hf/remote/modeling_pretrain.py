@@ -19,6 +19,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import DynamicCache
@@ -35,6 +36,7 @@ VE_GATE_CHANNELS = 12  # input channels the value-embedding gate reads
 SMEAR_CHANNELS = 24  # input channels the smear gate reads
 # transformers 5.25 calls the cache argument and output field `cache`, earlier versions `past_key_values`.
 _CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+_TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
 
 
 def relu_squared(x):
@@ -409,7 +411,8 @@ class PretrainModel(PretrainPreTrainedModel):
 
 
 class PretrainForCausalLM(PretrainPreTrainedModel, GenerationMixin):
-    _tied_weights_keys = {"lm_head.weight": "model.tok_emb.weight"}
+    # transformers 5 maps each tied weight to its source; 4 listed the tied ones.
+    _tied_weights_keys = {"lm_head.weight": "model.tok_emb.weight"} if _TRANSFORMERS_5 else ["lm_head.weight"]
 
     def __init__(self, config: PretrainConfig):
         super().__init__(config)
