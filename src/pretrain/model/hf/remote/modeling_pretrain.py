@@ -15,6 +15,8 @@ Parameter names are pretrain's own (``model.layers.0.attn.wq.weight``), so the w
 unchanged. The KV cache is transformers' ``DynamicCache``; windows are applied by masking.
 """
 
+from __future__ import annotations
+
 import math
 
 import torch
