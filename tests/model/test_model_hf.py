@@ -165,14 +165,19 @@ def test_import_refuses_what_it_cannot_represent(tmp_path):
         import_hf(tmp_path / "nowhere")
 
 
-def test_inexpressible_moe_export_is_refused(tmp_path):
+def test_moe_no_stock_architecture_fits_exports_own_code(tmp_path):
+    """Softmax routing with shared experts, or a trained routing bias under softmax routing: no stock
+    architecture computes them, so export writes our modeling code; naming mixtral refuses the bias."""
     shared = Transformer(tiny_config(moe=MoEConfig(n_experts=4, top_k=2, router_score="softmax", n_shared=1)))
-    with pytest.raises(ValueError, match="n_shared"):
-        export_hf(shared, tmp_path)
+    export_hf(shared, tmp_path / "shared")
+    assert json.loads((tmp_path / "shared" / "config.json").read_text())["model_type"] == "pretrain"
     biased = Transformer(tiny_config(moe=MoEConfig(n_experts=4, top_k=2, router_score="softmax")))
     biased.moe_layers()[0].router_bias[0] = 0.1
+    export_hf(biased, tmp_path / "biased")
+    assert json.loads((tmp_path / "biased" / "config.json").read_text())["model_type"] == "pretrain"
+    biased.cfg.hf_architecture = "mixtral"
     with pytest.raises(ValueError, match="routing bias"):
-        export_hf(biased, tmp_path)
+        export_hf(biased, tmp_path / "mixtral")
 
 
 @pytest.mark.parametrize("moe", [MoEConfig(n_experts=4, top_k=2, n_shared=1),

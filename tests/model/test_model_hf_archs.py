@@ -145,11 +145,12 @@ def test_routing_bias_is_exported_only_when_our_forward_uses_it(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"attn_softcap": 50.0}, "model.attn_softcap': 50.0 cannot be exported as llama"),
+    ({"hf_architecture": "llama", "attn_softcap": 50.0}, "model.attn_softcap': 50.0 cannot be exported as llama"),
     ({"hf_architecture": "mistral", "sliding_window": 8, "window_pattern": "SL"},
      "model.window_pattern': 'SL' cannot be exported as mistral"),
     ({"hf_architecture": "gpt2"}, "model.hf_architecture': 'gpt2' is not one of"),
-    ({"norm_placement": "post"}, "model.norm_placement': 'post' cannot be exported as llama"),
+    ({"hf_architecture": "llama", "norm_placement": "post"},
+     "model.norm_placement': 'post' cannot be exported as llama"),
 ])
 def test_inexpressible_export_is_one_line_naming_the_field(tmp_path, overrides, message):
     from model_helpers import tiny_config

@@ -3,6 +3,8 @@ configured; the KV cache, checkpoints and the Hugging Face export handle them (o
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -105,10 +107,14 @@ def test_the_recipe_decodes_with_a_kv_cache_and_round_trips_a_checkpoint(tmp_pat
 
 
 @pytest.mark.parametrize("field, value", [("value_embeddings", "-V"), ("mlp_gated", False), ("activation", "relu2")])
-def test_export_refuses_what_llama_cannot_express_naming_the_field(tmp_path, field, value):
+def test_export_writes_own_code_for_what_llama_cannot_express(tmp_path, field, value):
+    """Exported with our modeling code (tests/model/test_hf_custom_code.py loads it); naming llama refuses."""
     with pytest.raises(ValueError, match=f"model.{field}': {value!r} cannot be exported") as err:
-        export_hf(Transformer(tiny_config(**{field: value})), tmp_path / "hf")
+        export_hf(Transformer(tiny_config(hf_architecture="llama", **{field: value})), tmp_path / "llama")
     assert "\n" not in str(err.value)
+    export_hf(Transformer(tiny_config(**{field: value})), tmp_path / "hf")
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "pretrain"
+    assert (tmp_path / "hf" / "modeling_pretrain.py").is_file()
 
 
 def test_zero_init_projections_export(tmp_path):

@@ -4,6 +4,8 @@ checkpoints, the Hugging Face export) handles them."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from model_helpers import decode_with_cache, randomise, tiny_config
@@ -73,7 +75,10 @@ def test_kv_cache_decoding_equals_the_full_forward_and_checkpoints_round_trip(tm
 
 
 @pytest.mark.parametrize("field", ["smear_gate", "x0_mix"])
-def test_export_refuses_them_naming_the_field(tmp_path, field):
+def test_export_writes_own_code_for_them(tmp_path, field):
+    """No stock architecture has them: export writes our modeling code; naming llama refuses in one line."""
     with pytest.raises(ValueError, match=f"model.{field}': True cannot be exported") as err:
-        export_hf(Transformer(tiny_config(**{field: True})), tmp_path / "hf")
+        export_hf(Transformer(tiny_config(hf_architecture="llama", **{field: True})), tmp_path / "llama")
     assert "\n" not in str(err.value)
+    export_hf(Transformer(tiny_config(**{field: True})), tmp_path / "hf")
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "pretrain"

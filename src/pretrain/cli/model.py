@@ -65,12 +65,23 @@ def export_hf(
     dtype: str = typer.Option("float32", help="Weight dtype: float32, bfloat16 or float16."),
     tokenizer: Path = typer.Option(None, help="tokenizer.json to include (default: the checkpoint's copy)."),
 ) -> None:
-    """Write config.json + model.safetensors + tokenizer files loadable by transformers' AutoModelForCausalLM."""
+    """Write config.json + model.safetensors + tokenizer files loadable by transformers' AutoModelForCausalLM.
+
+    The closest stock architecture that expresses every feature of the model; otherwise the model's own
+    modeling code beside the weights (load with trust_remote_code=True; see docs/model.md)."""
+    import json
+
     from pretrain.model.hf import export_hf as run_export
 
     path = run_export(checkpoint, out, tokenizer=tokenizer, dtype=dtype)
-    arch = __import__("json").loads((path / "config.json").read_text())["architectures"][0]
-    print(f"exported {arch} to {path}")
+    config = json.loads((path / "config.json").read_text())
+    arch = config["architectures"][0]
+    if "auto_map" in config:
+        print(f"exported {arch} with its own modeling code to {path} (no stock transformers architecture has "
+              "every feature of this model); load it with AutoModelForCausalLM.from_pretrained(DIR, "
+              "trust_remote_code=True)")
+    else:
+        print(f"exported {arch} to {path}")
 
 
 @import_app.command("hf")
@@ -80,7 +91,8 @@ def import_hf(
 ) -> None:
     """Import a Hugging Face checkpoint to continue pre-training from it.
 
-    Llama, Mistral, Qwen2/2.5, Qwen3, OLMo 2, Gemma 3, SmolLM3, Phi-3, Qwen3-MoE, Mixtral, GLM-4.5 MoE.
+    Llama, Mistral, Qwen2/2.5, Qwen3, OLMo 2, Gemma 3, SmolLM3, Phi-3, Qwen3-MoE, Mixtral, GLM-4.5 MoE, and
+    folders `pretrain export hf` wrote with their own modeling code (bit-exact weights).
     Writes the weights, the model's own tokenizer files and OUT/continue.toml, a run config for
     `pretrain train OUT/continue.toml data.tokens=...` (see docs/model.md).
     """

@@ -187,8 +187,9 @@ class ModelConfig:
     """RoPE base of the sliding-window (S) layers, without rope_scaling (0 = the layers share rope_theta
     and its scaling; Gemma 3: 10000 locally, 1e6 with scaling globally)."""
     hf_architecture: str = ""
-    """Hugging Face model_type to export as ("" = chosen from the features; import records the source's,
-    so import -> export gives back the same architecture and tensors)."""
+    """Hugging Face model_type to export as ("" = the first stock one that expresses every feature, else
+    "pretrain": our own modeling code, loaded with trust_remote_code; import records the source's, so
+    import -> export gives back the same architecture and tensors)."""
     sliding_window: int = 0
     """Keys an "S" layer of window_pattern sees: the query itself and the window - 1 before it (0 = no
     sliding window; Mistral uses 4096, Gemma 3 1024)."""

@@ -1,13 +1,17 @@
 """Hugging Face interop: export to stock ``transformers`` architectures, import their checkpoints.
 
-Export picks the closest stock architecture, so ``AutoModelForCausalLM`` loads the result without
-``trust_remote_code`` (the registry in :mod:`.archs` says which features each can express):
+Export picks the closest stock architecture that expresses the model, so ``AutoModelForCausalLM`` loads
+the result without ``trust_remote_code`` (the registry in :mod:`.archs` says which features each can
+express):
 
 - dense: Llama (the lingua franca of serving stacks), Qwen3 (QK-norm), Qwen2 (q/k/v biases), Mistral
   (one sliding window), OLMo 2 (post-norm, whole-projection QK-norm), Gemma 3 (sandwich (1 + w) norms,
   embedding scale, GeGLU, local/global layers), SmolLM3 (NoPE layers), Phi-3 (fused projections);
 - MoE: Glm4Moe (sigmoid routing, score-correction bias, shared experts, leading dense layers), Mixtral
   and Qwen3-MoE (softmax routing). The MTP modules are never exported (a training aid).
+
+Where none fits, export writes our own modeling code beside the weights (:mod:`.custom`, the files in
+``remote/``; ``trust_remote_code=True``), so every model we train loads in transformers.
 
 Files: :mod:`.archs` (registry), :mod:`.hfconfig` (config.json), :mod:`.weights` (tensor names, fused
 layouts, reading safetensors with or without an index), :mod:`.tokenizer`, :mod:`.convert` (the two

@@ -5,7 +5,8 @@ carry with any value (``free``), how it spells sliding windows and attention bia
 checkpoints fuse projections. Everything not listed must keep its default. That one table drives both
 directions: export picks the first architecture that can express a config (or the one named by
 ``model.hf_architecture``) and refuses with the first feature that does not fit, naming the field and
-its value; import fills the same fields from ``config.json``.
+its value; import fills the same fields from ``config.json``. A config no stock architecture fits is
+exported as ``CUSTOM``: our own modeling code beside the weights (see :mod:`.custom`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ MOE = {a.model_type: a for a in [
     Arch("mixtral", "MixtralForCausalLM", windows="all", moe=True),
 ]}
 ARCHS = DENSE | MOE
+# Our own modeling code (model/hf/remote/), loaded with trust_remote_code: expresses every config we train.
+CUSTOM = Arch("pretrain", "PretrainForCausalLM", free=frozenset(FEATURES), windows="layers", attention_bias="qkv")
 # Export's order of preference for dense models: the most widely served architecture that fits.
 DENSE_ORDER = ("llama", "qwen3", "qwen2", "mistral", "olmo2", "gemma3_text", "smollm3")
 
@@ -100,38 +103,38 @@ def check(cfg: ModelConfig, arch: Arch) -> None:
 
 
 def choose(cfg: ModelConfig) -> Arch:
-    """The architecture ``cfg`` exports to: ``model.hf_architecture`` if set, else the first that fits."""
+    """The architecture ``cfg`` exports to: ``model.hf_architecture`` if set (refusing in one line what it
+    cannot express), else the first stock one that fits, else CUSTOM (our own modeling code)."""
+    if cfg.hf_architecture == CUSTOM.model_type:
+        return CUSTOM
     if cfg.hf_architecture:
         arch = ARCHS.get(cfg.hf_architecture)
         if arch is None:
             raise ValueError(f"config field 'model.hf_architecture': {cfg.hf_architecture!r} is not one of "
-                             f"{', '.join(ARCHS)}")
+                             f"{', '.join([*ARCHS, CUSTOM.model_type])}")
         check(cfg, arch)
         return arch
     candidates = [DENSE[name] for name in DENSE_ORDER] if not cfg.moe.n_experts else [_moe_candidate(cfg)]
-    first_error = None
-    for arch in candidates:
+    for arch in filter(None, candidates):
         try:
             check(cfg, arch)
             return arch
-        except ValueError as err:
-            first_error = first_error or err
-    raise first_error
+        except ValueError:
+            continue
+    return CUSTOM
 
 
-def _moe_candidate(cfg: ModelConfig) -> Arch:
+def _moe_candidate(cfg: ModelConfig) -> Arch | None:
+    """The stock MoE architecture with this routing, or None: softmax routing with shared experts has none,
+    and Mixtral (softmax, no QK-norm) has no leading dense layers."""
     m = cfg.moe
     if m.router_score == "sigmoid":
         return MOE["glm4_moe"]
     if m.n_shared:
-        raise ValueError("config field 'model.moe.n_shared': softmax routing with shared experts has no stock "
-                         "transformers architecture (use router_score = 'sigmoid' -> Glm4Moe)")
+        return None
     if cfg.qk_norm:
         return MOE["qwen3_moe"]
-    if m.first_dense_layers:
-        raise ValueError("config field 'model.moe.first_dense_layers': Mixtral has no dense layers (use qk_norm "
-                         "-> Qwen3-MoE, or sigmoid routing -> Glm4Moe)")
-    return MOE["mixtral"]
+    return None if m.first_dense_layers else MOE["mixtral"]
 
 
 def pattern_of(kinds: list[str]) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
 
-from pretrain.model.hf import archs
+from pretrain.model.hf import archs, custom
 from pretrain.model.hf.hfconfig import config_from_hf, hf_config
+from pretrain.model.hf.source import checked_checkpoint
 from pretrain.model.hf.tokenizer import copy_hf_tokenizer, export_tokenizer
 from pretrain.model.hf.weights import (
     fuse_phi3,
@@ -18,7 +20,7 @@ from pretrain.model.hf.weights import (
     split_phi3,
     unfuse_experts,
 )
-from pretrain.model.io import find_tokenizer, load_model, resolve_checkpoint, save_model
+from pretrain.model.io import find_tokenizer, load_model, save_model
 from pretrain.model.transformer import Transformer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -26,36 +28,78 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: str | Path | None = None,
               dtype: str = "float32") -> Path:
-    """Write ``config.json``, ``generation_config.json``, ``model.safetensors`` and tokenizer files.
+    """Write ``config.json``, ``generation_config.json``, ``model.safetensors`` and tokenizer files, plus
+    our modeling code where no stock architecture expresses the model (see :mod:`.custom`).
 
-    ``source`` is a model, a checkpoint directory or a run directory; the tokenizer defaults to the
-    checkpoint's ``tokenizer.json`` (or its run's ``tokenizer/tokenizer.json``; without one, no tokenizer
-    files are written)."""
-    from safetensors.torch import save_file
-
+    ``source`` is a model, a checkpoint directory or a run directory (whose checkpoint must be complete
+    and pass its checksums); the tokenizer defaults to the checkpoint's ``tokenizer.json`` (or its run's
+    ``tokenizer/tokenizer.json``; without one, no tokenizer files are written). ``out_dir`` must be new
+    or empty."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"output folder {out} exists and is not empty (choose a new --out, or empty it)")
     if isinstance(source, Transformer):
         model = source
     else:
-        ckpt = resolve_checkpoint(source)
+        ckpt = checked_checkpoint(source)
         model = load_model(ckpt)
         tokenizer = tokenizer or _hf_tokenizer_of_run(ckpt) or find_tokenizer(ckpt)
     if tokenizer is not None and not Path(tokenizer).is_file():
         raise FileNotFoundError(f"tokenizer file not found: {tokenizer}")
+    arch = _export_arch(model)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_export(model, arch, out, tokenizer, dtype)
+    except BaseException:  # a half-written folder would look like an export (and block the next try)
+        for path in [out] if created else list(out.iterdir()):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _write_export(model: Transformer, arch: archs.Arch, out: Path, tokenizer, dtype: str) -> None:
+    from safetensors.torch import save_file
+
     cfg = model.cfg
-    arch = archs.choose(cfg)  # refuses what no stock architecture expresses before anything is written
+    token_ids = export_tokenizer(Path(tokenizer), out, cfg.max_seq_len) if tokenizer is not None else {}
+    if arch is archs.CUSTOM:
+        config = custom.custom_config(cfg, token_ids, dtype)
+        tensors = custom.export_tensors(model.state_dict(), cfg, DTYPES[dtype])
+        custom.write_code(out)
+    else:
+        config = hf_config(cfg, arch, token_ids, dtype)
+        tensors = _stock_tensors(model, arch, dtype)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    gen = {k.replace("_token", "_token_id"): v for k, v in token_ids.items() if v is not None}
+    (out / "generation_config.json").write_text(json.dumps(gen | {"do_sample": False}, indent=2) + "\n",
+                                               encoding="utf-8")
+
+
+def _export_arch(model: Transformer) -> archs.Arch:
+    """The stock architecture that expresses the model exactly, else our own code. Softmax-routed stock
+    MoE architectures have no routing bias: a model whose trained auxiliary-loss-free biases would change
+    the choice of experts goes to our own code (or is refused, when the config names the architecture)."""
+    cfg = model.cfg
+    arch = archs.choose(cfg)  # refuses a named architecture that cannot express cfg, before anything is written
     if arch.model_type in ("mixtral", "qwen3_moe") and cfg.moe.balance == "aux_free" and any(
             bool(m.router_bias.any()) for m in model.moe_layers()):
-        raise ValueError(f"config field 'model.moe.balance': 'aux_free' biases change which experts are chosen and "
-                         f"{arch.model_type} has no routing bias, so this model cannot be exported exactly (use "
-                         "router_score = 'sigmoid' -> Glm4Moe)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    token_ids = export_tokenizer(Path(tokenizer), out, cfg.max_seq_len) if tokenizer is not None else {}
-    config = hf_config(cfg, arch, token_ids, dtype)
-    state = model.state_dict()
-    tensors = {}
+        if cfg.hf_architecture:
+            raise ValueError(f"config field 'model.moe.balance': 'aux_free' biases change which experts are chosen "
+                             f"and {arch.model_type} has no routing bias, so this model cannot be exported exactly "
+                             "(use router_score = 'sigmoid' -> Glm4Moe, or hf_architecture = 'pretrain')")
+        return archs.CUSTOM
+    return arch
+
+
+def _stock_tensors(model: Transformer, arch: archs.Arch, dtype: str) -> dict[str, torch.Tensor]:
+    cfg, state, tensors = model.cfg, model.state_dict(), {}
     for ours, hf in name_map(cfg, arch).items():
         # transformers keeps the routing bias in fp32 whatever the weight dtype.
         target = torch.float32 if hf.endswith("e_score_correction_bias") else DTYPES[dtype]
@@ -64,12 +108,7 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
         tensors = fuse_phi3(tensors)
     if arch.model_type == "glm4_moe":
         tensors |= _glm4_moe_fillers(cfg, dtype)
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    gen = {k.replace("_token", "_token_id"): v for k, v in token_ids.items() if v is not None}
-    (out / "generation_config.json").write_text(json.dumps(gen | {"do_sample": False}, indent=2) + "\n",
-                                               encoding="utf-8")
-    return out
+    return tensors
 
 
 def _hf_tokenizer_of_run(ckpt: Path) -> Path | None:
@@ -124,17 +163,24 @@ def import_hf(directory: str | Path, out: str | Path | None = None) -> Transform
     if multimodal:  # Gemma 3 4B and up: import the language model (exported back as Gemma3ForCausalLM)
         hf = {"model_type": "gemma3_text", "tie_word_embeddings": hf.get("tie_word_embeddings", True)} | \
             hf["text_config"]
+    custom_code = hf.get("model_type") == archs.CUSTOM.model_type
     try:
-        cfg = config_from_hf(hf, str(cfg_path))
+        cfg = custom.config_from_custom(hf, str(cfg_path)) if custom_code else config_from_hf(hf, str(cfg_path))
     except KeyError as err:
         raise ValueError(f"{cfg_path}: required key {err.args[0]!r} is missing") from None
     except TypeError as err:  # e.g. "num_attention_heads": null
         raise ValueError(f"{cfg_path}: a required value is null or of the wrong type ({err})") from None
-    arch = archs.ARCHS[cfg.hf_architecture]
     from pretrain import configlib
 
     configlib.validate(cfg, "model")
     state = read_safetensors(directory)
+    if custom_code:  # our own names: the tensors come back unchanged
+        model = Transformer(cfg)
+        model.load_state_dict(custom.import_tensors(state, model.state_dict(), cfg, directory), strict=True)
+        if out is not None:
+            _write_checkpoint(model, directory, Path(out))
+        return model
+    arch = archs.ARCHS[cfg.hf_architecture]
     state = unfuse_experts(language_model_only(state) if multimodal else state)
     if arch.fused:
         state = split_phi3(state, cfg)

@@ -34,7 +34,10 @@ def export_tokenizer(tokenizer_json: Path, out: Path, max_len: int) -> dict[str,
     """Write the tokenizer files into ``out``; returns the bos/eos/pad token ids for config.json."""
     from tokenizers import Tokenizer, processors
 
-    tok = Tokenizer.from_file(str(tokenizer_json))
+    try:
+        tok = Tokenizer.from_file(str(tokenizer_json))
+    except Exception as err:  # the tokenizers library raises a bare Exception for a damaged file
+        raise ValueError(f"{tokenizer_json}: not a readable tokenizer.json ({err})") from None
     imported = hf_roles(tokenizer_json.parent)
     if imported and tok.token_to_id(SPECIAL_TOKENS["bos_token"]) is None:  # the model's own tokenizer
         copy_hf_tokenizer(tokenizer_json.parent, out)
