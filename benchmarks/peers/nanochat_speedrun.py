@@ -161,9 +161,14 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path) -> dict:
+def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path, tag: str | None = None) -> dict:
     env = nanochat_env(base_dir)
-    tag = f"seed{seed}"
+    tag = tag or f"seed{seed}"
+    ckpt = base_dir / "base_checkpoints" / tag
+    if ckpt.exists():  # the scorer reads the highest step there: a shorter rerun must not be scored as the old run
+        import shutil
+
+        shutil.rmtree(ckpt)
     wall = run_logged(train_cmd(args, args.minutes * 60.0, seed, tag), args.nanochat, env,
                       out / f"nanochat-train-{tag}.log")
     score = subprocess.run([str(args.nanochat_python), str(Path(__file__).with_name("nanochat_score.py")),

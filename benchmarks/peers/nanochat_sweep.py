@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
             warmed.add(cfg["shape"])
         for seed in seeds:
             load = peer.load_average()
-            rec = peer.run_nanochat(args, base_dir, seed, val_sha, out)
+            tag = "sweep-" + cfg["label"].replace(" ", "-") + f"-seed{seed}"  # one checkpoint folder per run
+            rec = peer.run_nanochat(args, base_dir, seed, val_sha, out, tag=tag)
             rec.update(label=cfg["label"], flags=cfg["flags"], load_average_at_start=load)
             print(json.dumps(rec), flush=True)
             runs.append(rec)
