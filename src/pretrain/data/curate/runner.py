@@ -30,7 +30,7 @@ from pretrain.data.curate import stats as st
 from pretrain.data.curate import storage
 from pretrain.data.curate.config import CurateConfig
 from pretrain.data.curate.executors import make_executor
-from pretrain.data.curate.inputs import link_problem
+from pretrain.data.curate.inputs import input_problem
 from pretrain.data.curate.lines import TruncatedInput
 from pretrain.data.curate.outstore import (
     LocalOut,
@@ -45,6 +45,7 @@ from pretrain.data.curate.readers import Cuts, Shard, expand_inputs, file_format
 from pretrain.data.curate.rechunk import INPUTS_DIR, rechunk
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.shardrun import ShardRun
+from pretrain.writable import ensure_writable
 
 _PIPELINES: dict[str, tuple[list[Step], set[str]]] = {}
 FINGERPRINT_BYTES = 1 << 16
@@ -138,17 +139,21 @@ def cuts_task(path: str, max_bytes: int, records: int, nbytes: int, out: str) ->
 def _file_fingerprint(f: Path) -> list[Any]:
     """Path, size, mtime and a hash of the first and last 64 KiB: an edited file of the same size is
     seen as changed (its mtime moves; an edit at either end changes the hash even if mtime is reset),
-    without reading terabytes of input in full before the run starts. A symlink loop or broken link
-    (quarantined when read) is its name and the problem. Local paths and fsspec URLs alike."""
-    if problem := link_problem(f):
+    without reading terabytes of input in full before the run starts. A file that cannot be read (a
+    symlink loop, a broken link, a special or unreadable file: quarantined when read) is its name and
+    the problem; it is never opened, so a FIFO cannot block here. Local paths and fsspec URLs alike."""
+    if problem := input_problem(f):
         return [str(f.absolute()), -1, problem]
-    st_ = f.stat()
-    h = hashlib.blake2b(digest_size=16)
-    with storage.open_binary(f) as fh:
-        h.update(fh.read(FINGERPRINT_BYTES))
-        if st_.st_size > FINGERPRINT_BYTES:
-            fh.seek(max(FINGERPRINT_BYTES, st_.st_size - FINGERPRINT_BYTES))
+    try:
+        st_ = f.stat()
+        h = hashlib.blake2b(digest_size=16)
+        with storage.open_binary(f) as fh:
             h.update(fh.read(FINGERPRINT_BYTES))
+            if st_.st_size > FINGERPRINT_BYTES:
+                fh.seek(max(FINGERPRINT_BYTES, st_.st_size - FINGERPRINT_BYTES))
+                h.update(fh.read(FINGERPRINT_BYTES))
+    except OSError as exc:  # gone or locked since it was listed: quarantined when read
+        return [str(f.absolute()), -1, f"unreadable: {exc.strerror or exc}"]
     mtime = getattr(st_, "st_mtime_ns", None) or int(float(getattr(st_, "st_mtime", 0) or 0) * 1e9)
     return [str(f.resolve()), st_.st_size, mtime, h.hexdigest()]
 
@@ -199,7 +204,7 @@ def _plan(ex, files: list[Path], cfg: CurateConfig, out: LocalOut | RemoteOut, o
     if plan.get("fingerprint") == key:
         return [Shard(**s) for s in plan["shards"]]
     _clean(out)
-    record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet")]
+    record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet") and not input_problem(f)]
     calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes, out_arg) for f in record_files]
     if len(calls) == 1:  # one file: cut it here, while the executor starts its workers (Ray's, lazily)
         found = [cuts_task(*calls[0])]
@@ -222,6 +227,9 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
     t0 = time.perf_counter()
     cfg = cfg or CurateConfig()
     configlib.validate(cfg)
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0 (got {workers})")
+    ensure_writable(out_dir, "output")  # before anything is read: a read-only --out stops here, in one line
     out = open_out(out_dir)
     out_arg = out.ident if out.remote else str(out_dir)  # what tasks get: they open it themselves
     files = expand_inputs(list(inputs))

@@ -1,0 +1,65 @@
+"""What a quarantine record keeps of the input it could not use: the payload.
+
+Quarantine is where a bad record waits to be looked at, fixed and fed again, so it must hold the
+record itself, byte for byte, not a description. ``meta.payload`` of a quarantine record is one of:
+
+- inline: ``{"length": N, "utf8": "..."}`` when the bytes are valid UTF-8, else
+  ``{"length": N, "base64": "..."}``: the exact bytes of the record (a JSONL line without its newline,
+  a whole text file, the recoverable part of a line a truncated stream cut, a Parquet row as JSON);
+- a reference, for a record over ``max_record_bytes`` (which is never held in memory):
+  ``{"length": N, "file": PATH, "offset": O, "prefix_base64": "..."}`` with the first
+  :data:`~pretrain.data.curate.lines.PREFIX_BYTES` bytes; in a compressed file the offset counts
+  decompressed bytes from the compressed byte ``frame_offset`` where its frame starts.
+
+:func:`payload_bytes` gives the bytes back (reading a reference from its file when it is uncompressed).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+
+def inline(raw: bytes) -> dict[str, Any]:
+    """The exact bytes, as text when they are valid UTF-8 (readable in the record), else base64."""
+    try:
+        return {"length": len(raw), "utf8": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"length": len(raw), "base64": base64.b64encode(raw).decode("ascii")}
+
+
+def reference(file: str, offset: int, length: int, prefix: bytes, frame_offset: int | None = None) -> dict[str, Any]:
+    """Where a record too large to keep is: file, byte offset, length and its first bytes."""
+    out: dict[str, Any] = {"length": length, "file": file, "offset": offset,
+                           "prefix_base64": base64.b64encode(prefix).decode("ascii")}
+    if frame_offset is not None:
+        out["frame_offset"] = frame_offset
+    return out
+
+
+def row(rec: dict[str, Any]) -> dict[str, Any]:
+    """A Parquet row (no bytes of its own on disk) as the UTF-8 of its JSON; binary values as base64."""
+    def enc(v: Any) -> Any:
+        if isinstance(v, bytes | bytearray):
+            return {"base64": base64.b64encode(bytes(v)).decode("ascii")}
+        return str(v)
+
+    return inline(json.dumps(rec, ensure_ascii=False, sort_keys=True, default=enc).encode("utf-8"))
+
+
+def payload_bytes(payload: dict[str, Any]) -> bytes:
+    """The quarantined bytes: inline ones decoded, a reference into an uncompressed file read back."""
+    if "utf8" in payload:
+        return payload["utf8"].encode("utf-8")
+    if "base64" in payload:
+        return base64.b64decode(payload["base64"])
+    if "frame_offset" in payload:
+        raise ValueError(f"payload in compressed file {payload['file']}: decompress from byte "
+                         f"{payload['frame_offset']} and skip {payload['offset']} bytes to read it")
+    with open(payload["file"], "rb") as f:
+        f.seek(payload["offset"])
+        return f.read(payload["length"])
+
+
+__all__ = ["inline", "payload_bytes", "reference", "row"]
