@@ -26,10 +26,16 @@ def generate(
     """Continue prompts with a trained model (KV cache; temperature, top-k, top-p or greedy)."""
     import torch
 
+    from pretrain.cli.guards import at_least, in_range, note_checkpoint
     from pretrain.model.generate import generate as run_generate
     from pretrain.model.io import find_tokenizer, load_model, resolve_checkpoint
 
+    at_least("--max-new-tokens", max_new_tokens, 0)
+    at_least("--temperature", temperature, 0)
+    at_least("--top-k", top_k, 0)
+    in_range("--top-p", top_p, 0, 1, low_open=True)
     ckpt = resolve_checkpoint(checkpoint)
+    note_checkpoint(checkpoint, ckpt)
     tok_path = find_tokenizer(ckpt)
     if tok_path is None:
         raise FileNotFoundError(f"no tokenizer.json in checkpoint {ckpt} (nor in its run's tokenizer/)")
@@ -67,7 +73,9 @@ def export_hf(
 ) -> None:
     """Write config.json + model.safetensors + tokenizer files loadable by transformers' AutoModelForCausalLM."""
     from pretrain.model.hf import export_hf as run_export
+    from pretrain.writable import ensure_writable
 
+    ensure_writable(out, "--out")
     path = run_export(checkpoint, out, tokenizer=tokenizer, dtype=dtype)
     arch = __import__("json").loads((path / "config.json").read_text())["architectures"][0]
     print(f"exported {arch} to {path}")
@@ -85,7 +93,9 @@ def import_hf(
     `pretrain train OUT/continue.toml data.tokens=...` (see docs/model.md).
     """
     from pretrain.model.hf import import_hf as run_import
+    from pretrain.writable import ensure_writable
 
+    ensure_writable(out, "--out")
     model = run_import(directory, out)
     print(f"imported {model.cfg.hf_architecture} ({model.num_params() / 1e6:.2f}M parameters) into {out}; "
           f"continue with: pretrain train {Path(out) / 'continue.toml'} data.tokens=...")

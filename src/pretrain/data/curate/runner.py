@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from pretrain.data.curate import storage
 from pretrain.data.curate.config import CurateConfig
 from pretrain.data.curate.executors import make_executor
 from pretrain.data.curate.inputs import input_problem
-from pretrain.data.curate.lines import TruncatedInput
+from pretrain.data.curate.lines import TruncatedInput, compression
 from pretrain.data.curate.outstore import (
     LocalOut,
     RemoteOut,
@@ -275,6 +276,7 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
             raise RuntimeError(f"curation lost documents: in {stats['documents_in']} != kept {stats['kept']} + "
                                f"removed {stats['removed']} + quarantined {stats['quarantined']}")
         stats["timing"] = {"cpu_seconds_per_step": {k: round(v, 3) for k, v in stats["timing"].items()}}
+        stats["warnings"] = _warnings(files, stats)
         stats.update({"fingerprint": key, "inputs": [str(i) for i in inputs], "files": len(files),
                       "shards": len(shards), "workers": n_workers, "executor": executor,
                       "seconds": round(time.perf_counter() - t0, 2),
@@ -286,11 +288,36 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
             ex.on_each_node(drop_cache_task, (out.ident,))
     finally:
         ex.close()
+    for w in stats["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     if progress:
         if out.remote:
             print(f"written to {out.ident}")
         st.print_funnel(stats)
     return stats
+
+
+def _warnings(files: list[Path], stats: dict[str, Any]) -> list[str]:
+    """What the run accepted but a person should know, one line each: compressed inputs of 0 bytes (read
+    as no records, which is also what a file cut off while copying looks like) and records that share
+    an id with an earlier record of the same shard."""
+    out = []
+    empty = [str(f) for f in files if compression(f) and not input_problem(f) and _size(f) == 0]
+    if empty:
+        out.append(f"{len(empty)} empty compressed file(s) (0 bytes, read as no records): {', '.join(empty[:3])}"
+                   + (" ..." if len(empty) > 3 else ""))
+    if n := stats.get("duplicate_ids", 0):
+        ex = ", ".join(f"{i} in {src}" for i, src in stats.get("duplicate_id_examples", {}).items())
+        out.append(f"{n} input record(s) repeat the id of an earlier record in the same shard, all kept "
+                   f"(e.g. {ex})")
+    return out
+
+
+def _size(f) -> int:
+    try:
+        return int(f.stat().st_size)
+    except OSError:
+        return -1
 
 
 def _run_stages(ex, cfg: CurateConfig, out: LocalOut | RemoteOut, out_arg: str, key: str, step: GlobalStep,

@@ -37,6 +37,17 @@ class ShardRun:
         doc.meta["reason"] = reason
         self.quarantine.write(doc)
 
+    def note_id(self, doc: Document, seen: set[str]) -> None:
+        """Count a record whose id an earlier record of this shard already had (kept all the same: which
+        one is right is the producer's call; the count and a few examples go to stats.json)."""
+        if doc.id not in seen:
+            seen.add(doc.id)
+            return
+        self.stats["duplicate_ids"] += 1
+        examples = self.stats["duplicate_id_examples"]
+        if len(examples) < 3 and doc.id not in examples:
+            examples[doc.id] = doc.meta["input"]
+
     def run_step(self, step: Step, doc: Document, fn) -> bool:
         """Apply one step; True if the document survives. Records everything in the step's stats row."""
         row = st.step_row(self.stats, step.label, step.type)
@@ -93,6 +104,7 @@ class ShardRun:
         if post is not None:
             post.begin_collect(self.shard.index)
         out_pos = 0
+        ids: set[str] = set()
         for idx, item in enumerate(self.source()):
             if self.k == 0:
                 doc = item.to_document() if isinstance(item, Quarantined) else item
@@ -103,6 +115,8 @@ class ShardRun:
                 if isinstance(item, Quarantined):
                     self.quarantine_doc(doc, item.reason)
                     continue
+                if "input" in doc.meta:  # a JSONL or Parquet record: its id should name it alone
+                    self.note_id(doc, ids)
             else:
                 doc = item
             try:
