@@ -11,13 +11,16 @@ record itself, byte for byte, not a description. ``meta.payload`` of a quarantin
   :data:`~pretrain.data.curate.lines.PREFIX_BYTES` bytes; in a compressed file the offset counts
   decompressed bytes from the compressed byte ``frame_offset`` where its frame starts.
 
-:func:`payload_bytes` gives the bytes back (reading a reference from its file when it is uncompressed).
+:func:`payload_bytes` gives the bytes back (a reference is read back from its file, decompressing from
+its frame). A line read from a re-chunked copy of a compressed file (deleted after the run) is located
+by its line number instead: ``offset`` is null and ``line`` is set.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -54,12 +57,31 @@ def payload_bytes(payload: dict[str, Any]) -> bytes:
         return payload["utf8"].encode("utf-8")
     if "base64" in payload:
         return base64.b64decode(payload["base64"])
+    if payload.get("offset") is None:
+        raise ValueError(f"payload in {payload['file']} is located by line {payload.get('line')} only")
     if "frame_offset" in payload:
-        raise ValueError(f"payload in compressed file {payload['file']}: decompress from byte "
-                         f"{payload['frame_offset']} and skip {payload['offset']} bytes to read it")
+        return _decompressed(Path(payload["file"]), payload["frame_offset"], payload["offset"], payload["length"])
     with open(payload["file"], "rb") as f:
         f.seek(payload["offset"])
         return f.read(payload["length"])
+
+
+def _decompressed(path: Path, frame_offset: int, skip: int, length: int) -> bytes:
+    """``length`` decompressed bytes, ``skip`` bytes after the frame that starts at ``frame_offset``."""
+    from pretrain.data.curate.lines import compression, frame_chunks
+
+    parts, need = [], length
+    for chunk in frame_chunks(path, compression(path), frame_offset):
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        piece = chunk[skip:skip + need]
+        skip = 0
+        parts.append(piece)
+        need -= len(piece)
+        if not need:
+            break
+    return b"".join(parts)
 
 
 __all__ = ["inline", "payload_bytes", "reference", "row"]
