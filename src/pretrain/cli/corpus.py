@@ -22,7 +22,7 @@ def builtin(
     from pretrain.data.builtin import DOMAINS, build_builtin_corpus
     from pretrain.writable import ensure_writable
 
-    in_range("--val-fraction", val_fraction, 0, 1)
+    in_range("--val-fraction", val_fraction, 0, 1, high_open=True)
     ensure_writable(out, "--out")
 
     stats = build_builtin_corpus(out, val_fraction=val_fraction, domains=tuple(domain or DOMAINS))

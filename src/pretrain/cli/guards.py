@@ -22,10 +22,11 @@ def at_least(option: str, value: float, low: float) -> None:
         raise OptionError(f"{option} must be >= {low:g} (got {value:g})")
 
 
-def in_range(option: str, value: float, low: float, high: float, low_open: bool = False) -> None:
-    """``low <= value <= high`` (``low < value`` when ``low_open``)."""
-    if value > high or value < low or (low_open and value == low) or value != value:  # NaN fails too
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+def in_range(option: str, value: float, low: float, high: float, low_open: bool = False,
+             high_open: bool = False) -> None:
+    """``low <= value <= high`` (``low < value`` when ``low_open``, ``value < high`` when ``high_open``)."""
+    if not low <= value <= high or (low_open and value == low) or (high_open and value == high):  # NaN fails too
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise OptionError(f"{option} must be in {interval} (got {value:g})")
 
 

@@ -102,7 +102,7 @@ def tokenize(
     from pretrain.writable import ensure_writable
 
     at_least("--workers", workers, 0)
-    in_range("--val-fraction", val_fraction, 0, 1)
+    in_range("--val-fraction", val_fraction, 0, 1, high_open=True)
     ensure_writable(out, "--out")
     s = tokenize_corpus(inputs, tokenizer, out, val_fraction=val_fraction, workers=workers or None,
                         executor=executor, ray_address=ray_address)
