@@ -55,15 +55,19 @@ def test_unreadable_file_in_a_folder_is_quarantined_and_the_rest_curated(tmp_pat
     raw.mkdir()
     (raw / "a.txt").write_text(prose(1))
     (raw / "b.jsonl").write_text("".join(json.dumps({"text": prose(i)}) + "\n" for i in (2, 3)))
-    for name in ("locked.txt", "locked.jsonl"):
-        (raw / name).write_text(json.dumps({"text": prose(9)}) + "\n")
+    (raw / "sub").mkdir()
+    (raw / "sub" / "inside.txt").write_text(prose(8))
+    for name in ("locked.txt", "locked.jsonl", "sub"):
+        if name != "sub":
+            (raw / name).write_text(json.dumps({"text": prose(9)}) + "\n")
         (raw / name).chmod(0)
     got = cli_subprocess("curate", raw, "--out", tmp_path / "out", "-q", "-w", "1", drop_dac=True, timeout=180)
     assert got.returncode == 0 and "Traceback" not in got.stderr, got.stderr[-2000:]
     stats = conserved(json.loads((tmp_path / "out" / "stats.json").read_text()))
-    assert stats["documents_in"] == 5 and stats["quarantined"] == 2  # the readable three are curated
+    assert stats["documents_in"] == 6 and stats["quarantined"] == 3  # the readable three are curated
     assert reasons(tmp_path / "out") == {"locked.jsonl": "unreadable: permission denied",
-                                         "locked.txt": "unreadable: permission denied"}
+                                         "locked.txt": "unreadable: permission denied",
+                                         "sub": "unreadable directory: permission denied"}
 
 
 def test_unreadable_file_named_directly_is_one_line(tmp_path, cli_subprocess):
@@ -234,3 +238,13 @@ def test_duplicate_ids_and_empty_compressed_files_are_warned_once(tmp_path, pros
         f"(e.g. same in {raw / 'dups.jsonl'}:4)"]
     stats = conserved(json.loads((tmp_path / "out" / "stats.json").read_text()))
     assert stats["duplicate_ids"] == 2 and len(stats["warnings"]) == 2
+
+
+def test_unwritable_bucket_is_one_line_and_a_writable_one_keeps_no_probe(tmp_path, prose, s3, cli):
+    (tmp_path / "a.txt").write_text(prose(1))
+    rc, _, err = cli("curate", tmp_path / "a.txt", "--out", "s3://no-such-bucket/run", "-q")
+    assert rc == 2 and err.startswith("error: output s3://no-such-bucket/run is not writable: ")
+    assert err.count("\n") == 1
+    stats = conserved(curate([tmp_path / "a.txt"], "s3://out-bucket/run", CurateConfig(), workers=1, progress=False))
+    assert stats["documents_in"] == 1
+    assert not [k for k in s3.find("out-bucket") if ".pretrain-write-probe" in k]

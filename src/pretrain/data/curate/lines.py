@@ -119,6 +119,16 @@ def _bounded(f, size: int, left: int | None) -> bytes:
     return f.read(size if left is None else min(size, left))
 
 
+def read_head(path, max_bytes: int) -> tuple[bytes, int]:
+    """A whole file of up to ``max_bytes`` and its size; for a larger one, its first PREFIX_BYTES and
+    size. Never reads more than ``max_bytes`` + 1 bytes, so a file that grows while read cannot hold it."""
+    with storage.open_binary(path) as f:
+        raw = f.read(max_bytes + 1)
+        if len(raw) <= max_bytes:
+            return raw, len(raw)
+        return raw[:PREFIX_BYTES], max(path.stat().st_size, len(raw))
+
+
 def iter_lines(path: Path, max_bytes: int, offset: int = 0, first_line: int = 0, skip: int = 0,
                frames: list | None = None, ends: list | None = None,
                oversize: list | None = None) -> Iterator[tuple[int, bytes | None]]:

@@ -41,6 +41,21 @@ def reference(file: str, offset: int, length: int, prefix: bytes, frame_offset: 
     return out
 
 
+def line_reference(path, src: str, where: tuple[int, int, bytes], offset: int, compressed: bool,
+                   copy: bool) -> dict[str, Any]:
+    """The reference of an over-long JSONL line ``src`` (``file:line``): ``where`` is (start, length,
+    prefix) counted from ``offset``, a byte of the file (uncompressed) or the start of a frame
+    (compressed). A line read from a re-chunked copy (deleted after the run) is located by its line
+    number alone."""
+    start, length, prefix = where
+    if not compressed:
+        return reference(str(path), offset + start, length, prefix)
+    ref = reference(str(path), start, length, prefix, frame_offset=offset)
+    if copy:
+        ref.update(offset=None, frame_offset=None, line=int(src.rsplit(":", 1)[1]))
+    return ref
+
+
 def row(rec: dict[str, Any]) -> dict[str, Any]:
     """A Parquet row (no bytes of its own on disk) as the UTF-8 of its JSON; binary values as base64."""
     def enc(v: Any) -> Any:
@@ -84,4 +99,4 @@ def _decompressed(path: Path, frame_offset: int, skip: int, length: int) -> byte
     return b"".join(parts)
 
 
-__all__ = ["inline", "payload_bytes", "reference", "row"]
+__all__ = ["inline", "line_reference", "payload_bytes", "reference", "row"]

@@ -25,7 +25,7 @@ from typing import Any
 from pretrain.data.curate import payload as pl
 from pretrain.data.curate import storage
 from pretrain.data.curate.inputs import expand_inputs, input_problem, link_problem
-from pretrain.data.curate.lines import PREFIX_BYTES, TruncatedInput, compression, iter_lines
+from pretrain.data.curate.lines import PREFIX_BYTES, TruncatedInput, compression, iter_lines, read_head
 from pretrain.data.curate.warc import is_warc, read_warc_records
 from pretrain.data.record import Document, doc_id, loads
 
@@ -226,21 +226,12 @@ def _binary(raw: bytes) -> bool:
     return bool(head) and ctrl / len(head) > 0.3
 
 
-def _read_bounded(path, max_bytes: int) -> tuple[bytes, int]:
-    """Up to ``max_bytes`` + 1 bytes of a file and its size (a file that grows while read stops there)."""
-    with storage.open_binary(path) as f:
-        raw = f.read(max_bytes + 1)
-        if len(raw) <= max_bytes:
-            return raw, len(raw)
-        return raw[:PREFIX_BYTES], max(path.stat().st_size, len(raw))
-
-
 def read_file_document(path: Path, domain: str, max_bytes: int) -> Document | Quarantined:
     src = f"{path}"
     if problem := input_problem(path):
         return Quarantined(src, problem, domain)
     try:
-        raw, size = _read_bounded(path, max_bytes)
+        raw, size = read_head(path, max_bytes)
     except FileNotFoundError:
         return Quarantined(src, "vanished (no such file)", domain)
     except OSError as exc:
@@ -302,20 +293,6 @@ def _record_to_doc(rec: object, src: str, text_field: str, default_domain: str,
                     id=str(rec.get("id") or ""), lang=str(rec.get("lang") or ""), meta=meta)
 
 
-def _long_line(path: Path, src: str, where: tuple[int, int, bytes], offset: int, compressed: bool,
-               copy: bool) -> dict[str, Any]:
-    """The payload reference of an over-long line: ``where`` is (start, length, prefix) counted from
-    ``offset``, a byte of the file (uncompressed) or the start of a frame (compressed). A line read
-    from a re-chunked copy (deleted after reading) is located by its line number in ``source`` alone."""
-    start, length, prefix = where
-    if not compressed:
-        return pl.reference(str(path), offset + start, length, prefix)
-    ref = pl.reference(str(path), start, length, prefix, frame_offset=offset)
-    if copy:
-        ref.update(offset=None, frame_offset=None, line=int(src.rsplit(":", 1)[1]))
-    return ref
-
-
 def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domain: str,
                        max_bytes: int, start_byte: int = -1, skip_bytes: int = 0,
                        read_from: str = "") -> Iterator[Document | Quarantined]:
@@ -335,7 +312,7 @@ def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domai
             src = f"{path}:{lineno}"
             if raw is None:
                 yield Quarantined(src, f"line longer than {max_bytes} bytes", domain,
-                                  payload=_long_line(path, src, oversize[0], offset, compressed, bool(read_from)))
+                                  payload=pl.line_reference(path, src, oversize[0], offset, compressed, bool(read_from)))
                 continue
             if not raw or raw.isspace():
                 yield Quarantined(src, "empty line", domain, payload=pl.inline(raw))
@@ -354,7 +331,7 @@ def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domai
         if stop < 0 or lineno < stop:
             src = f"{path}:{lineno + 1}"
             kept = (pl.inline(exc.pending) if exc.pending is not None else
-                    _long_line(path, src, oversize[0], offset, compressed, bool(read_from)))
+                    pl.line_reference(path, src, oversize[0], offset, compressed, bool(read_from)))
             yield Quarantined(src, str(exc), domain, _snippet(exc.pending or b""), kept)
     except OSError as exc:  # unreadable or gone since the run was planned: the rest of the file, as one record
         if stop < 0 or lineno < stop:
