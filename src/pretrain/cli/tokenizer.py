@@ -158,8 +158,12 @@ def doremi(
     overrides: list[str] = _SET,
 ) -> None:
     """DoReMi (Xie et al. 2023): learn domain weights with a small proxy model trained by Group DRO."""
+    from pretrain.cli.guards import at_least
     from pretrain.data.doremi import DoReMiConfig, run_doremi
+    from pretrain.writable import ensure_writable
 
+    at_least("--steps", steps, 1)
+    ensure_writable(out, "--out")
     cfg = _run_config(config, overrides)
     result = run_doremi(cfg, tokens, out, DoReMiConfig(steps=steps), tokenizer=tokenizer)
     print(json.dumps(result["weights"], indent=2))
