@@ -224,6 +224,17 @@ def test_non_string_parquet_values_keep_the_row_and_unique_ids(tmp_path):
     assert got[f"{raw / 'bin.parquet'}@0"] == {"text": {"base64": "/wA="}}
 
 
+def test_parquet_without_text_column_keeps_a_reference_to_the_file(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pq.write_table(pa.table({"body": ["a", "b"]}), raw / "nocol.parquet")
+    (raw / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    stats = conserved(curate([raw], tmp_path / "out", CurateConfig(steps=[]), workers=1, progress=False))
+    assert stats["quarantined"] == 2
+    for r in quarantined(tmp_path / "out"):
+        assert payload_bytes(r["meta"]["payload"]) == Path(r["source"]).read_bytes()  # the whole file
+
+
 def test_duplicate_ids_and_empty_compressed_files_are_warned_once(tmp_path, prose, cli):
     raw = tmp_path / "raw"
     raw.mkdir()

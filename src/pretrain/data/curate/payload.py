@@ -41,6 +41,19 @@ def reference(file: str, offset: int, length: int, prefix: bytes, frame_offset: 
     return out
 
 
+def whole_file(path, prefix_bytes: int = 4096) -> dict[str, Any] | None:
+    """A reference to a whole file quarantined as one record (a Parquet file that cannot be read, or
+    has no text column): its size and first bytes; None if it cannot be read at all."""
+    from pretrain.data.curate import storage
+
+    try:
+        with storage.open_binary(path) as f:
+            head = f.read(prefix_bytes)
+        return reference(str(path), 0, int(path.stat().st_size), head)
+    except OSError:
+        return None
+
+
 def line_reference(path, src: str, where: tuple[int, int, bytes], offset: int, compressed: bool,
                    copy: bool) -> dict[str, Any]:
     """The reference of an over-long JSONL line ``src`` (``file:line``): ``where`` is (start, length,
@@ -99,4 +112,4 @@ def _decompressed(path: Path, frame_offset: int, skip: int, length: int) -> byte
     return b"".join(parts)
 
 
-__all__ = ["inline", "line_reference", "payload_bytes", "reference", "row"]
+__all__ = ["inline", "line_reference", "payload_bytes", "reference", "row", "whole_file"]

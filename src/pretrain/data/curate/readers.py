@@ -347,14 +347,15 @@ def read_parquet_records(path: Path, start: int, stop: int, text_field: str, dom
         pf = pq.ParquetFile(_parquet_source(path))
         names = pf.schema_arrow.names
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-        yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain)
+        yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain,
+                          payload=pl.whole_file(path))
         return
     if text_field not in names:
         # one record for the whole file, from its first shard only (its other shards yield nothing)
         if start == 0:
             rows = pf.metadata.num_rows
             yield Quarantined(str(path), f"missing text column {text_field!r} (columns: {', '.join(names)}; "
-                              f"{rows} rows not read)", domain)
+                              f"{rows} rows not read)", domain, payload=pl.whole_file(path))
         return
     row = 0
     try:
