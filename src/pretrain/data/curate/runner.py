@@ -159,8 +159,11 @@ def _file_fingerprint(f: Path) -> list[Any]:
     return [str(f.resolve()), st_.st_size, mtime, h.hexdigest()]
 
 
-def fingerprint(files: list[Path], cfg: CurateConfig) -> str:
+def fingerprint(files: list[Path], cfg: CurateConfig, sizes: dict[str, int] | None = None) -> str:
+    """The run's identity: config and files; ``sizes`` receives each file's size (-1: unreadable)."""
     desc = {"config": configlib.to_dict(cfg), "files": [_file_fingerprint(f) for f in files], "version": 2}
+    if sizes is not None:
+        sizes.update((str(f), d[1]) for f, d in zip(files, desc["files"], strict=True))
     desc["config"].pop("workers", None)  # the result does not depend on the worker count
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -236,7 +239,8 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
     files = expand_inputs(list(inputs))
     if not files:
         raise FileNotFoundError(f"no input files under {', '.join(map(str, inputs))}")
-    key = fingerprint(files, cfg)
+    sizes: dict[str, int] = {}
+    key = fingerprint(files, cfg, sizes)
     old = out.read_json("stats.json")
     if isinstance(old, dict) and old.get("fingerprint") == key:
         if progress:
@@ -276,7 +280,7 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
             raise RuntimeError(f"curation lost documents: in {stats['documents_in']} != kept {stats['kept']} + "
                                f"removed {stats['removed']} + quarantined {stats['quarantined']}")
         stats["timing"] = {"cpu_seconds_per_step": {k: round(v, 3) for k, v in stats["timing"].items()}}
-        stats["warnings"] = _warnings(files, stats)
+        stats["warnings"] = _warnings(files, sizes, stats)
         stats.update({"fingerprint": key, "inputs": [str(i) for i in inputs], "files": len(files),
                       "shards": len(shards), "workers": n_workers, "executor": executor,
                       "seconds": round(time.perf_counter() - t0, 2),
@@ -297,12 +301,12 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
     return stats
 
 
-def _warnings(files: list[Path], stats: dict[str, Any]) -> list[str]:
+def _warnings(files: list[Path], sizes: dict[str, int], stats: dict[str, Any]) -> list[str]:
     """What the run accepted but a person should know, one line each: compressed inputs of 0 bytes (read
     as no records, which is also what a file cut off while copying looks like) and records that share
-    an id with an earlier record of the same shard."""
+    an id with an earlier record of the same shard. ``sizes``: as the fingerprint saw them."""
     out = []
-    empty = [str(f) for f in files if compression(f) and not input_problem(f) and _size(f) == 0]
+    empty = [str(f) for f in files if compression(f) and sizes.get(str(f)) == 0]
     if empty:
         out.append(f"{len(empty)} empty compressed file(s) (0 bytes, read as no records): {', '.join(empty[:3])}"
                    + (" ..." if len(empty) > 3 else ""))
@@ -312,12 +316,6 @@ def _warnings(files: list[Path], stats: dict[str, Any]) -> list[str]:
                    f"(e.g. {ex})")
     return out
 
-
-def _size(f) -> int:
-    try:
-        return int(f.stat().st_size)
-    except OSError:
-        return -1
 
 
 def _run_stages(ex, cfg: CurateConfig, out: LocalOut | RemoteOut, out_arg: str, key: str, step: GlobalStep,
