@@ -259,3 +259,18 @@ def test_unwritable_bucket_is_one_line_and_a_writable_one_keeps_no_probe(tmp_pat
     stats = conserved(curate([tmp_path / "a.txt"], "s3://out-bucket/run", CurateConfig(), workers=1, progress=False))
     assert stats["documents_in"] == 1
     assert not [k for k in s3.find("out-bucket") if ".pretrain-write-probe" in k]
+
+
+def test_reads_stop_at_the_size_a_file_had_when_opened(tmp_path):
+    """A file that grows while it is read (a log being appended to) cannot keep a reader going: lines
+    are read up to the size at open, so the planner and a shard agree on what the file holds."""
+    from pretrain.data.curate.lines import iter_lines
+
+    path = tmp_path / "growing.jsonl"
+    line = json.dumps({"text": "x" * 90}).encode() + b"\n"
+    path.write_bytes(line * 5000)  # ~500 KB: several read chunks
+    lines = iter_lines(path, 1 << 20)
+    next(lines)
+    with open(path, "ab") as f:
+        f.write(line * 5000)
+    assert 1 + sum(1 for _ in lines) == 5000

@@ -119,6 +119,18 @@ def _bounded(f, size: int, left: int | None) -> bytes:
     return f.read(size if left is None else min(size, left))
 
 
+def _plain_chunks(path, offset: int) -> Iterator[bytes]:
+    """An uncompressed file from byte ``offset``, in chunks, up to the size it had when opened."""
+    with storage.open_binary(path) as f:
+        left = _size_at_open(f)
+        if offset:
+            f.seek(offset)
+            left = None if left is None else max(0, left - offset)
+        while chunk := _bounded(f, _CHUNK, left):
+            left = None if left is None else left - len(chunk)
+            yield chunk
+
+
 def read_head(path, max_bytes: int) -> tuple[bytes, int]:
     """A whole file of up to ``max_bytes`` and its size; for a larger one, its first PREFIX_BYTES and
     size. Never reads more than ``max_bytes`` + 1 bytes, so a file that grows while read cannot hold it."""
@@ -143,19 +155,7 @@ def iter_lines(path: Path, max_bytes: int, offset: int = 0, first_line: int = 0,
     over-long line before its None is yielded (offsets counted as for ``ends``), so a quarantine record
     can say where the line is without holding it."""
     kind = compression(path)
-    if kind:
-        chunks: Iterator[bytes] = frame_chunks(path, kind, offset, frames)
-    else:
-        def seeked() -> Iterator[bytes]:
-            with storage.open_binary(path) as f:
-                left = _size_at_open(f)
-                if offset:
-                    f.seek(offset)
-                    left = None if left is None else max(0, left - offset)
-                while chunk := _bounded(f, _CHUNK, left):
-                    left = None if left is None else left - len(chunk)
-                    yield chunk
-        chunks = seeked()
+    chunks = frame_chunks(path, kind, offset, frames) if kind else _plain_chunks(path, offset)
     lineno = first_line if offset > 0 or skip > 0 else 0
     carry: list[bytes] = []  # the start of a line that goes on in the next chunk
     carried = 0
