@@ -44,8 +44,11 @@ def _reason(exc: OSError) -> str:
 def _blocking_file(path: Path) -> Path | None:
     """The first existing component of ``path`` (itself included) that is not a directory."""
     for p in [*reversed(path.parents), path]:
-        if p.exists() and not p.is_dir():
-            return p
+        try:
+            if p.exists() and not p.is_dir():
+                return p
+        except OSError:  # a folder above that may not be searched: the probe below names the reason
+            return None
     return None
 
 
@@ -75,8 +78,11 @@ def _probe_url(url: str, label: str) -> None:
         fs.pipe_file(probe, b"probe")
         fs.rm_file(probe)
     except Exception as exc:  # noqa: BLE001 - each fsspec backend raises its own types for a refused write
-        msg = _reason(exc) if isinstance(exc, OSError) and exc.errno else str(exc).splitlines()[0] if str(exc) else ""
-        raise OutputNotWritable(f"{label} {url} is not writable: {msg or type(exc).__name__}") from None
+        if isinstance(exc, OSError) and exc.errno:
+            msg = _reason(exc)
+        else:
+            msg = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OutputNotWritable(f"{label} {url} is not writable: {msg}") from None
 
 
 def ensure_writable(target: str | os.PathLike, label: str = "output") -> None:

@@ -74,9 +74,12 @@ def test_unreadable_file_named_directly_is_one_line(tmp_path, cli_subprocess):
     locked = tmp_path / "locked.txt"
     locked.write_text("secret words\n")
     locked.chmod(0)
-    got = cli_subprocess("curate", locked, "--out", tmp_path / "out", "-q", drop_dac=True)
-    assert got.returncode == 2
-    assert got.stderr == f"error: input {locked}: unreadable: permission denied\n"
+    (tmp_path / "closed").mkdir(mode=0)
+    inside = tmp_path / "closed" / "a.txt"  # behind a folder that may not be searched
+    got = cli_subprocess(locked, inside, tmp_path / "out", code=RUN_ONE, drop_dac=True)
+    assert got.stdout.split() == ["2", "2"]
+    assert got.stderr.splitlines() == [f"error: input {locked}: unreadable: permission denied",
+                                       f"error: input {inside}: unreadable: permission denied"]
 
 
 def _special_files(raw: Path) -> None:
@@ -145,6 +148,10 @@ def test_out_under_a_file_or_without_permission_is_one_line(tmp_path, prose, cli
     got = cli_subprocess("curate", tmp_path / "a.txt", "--out", tmp_path / "locked" / "out", "-q", drop_dac=True)
     assert got.returncode == 2
     assert got.stderr == f"error: output {tmp_path / 'locked' / 'out'} is not writable: permission denied\n"
+    (tmp_path / "closed").mkdir(mode=0)  # not even searchable: the folders under it cannot be looked at
+    deep = tmp_path / "closed" / "a" / "out"
+    got = cli_subprocess("curate", tmp_path / "a.txt", "--out", deep, "-q", drop_dac=True)
+    assert got.returncode == 2 and got.stderr == f"error: output {deep} is not writable: permission denied\n"
 
 
 def test_negative_workers_is_refused(tmp_path, prose, cli):

@@ -119,9 +119,13 @@ def input_problem(path) -> str | None:
 
 def _refuse(p: Path) -> None:
     """A path named directly: refused in one line when it cannot be read as an input."""
-    if not os.path.lexists(p):
-        raise FileNotFoundError(f"input not found: {p}")
-    if p.is_dir():
+    try:
+        os.lstat(p)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"input not found: {p}") from None
+    except OSError as exc:  # a folder on the way that may not be searched
+        raise InputError(f"input {p}: unreadable: {(exc.strerror or str(exc)).lower()}") from None
+    if os.path.isdir(p):
         try:
             os.scandir(p).close()
         except OSError as exc:
