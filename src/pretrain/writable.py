@@ -54,8 +54,8 @@ def _blocking_file(path: Path) -> Path | None:
 
 def _probe_local(path: Path, label: str) -> None:
     if (bad := _blocking_file(path)) is not None:
-        where = "" if bad == path else f" ({bad} is a file)"
-        raise OutputNotWritable(f"{label} {path} is not writable: not a directory{where}")
+        why = "not a directory" if bad == path else f"{bad} is not a directory"
+        raise OutputNotWritable(f"{label} {path} is not writable: {why}")
     probe = path / f"{PROBE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         path.mkdir(parents=True, exist_ok=True)

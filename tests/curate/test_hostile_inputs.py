@@ -142,8 +142,8 @@ def test_readonly_out_is_one_line(readonly_dir, tmp_path, prose, cli):
 def test_out_under_a_file_or_without_permission_is_one_line(tmp_path, prose, cli, cli_subprocess):
     (tmp_path / "a.txt").write_text(prose(1))
     rc, _, err = cli("curate", tmp_path / "a.txt", "--out", tmp_path / "a.txt" / "out", "-q")
-    assert rc == 2 and err == (f"error: output {tmp_path / 'a.txt' / 'out'} is not writable: not a directory "
-                               f"({tmp_path / 'a.txt'} is a file)\n")
+    assert rc == 2 and err == (f"error: output {tmp_path / 'a.txt' / 'out'} is not writable: "
+                               f"{tmp_path / 'a.txt'} is not a directory\n")
     (tmp_path / "locked").mkdir(mode=0o555)
     got = cli_subprocess("curate", tmp_path / "a.txt", "--out", tmp_path / "locked" / "out", "-q", drop_dac=True)
     assert got.returncode == 2

@@ -18,7 +18,7 @@ class OptionError(ValueError):
 
 
 def at_least(option: str, value: float, low: float) -> None:
-    if value < low:
+    if not value >= low:  # NaN fails too
         raise OptionError(f"{option} must be >= {low:g} (got {value:g})")
 
 
