@@ -72,9 +72,12 @@ def export_hf(
     tokenizer: Path = typer.Option(None, help="tokenizer.json to include (default: the checkpoint's copy)."),
 ) -> None:
     """Write config.json + model.safetensors + tokenizer files loadable by transformers' AutoModelForCausalLM."""
+    from pretrain.cli.guards import note_checkpoint
     from pretrain.model.hf import export_hf as run_export
+    from pretrain.model.io import resolve_checkpoint
     from pretrain.writable import ensure_writable
 
+    note_checkpoint(checkpoint, resolve_checkpoint(checkpoint))
     ensure_writable(out, "--out")
     path = run_export(checkpoint, out, tokenizer=tokenizer, dtype=dtype)
     arch = __import__("json").loads((path / "config.json").read_text())["architectures"][0]
