@@ -199,6 +199,16 @@ def test_20mb_record_is_kept_by_reference(tmp_path, compress):
     assert p["prefix_base64"] and payload_bytes({"base64": p["prefix_base64"]}) == big[:4096]
 
 
+def test_20mb_text_file_is_kept_by_reference(tmp_path):
+    (tmp_path / "raw").mkdir()
+    path = tmp_path / "raw" / "book.txt"
+    path.write_bytes(b"All work and no play. " * 1_000_000)  # 22 MB, over max_record_bytes (8 MB)
+    stats = conserved(curate([tmp_path / "raw"], tmp_path / "out", CurateConfig(steps=[]), workers=1, progress=False))
+    (q,) = quarantined(tmp_path / "out")
+    assert stats["quarantined"] == 1 and q["meta"]["reason"].startswith("file too large (22000000 bytes")
+    assert payload_bytes(q["meta"]["payload"]) == path.read_bytes()
+
+
 def test_bad_records_keep_their_exact_bytes_and_unique_ids(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
