@@ -262,10 +262,32 @@ def test_duplicate_ids_and_empty_compressed_files_are_warned_once(tmp_path, pros
     assert rc == 0
     assert err.splitlines() == [
         f"warning: 1 empty compressed file(s) (0 bytes, read as no records): {raw / 'empty.jsonl.zst'}",
-        f"warning: 2 input record(s) repeat the id of an earlier record in the same shard, all kept "
+        f"warning: 2 input record(s) repeat the id of an earlier record, all kept "
         f"(e.g. same in {raw / 'dups.jsonl'}:4)"]
     stats = conserved(json.loads((tmp_path / "out" / "stats.json").read_text()))
     assert stats["duplicate_ids"] == 2 and len(stats["warnings"]) == 2
+
+
+def _ids_file(path: Path, ids: list[str], prose, seed: int = 0) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "text": prose(seed + n)}) + "\n" for n, i in enumerate(ids)))
+    return path
+
+
+@pytest.mark.parametrize("range_ids", [1 << 24, 2])
+def test_duplicate_ids_are_counted_across_shards(tmp_path, prose, monkeypatch, range_ids):
+    """Shards of 2 records: [a b] [c a] [b a] hold no repeat each, yet a repeats twice and b once. With
+    ``range_ids`` 2 the count runs over several slices of the hash space, as on a large corpus."""
+    from pretrain.data.curate import idcheck
+
+    monkeypatch.setattr(idcheck, "RANGE_IDS", range_ids)
+    (tmp_path / "raw").mkdir()
+    _ids_file(tmp_path / "raw" / "ids.jsonl", ["a", "b", "c", "a", "b", "a"], prose)
+    _ids_file(tmp_path / "raw" / "more.jsonl", ["c", "d"], prose, seed=10)  # c again, from another file
+    cfg = CurateConfig(steps=[], shard_docs=2)
+    stats = conserved(curate([tmp_path / "raw"], tmp_path / "out", cfg, workers=1, progress=False))
+    assert stats["shards"] == 4 and stats["kept"] == 8
+    assert stats["duplicate_ids"] == 4 and stats["warnings"] == [
+        "4 input record(s) repeat the id of an earlier record, all kept"]
 
 
 def test_unwritable_bucket_is_one_line_and_a_writable_one_keeps_no_probe(tmp_path, prose, s3, cli):
@@ -273,8 +295,11 @@ def test_unwritable_bucket_is_one_line_and_a_writable_one_keeps_no_probe(tmp_pat
     rc, _, err = cli("curate", tmp_path / "a.txt", "--out", "s3://no-such-bucket/run", "-q")
     assert rc == 2 and err.startswith("error: output s3://no-such-bucket/run is not writable: ")
     assert err.count("\n") == 1
-    stats = conserved(curate([tmp_path / "a.txt"], "s3://out-bucket/run", CurateConfig(), workers=1, progress=False))
-    assert stats["documents_in"] == 1
+    _ids_file(tmp_path / "ids.jsonl", ["a", "b", "a"], prose, seed=10)
+    cfg = CurateConfig(steps=[], shard_docs=1)  # each record its own shard: the repeat is counted from the bucket
+    stats = conserved(curate([tmp_path / "a.txt", tmp_path / "ids.jsonl"], "s3://out-bucket/run", cfg, workers=1,
+                             progress=False))
+    assert stats["documents_in"] == 4 and stats["duplicate_ids"] == 1
     assert not [k for k in s3.find("out-bucket") if ".pretrain-write-probe" in k]
 
 

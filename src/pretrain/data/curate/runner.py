@@ -31,6 +31,7 @@ from pretrain.data.curate import stats as st
 from pretrain.data.curate import storage
 from pretrain.data.curate.config import CurateConfig
 from pretrain.data.curate.executors import make_executor
+from pretrain.data.curate.idcheck import cross_shard_repeats
 from pretrain.data.curate.inputs import input_problem
 from pretrain.data.curate.lines import TruncatedInput, compression
 from pretrain.data.curate.outstore import (
@@ -273,6 +274,7 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
                 out.remove(INPUTS_DIR)
         parts = out.read_jsons([f"work/seg{k}/{s.index:05d}.stats.json" for s in shards for k in range(len(segs))])
         stats = st.merge(parts, [(s.label, s.type) for s in steps], cfg.samples_per_reason)
+        stats["duplicate_ids"] += cross_shard_repeats(out, [s.index for s in shards])
         for row in stats["steps"]:
             if row["name"] in resolved:
                 row["index"] = resolved[row["name"]]
@@ -304,7 +306,7 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
 def _warnings(files: list[Path], sizes: dict[str, int], stats: dict[str, Any]) -> list[str]:
     """What the run accepted but a person should know, one line each: compressed inputs of 0 bytes (read
     as no records, which is also what a file cut off while copying looks like) and records that share
-    an id with an earlier record of the same shard. ``sizes``: as the fingerprint saw them."""
+    an id with an earlier record. ``sizes``: as the fingerprint saw them."""
     out = []
     empty = [str(f) for f in files if compression(f) and sizes.get(str(f)) == 0]
     if empty:
@@ -312,8 +314,7 @@ def _warnings(files: list[Path], sizes: dict[str, int], stats: dict[str, Any]) -
                    + (" ..." if len(empty) > 3 else ""))
     if n := stats.get("duplicate_ids", 0):
         ex = ", ".join(f"{i} in {src}" for i, src in stats.get("duplicate_id_examples", {}).items())
-        out.append(f"{n} input record(s) repeat the id of an earlier record in the same shard, all kept "
-                   f"(e.g. {ex})")
+        out.append(f"{n} input record(s) repeat the id of an earlier record, all kept" + (f" (e.g. {ex})" if ex else ""))
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from pretrain.data.curate import stats as st
 from pretrain.data.curate.config import CurateConfig
+from pretrain.data.curate.idcheck import save_shard_ids
 from pretrain.data.curate.readers import Quarantined, Shard, read_shard
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.text import utf8_len
@@ -39,7 +40,8 @@ class ShardRun:
 
     def note_id(self, doc: Document, seen: set[str]) -> None:
         """Count a record whose id an earlier record of this shard already had (kept all the same: which
-        one is right is the producer's call; the count and a few examples go to stats.json)."""
+        one is right is the producer's call; the count and a few examples go to stats.json; repeats
+        across shards are counted at the end of the run, see idcheck.py)."""
         if doc.id not in seen:
             seen.add(doc.id)
             return
@@ -143,6 +145,8 @@ class ShardRun:
                 st._add(s["domains_kept"], doc.domain, 1, nbytes)
         if post is not None:
             post.end_collect()
+        if ids:  # for the count of ids repeated across shards, at the end of the run
+            save_shard_ids(self.out, self.shard.index, ids)
         for w in (kept, self.removed, self.quarantine):
             if w is not None:
                 w.close()
