@@ -28,11 +28,18 @@ def _name(shard: int) -> str:
     return f"{IDS_DIR}/{shard:05d}.npy"
 
 
+def _hash(i: str) -> int:
+    if len(i) == 16 and i.isalnum():  # this project's own ids are already 64 bits of SHA-1 in hex: no need to hash again
+        try:
+            return int(i, 16)
+        except ValueError:
+            pass
+    return int.from_bytes(hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
 def id_hashes(ids: Iterable[str]) -> np.ndarray:
     """Sorted 64-bit hashes of distinct ids."""
-    out = np.fromiter((int.from_bytes(hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                                      "little") for i in ids), dtype=np.uint64)
-    return np.unique(out)
+    return np.unique(np.fromiter((_hash(i) for i in ids), dtype=np.uint64))
 
 
 def save_shard_ids(out: Path, shard: int, ids: Iterable[str]) -> None:
