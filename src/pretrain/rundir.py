@@ -71,6 +71,11 @@ class RunDir:
         return self.root / "report"
 
     def make(self) -> RunDir:
+        """Create the directory and the folders the run writes to, proving each writable first: a
+        read-only or foreign run directory stops here in one line (OutputNotWritable), not at the first
+        checkpoint."""
+        from pretrain.writable import ensure_writable
+
         for p in (self.root, self.checkpoints, self.eval, self.report):
-            p.mkdir(parents=True, exist_ok=True)
+            ensure_writable(p, "run directory" if p == self.root else "run folder")
         return self

@@ -18,7 +18,12 @@ def builtin(
     domain: list[str] = typer.Option(None, "--domain", help="Only these domains (code, docs, literature)."),
 ) -> None:
     """Write the built-in corpus: Python stdlib code, stdlib docstrings, Shakespeare."""
+    from pretrain.cli.guards import in_range
     from pretrain.data.builtin import DOMAINS, build_builtin_corpus
+    from pretrain.writable import ensure_writable
+
+    in_range("--val-fraction", val_fraction, 0, 1, high_open=True)
+    ensure_writable(out, "--out")
 
     stats = build_builtin_corpus(out, val_fraction=val_fraction, domains=tuple(domain or DOMAINS))
     table = Table(title=f"built-in corpus -> {out}")

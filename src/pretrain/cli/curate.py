@@ -28,9 +28,11 @@ def curate_cmd(
     Without --config the default pipeline for mixed web / prose / code input runs (see docs/curation.md).
     Rerunning with the same inputs and config resumes an interrupted run and skips a finished one.
     """
+    from pretrain.cli.guards import at_least
     from pretrain.config import resolve
     from pretrain.data.curate import curate
 
+    at_least("--workers", workers, 0)
     cfg = resolve(config, list(overrides or [])).data.curate
     curate(list(inputs), out, cfg, workers=workers or None, progress=not quiet, executor=executor,
            ray_address=ray_address)
@@ -48,7 +50,12 @@ def classifier_cmd(
     """Train a quality or topic classifier for the quality_classifier / topic curation steps."""
     from rich import print as rprint
 
+    from pretrain.cli.guards import at_least
     from pretrain.data.curate.classifier import train_classifier
+    from pretrain.writable import ensure_writable
+
+    at_least("--epochs", epochs, 1)
+    ensure_writable(out.parent, "--out")
 
     sets: dict[str, list[str]] = {}
     for item in examples:

@@ -39,6 +39,19 @@ def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _prepare(checkpoint: Path, out: Path | None) -> None:
+    """Before loading anything: name the step checkpoint a run directory falls back to, and prove the
+    output folder (``--out``, else the run's eval/) writable."""
+    from pretrain.cli.guards import note_checkpoint
+    from pretrain.model.io import resolve_checkpoint
+    from pretrain.writable import ensure_writable
+
+    ckpt = resolve_checkpoint(checkpoint)
+    note_checkpoint(checkpoint, ckpt)
+    run_root = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
+    ensure_writable(out or run_root / "eval", "--out" if out else "eval folder")
+
+
 def eval_command(
     checkpoint: Path = typer.Argument(..., help=_CKPT_HELP),
     overrides: list[str] = typer.Argument(None, help=_OVERRIDES_HELP),
@@ -56,6 +69,7 @@ def eval_command(
     from pretrain.eval.run import run_eval, with_flags
 
     cfg = with_flags(_eval_config(checkpoint, overrides), needle, contamination, memorization, lm_eval)
+    _prepare(checkpoint, out)
     written = run_eval(checkpoint, tokens, out, cfg, device=device, progress=_say)
     for name, path in written.items():
         typer.echo(f"{name}: {path}")
@@ -77,6 +91,7 @@ def audit_contamination_command(
     from pretrain.eval.run import run_audit
 
     cfg = _eval_config(checkpoint, overrides)
+    _prepare(checkpoint, out)
     c = cfg.contamination
     cfg.contamination = replace(c, ngram=ngram or c.ngram, against=[*c.against, *map(str, against or [])])
     typer.echo(f"contamination: {run_audit('contamination', checkpoint, tokens, out, cfg, progress=_say)}")
@@ -100,6 +115,7 @@ def audit_memorization_command(
     from pretrain.eval.run import run_audit
 
     cfg = _eval_config(checkpoint, overrides)
+    _prepare(checkpoint, out)
     m = cfg.memorization
     cfg.memorization = replace(m, docs_per_domain=docs or m.docs_per_domain, prefix_tokens=prefix or m.prefix_tokens,
                                continuation_tokens=continuation or m.continuation_tokens)

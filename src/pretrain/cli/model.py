@@ -26,10 +26,16 @@ def generate(
     """Continue prompts with a trained model (KV cache; temperature, top-k, top-p or greedy)."""
     import torch
 
+    from pretrain.cli.guards import at_least, in_range, note_checkpoint
     from pretrain.model.generate import generate as run_generate
     from pretrain.model.io import find_tokenizer, load_model, resolve_checkpoint
 
+    at_least("--max-new-tokens", max_new_tokens, 0)
+    at_least("--temperature", temperature, 0)
+    at_least("--top-k", top_k, 0)
+    in_range("--top-p", top_p, 0, 1, low_open=True)
     ckpt = resolve_checkpoint(checkpoint)
+    note_checkpoint(checkpoint, ckpt)
     tok_path = find_tokenizer(ckpt)
     if tok_path is None:
         raise FileNotFoundError(f"no tokenizer.json in checkpoint {ckpt} (nor in its run's tokenizer/)")
@@ -71,9 +77,23 @@ def export_hf(
     modeling code beside the weights (load with trust_remote_code=True; see docs/model.md)."""
     import json
 
+    from pretrain.cli.guards import note_checkpoint
     from pretrain.model.hf import export_hf as run_export
+    from pretrain.model.io import resolve_checkpoint
+    from pretrain.writable import ensure_writable
 
-    path = run_export(checkpoint, out, tokenizer=tokenizer, dtype=dtype)
+    try:
+        note_checkpoint(checkpoint, resolve_checkpoint(checkpoint))
+    except (OSError, ValueError):
+        pass  # the export's own checks name what is missing or damaged, more precisely
+    existed = out.exists()
+    ensure_writable(out, "--out")
+    try:
+        path = run_export(checkpoint, out, tokenizer=tokenizer, dtype=dtype)
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # the probe's folder: a failed export leaves nothing behind
+        raise
     config = json.loads((path / "config.json").read_text())
     arch = config["architectures"][0]
     if "auto_map" in config:
@@ -97,7 +117,9 @@ def import_hf(
     `pretrain train OUT/continue.toml data.tokens=...` (see docs/model.md).
     """
     from pretrain.model.hf import import_hf as run_import
+    from pretrain.writable import ensure_writable
 
+    ensure_writable(out, "--out")
     model = run_import(directory, out)
     print(f"imported {model.cfg.hf_architecture} ({model.num_params() / 1e6:.2f}M parameters) into {out}; "
           f"continue with: pretrain train {Path(out) / 'continue.toml'} data.tokens=...")

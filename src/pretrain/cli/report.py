@@ -25,6 +25,10 @@ def report(
     from pretrain.report import build_report, compare_runs
 
     embed = not images_beside
+    if out is not None:
+        from pretrain.writable import ensure_writable
+
+        ensure_writable(out, "--out")
     if compare:
         if len(run_dirs) < 2:
             raise typer.BadParameter("--compare needs at least two run directories", param_hint="RUN_DIRS")

@@ -40,6 +40,10 @@ def fit(
     """Fit L(N, D) = E + A/N^alpha + B/D^beta (Approach 3) and IsoFLOP parabolas (Approach 2)."""
     from pretrain.scaling.analysis import analyze
     from pretrain.scaling.points import read_points
+    from pretrain.writable import ensure_writable
+
+    if out is not None:
+        ensure_writable(out, "--out")
 
     pts = read_points(points, params_column=params_column, tokens_column=tokens_column, loss_column=loss_column,
                       flops_column=flops_column or None, drop_highest=drop_highest)
@@ -202,6 +206,9 @@ def sweep(
         words = {"skip": f"skip ({cell.skipped})", "done": "finished earlier", "run": "training...", "ok": "done"}
         console.print(f"{cell.name}: {words[status]}")
 
+    from pretrain.writable import ensure_writable
+
+    ensure_writable(out, "--out")
     summary = run_sweep(sc, out, on_run=report)
     console.print(f"{summary['runs']} runs -> {summary['points']}; plot {summary['plots']['isoflop']}")
     fit_info = summary.get("fit", {})
@@ -227,6 +234,9 @@ def ablate(
 
     ac = from_dict(AblateConfig, {"base": base, "overrides": list(overrides or []), "vary": list(vary),
                                   "seeds": seeds, "seed": seed})
+    from pretrain.writable import ensure_writable
+
+    ensure_writable(out, "--out")
     console = Console(width=160, stderr=as_json)
     result = run_ablation(ac, out, on_run=lambda v, s, st: console.print(
         f"{v} seed {s}: {'finished earlier' if st == 'done' else 'training...'}"))

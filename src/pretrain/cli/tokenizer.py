@@ -31,8 +31,13 @@ def train(
     overrides: list[str] = _SET,
 ) -> None:
     """Train byte-level BPE on a domain-balanced sample and write OUT/tokenizer.json."""
+    from pretrain.cli.guards import at_least
     from pretrain.data.tokenize import read_documents
     from pretrain.tokenizer import train_tokenizer
+    from pretrain.writable import ensure_writable
+
+    at_least("--vocab-size", vocab_size, 0)
+    ensure_writable(out, "--out")
 
     cfg = _run_config(config, overrides)
     if vocab_size:
@@ -92,8 +97,13 @@ def tokenize(
                                     "a local Ray instance with --workers CPUs."),
 ) -> None:
     """Encode documents into per-domain token shards with a document index and lineage."""
+    from pretrain.cli.guards import at_least, in_range
     from pretrain.data.tokenize import tokenize_corpus
+    from pretrain.writable import ensure_writable
 
+    at_least("--workers", workers, 0)
+    in_range("--val-fraction", val_fraction, 0, 1, high_open=True)
+    ensure_writable(out, "--out")
     s = tokenize_corpus(inputs, tokenizer, out, val_fraction=val_fraction, workers=workers or None,
                         executor=executor, ray_address=ray_address)
     print(f"{s['documents']} documents -> {s['tokens']} tokens in {s['seconds']:.1f}s "
@@ -148,8 +158,12 @@ def doremi(
     overrides: list[str] = _SET,
 ) -> None:
     """DoReMi (Xie et al. 2023): learn domain weights with a small proxy model trained by Group DRO."""
+    from pretrain.cli.guards import at_least
     from pretrain.data.doremi import DoReMiConfig, run_doremi
+    from pretrain.writable import ensure_writable
 
+    at_least("--steps", steps, 1)
+    ensure_writable(out, "--out")
     cfg = _run_config(config, overrides)
     result = run_doremi(cfg, tokens, out, DoReMiConfig(steps=steps), tokenizer=tokenizer)
     print(json.dumps(result["weights"], indent=2))

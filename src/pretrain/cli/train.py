@@ -27,11 +27,29 @@ def train_command(
 
     cfg = resolve(config, overrides or [])
     run = RunDir(run_dir) if run_dir else RunDir.for_name(cfg.name)
+    run.make()  # a run directory that cannot be written stops here, in one line
+    _note_short_val(Path(cfg.data.tokens) if cfg.data.tokens else run.tokens, cfg.eval.seq_len or cfg.train.seq_len)
     result = train(cfg, run, fresh=fresh, progress=progress)
     if result.final_checkpoint is not None:
         losses = " ".join(f"{k}={v:.4f}" for k, v in result.losses.items() if isinstance(v, float))
         Console(stderr=True).print(f"trained {result.step} steps, {result.tokens:,} tokens ({result.stopped}); "
                                    f"{losses}; final model: {result.final_checkpoint}")
+
+
+def _note_short_val(tokens: Path, seq_len: int) -> None:
+    """Warn once when a domain's validation split holds fewer tokens than one sequence: its val loss is
+    then measured on a partial window, not comparable with a full one."""
+    from pretrain.cli.guards import warn
+    from pretrain.data.shards import load_split
+
+    try:
+        split = load_split(tokens, "val")
+    except (FileNotFoundError, ValueError):  # no val split, or an unreadable one: train() says so itself
+        return
+    short = [f"{d} ({s.num_tokens} tokens)" for d, s in split.items() if s.num_tokens < seq_len + 1]
+    if short:
+        warn(f"validation split {tokens / 'val'} is shorter than one sequence ({seq_len + 1} tokens) in "
+             f"{', '.join(short)}: its val loss covers a partial window")
 
 
 def register(app: typer.Typer) -> None:

@@ -52,6 +52,7 @@ class ContaminationConfig:
 
     def validate(self) -> None:
         check(self.ngram >= 2, "ngram", "must be >= 2")
+        check(self.max_hits >= 0, "max_hits", f"must be >= 0 (got {self.max_hits})")
         check(0.0 <= self.dirty_fraction < 1.0, "dirty_fraction", "must be in [0, 1)")
 
 

@@ -24,6 +24,19 @@ def context_limit(model: torch.nn.Module) -> int | None:
     return getattr(cfg, "max_seq_len", None)
 
 
+def check_sampling(temperature: float, top_k: int, top_p: float = 1.0, max_new_tokens: int = 0) -> None:
+    """Sampling settings in range, else one ValueError naming the setting: a negative temperature would
+    otherwise pass as greedy and a top-p above 1 as no cut, silently."""
+    if not temperature >= 0:  # NaN too
+        raise ValueError(f"temperature must be >= 0 (0 = greedy; got {temperature})")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = all tokens; got {top_k})")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (got {top_p})")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
+
+
 def _pick(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> int:
     logits = logits.float()
     if temperature <= 0:
@@ -51,6 +64,7 @@ def generate_ids(
     """New token ids continuing ``prompt_ids`` (temperature 0 = greedy); stops after a stop id."""
     if not prompt_ids:
         raise ValueError("generation needs a non-empty prompt (start it with BOS)")
+    check_sampling(temperature, top_k, max_new_tokens=max_new_tokens)
     dev = model_device(model)
     limit = max_context or context_limit(model)
     was_training = model.training

@@ -281,6 +281,7 @@ class ModelConfig:
               f"must divide dim={self.dim} (or set attn_head_dim)")
         check(self.head_dim % 2 == 0, "attn_head_dim" if self.attn_head_dim else "n_heads",
               f"the head width {self.head_dim} must be even for RoPE")
+        check(self.n_kv_heads >= 0, "n_kv_heads", f"must be >= 0 (0 = n_heads; got {self.n_kv_heads})")
         check(self.n_heads % self.kv_heads == 0, "n_kv_heads", f"must divide n_heads={self.n_heads}")
         check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
         check(self.vocab_size >= 0, "vocab_size", "must be >= 0")

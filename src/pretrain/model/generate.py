@@ -73,6 +73,9 @@ def generate(
         raise ValueError("input_ids must be a non-empty [batch, length] tensor")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
+    if not greedy and not speculative and not (temperature >= 0 and top_k >= 0 and 0 < top_p <= 1):
+        raise ValueError(f"sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1 "
+                         f"(got {temperature}, {top_k}, {top_p})")
     was_training = model.training
     model.eval()
     try:

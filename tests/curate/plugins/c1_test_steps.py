@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain.data.curate.registry import Step, register
@@ -39,4 +39,25 @@ class KillOnce(Step):
                 raise RuntimeError("test_kill_once would kill the test runner")
             Path(self.o.marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
+        return None
+
+
+@dataclass
+class RemoveFilesOptions:
+    paths: list[str] = field(default_factory=list)
+    """Files to delete."""
+    word: str = "VANISH"
+    """A document containing this word triggers the deletion."""
+
+
+@register("test_remove_files")
+class RemoveFiles(Step):
+    """Deletes input files the first time it sees ``word``: files that vanish while the run reads them."""
+
+    Options = RemoveFilesOptions
+
+    def __call__(self, doc):
+        if self.o.word in doc.text:
+            for p in self.o.paths:
+                Path(p).unlink(missing_ok=True)
         return None

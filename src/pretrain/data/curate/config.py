@@ -78,6 +78,7 @@ class CurateConfig:
         check(self.output_format in ("jsonl.zst", "parquet"), "output_format",
               f"must be 'jsonl.zst' or 'parquet' (got {self.output_format!r})")
         check(self.samples_per_reason >= 0, "samples_per_reason", "must be >= 0")
+        check(self.sample_chars >= 0, "sample_chars", f"must be >= 0 (got {self.sample_chars})")
         check(not self.blocklist or "://" in self.blocklist or Path(self.blocklist).is_file(), "blocklist",
               f"blocklist file not found: {self.blocklist}")
         import_step_modules(self.step_modules)

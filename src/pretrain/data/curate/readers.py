@@ -5,8 +5,11 @@ Formats by extension: ``.jsonl`` / ``.jsonl.gz`` / ``.jsonl.zst`` (and ``.json``
 ``.wet.gz`` (see :mod:`pretrain.data.curate.warc`), and anything else read as one text document per file
 (source code, Markdown, plain text). Inputs may be local paths or fsspec URLs (:mod:`.storage`). Reading never raises on bad data: invalid UTF-8,
 binary or empty files, NUL bytes, malformed JSON lines, records without the text field, lines over the
-size limit, truncated compressed streams, symlink loops and broken symlinks each yield a :class:`Quarantined` naming file, line and
-reason, and reading goes on with the next record where that is possible.
+size limit, truncated compressed streams, symlink loops, broken symlinks, special files (FIFOs, sockets,
+devices), unreadable and vanished files each yield a :class:`Quarantined` naming file, line and reason,
+with the record's bytes as its payload (see :mod:`.payload`), and reading goes on with the next record
+where that is possible. Every read is bounded: by the size a file had when opened, and lines by
+``max_bytes``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pretrain.data.curate import payload as pl
 from pretrain.data.curate import storage
-from pretrain.data.curate.inputs import expand_inputs, link_problem
-from pretrain.data.curate.lines import TruncatedInput, compression, iter_lines
+from pretrain.data.curate.inputs import expand_inputs, input_problem, link_problem
+from pretrain.data.curate.lines import PREFIX_BYTES, TruncatedInput, compression, iter_lines, read_head
 from pretrain.data.curate.warc import is_warc, read_warc_records
-from pretrain.data.record import Document, loads
+from pretrain.data.record import Document, doc_id, loads
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".json.gz", ".json.zst")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
@@ -31,16 +36,22 @@ PARQUET_SUFFIXES = (".parquet",)
 
 @dataclass
 class Quarantined:
-    """A record that could not be read: where it was and why."""
+    """A record that could not be read: where it was, why, and its bytes (``payload``, see :mod:`.payload`;
+    None when nothing could be read: an unreadable or special file)."""
 
     source: str
     reason: str
     domain: str = "unknown"
     snippet: str = ""
+    payload: dict[str, Any] | None = None
 
     def to_document(self) -> Document:
-        return Document(text=self.snippet, source=self.source, domain=self.domain,
-                        meta={"reason": self.reason, "quarantined_by": "reader"})
+        meta: dict[str, Any] = {"reason": self.reason, "quarantined_by": "reader"}
+        if self.payload is not None:
+            meta["payload"] = self.payload
+        # the id names this record, not its (often empty) snippet: source is unique per record
+        ident = doc_id(json.dumps([self.source, self.reason, self.payload], sort_keys=True, ensure_ascii=False))
+        return Document(text=self.snippet, source=self.source, domain=self.domain, id=ident, meta=meta)
 
 
 @dataclass
@@ -180,10 +191,10 @@ def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int,
             del loose[:files_per_shard]
 
     for f in files:
-        if file_format(f) == "warc" and not link_problem(f):
+        if file_format(f) == "warc" and not input_problem(f):
             flush()
             shards.append(Shard(len(shards), "records", [str(f)], 0, -1))
-        elif file_format(f) in ("jsonl", "parquet") and not link_problem(f):
+        elif file_format(f) in ("jsonl", "parquet") and not input_problem(f):
             flush()
             got = cuts[str(f)] if cuts and str(f) in cuts else record_cuts(
                 f, max_bytes, records_per_shard, bytes_per_shard)
@@ -217,23 +228,26 @@ def _binary(raw: bytes) -> bool:
 
 def read_file_document(path: Path, domain: str, max_bytes: int) -> Document | Quarantined:
     src = f"{path}"
-    if problem := link_problem(path):
+    if problem := input_problem(path):
         return Quarantined(src, problem, domain)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return Quarantined(src, f"file too large ({size} bytes > {max_bytes})", domain)
-        raw = path.read_bytes()
+        raw, size = read_head(path, max_bytes)
+    except FileNotFoundError:
+        return Quarantined(src, "vanished (no such file)", domain)
     except OSError as exc:
-        return Quarantined(src, f"unreadable: {exc.strerror or exc}", domain)
+        return Quarantined(src, f"unreadable: {(exc.strerror or str(exc)).lower()}", domain)
+    if size > max_bytes:
+        return Quarantined(src, f"file too large ({size} bytes > {max_bytes})", domain,
+                           payload=pl.reference(src, 0, size, raw[:PREFIX_BYTES]))
+    kept = pl.inline(raw)
     if not raw.strip():
-        return Quarantined(src, "empty file", domain)
+        return Quarantined(src, "empty file", domain, payload=kept)
     if _binary(raw):
-        return Quarantined(src, "binary file", domain, _snippet(raw, 100))
+        return Quarantined(src, "binary file", domain, _snippet(raw, 100), kept)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Quarantined(src, f"invalid UTF-8 at byte {exc.start}", domain, _snippet(raw))
+        return Quarantined(src, f"invalid UTF-8 at byte {exc.start}", domain, _snippet(raw), kept)
     if text.startswith("\ufeff"):
         text = text[1:]
     meta = {"format": "html"} if file_format(path) == "html" else {}
@@ -246,27 +260,32 @@ def _head(line: str | bytes) -> str:
 
 
 def _record_to_doc(rec: object, src: str, text_field: str, default_domain: str,
-                   line: str | bytes) -> Document | Quarantined:
+                   line: str | bytes, kept: dict[str, Any] | None = None) -> Document | Quarantined:
+    """A parsed record as a Document, or a Quarantined keeping ``kept`` (its payload; default: ``line``)."""
+    def bad(reason: str, domain: str, snippet: str | None = None) -> Quarantined:
+        raw = line.encode("utf-8") if isinstance(line, str) else line
+        return Quarantined(src, reason, domain, _head(line) if snippet is None else snippet,
+                           kept if kept is not None else pl.inline(raw))
+
     if not isinstance(rec, dict):
-        return Quarantined(src, "record is not a JSON object", default_domain, _head(line))
+        return bad("record is not a JSON object", default_domain)
     domain = str(rec.get("domain") or default_domain)
     if text_field not in rec:
-        return Quarantined(src, f"missing text field {text_field!r}", domain, _head(line))
+        return bad(f"missing text field {text_field!r}", domain)
     text = rec[text_field]
     if text is None:
-        return Quarantined(src, f"text field {text_field!r} is null", domain, _head(line))
+        return bad(f"text field {text_field!r} is null", domain)
     if not isinstance(text, str):
-        return Quarantined(src, f"text field {text_field!r} is not a string", domain, _head(line))
+        return bad(f"text field {text_field!r} is not a string", domain)
     if "\x00" in text:
-        return Quarantined(src, "NUL byte in text", domain, text[:500].replace("\x00", "\\x00"))
+        return bad("NUL byte in text", domain, text[:500].replace("\x00", "\\x00"))
     if not text or text.isspace():
-        return Quarantined(src, "empty text", domain)
+        return bad("empty text", domain, "")
     try:
         if not text.isascii():  # an ASCII string cannot hold a lone surrogate
             text.encode("utf-8")
     except UnicodeEncodeError:
-        return Quarantined(src, "invalid Unicode (lone surrogate) in text", domain,
-                           text[:500].encode("utf-8", "replace").decode())
+        return bad("invalid Unicode (lone surrogate) in text", domain, text[:500].encode("utf-8", "replace").decode())
     meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
     meta = dict(meta)
     meta["input"] = src
@@ -278,11 +297,13 @@ def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domai
                        max_bytes: int, start_byte: int = -1, skip_bytes: int = 0,
                        read_from: str = "") -> Iterator[Document | Quarantined]:
     lineno = 0
+    # Seek to the shard's first record when its offset is known (otherwise read from line 1).
+    offset, skip, first = (start_byte, skip_bytes, start) if start_byte >= 0 and start > 0 else (0, 0, 0)
+    compressed = bool(compression(path))
+    oversize: list = []
     try:
-        # Seek to the shard's first record when its offset is known (otherwise read from line 1).
-        offset, skip, first = (start_byte, skip_bytes, start) if start_byte >= 0 and start > 0 else (0, 0, 0)
         source = storage.as_path(read_from) if read_from else path
-        for lineno, raw in iter_lines(source, max_bytes, offset, first, skip):
+        for lineno, raw in iter_lines(source, max_bytes, offset, first, skip, oversize=oversize):
             idx = lineno - 1
             if idx < start:
                 continue
@@ -290,23 +311,33 @@ def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domai
                 return
             src = f"{path}:{lineno}"
             if raw is None:
-                yield Quarantined(src, f"line longer than {max_bytes} bytes", domain)
+                yield Quarantined(src, f"line longer than {max_bytes} bytes", domain,
+                                  payload=pl.line_reference(path, src, oversize[0], offset, compressed, bool(read_from)))
                 continue
             if not raw or raw.isspace():
-                yield Quarantined(src, "empty line", domain)
+                yield Quarantined(src, "empty line", domain, payload=pl.inline(raw))
                 continue
             try:
                 rec = loads(raw)  # orjson, or json where they differ; invalid UTF-8 is found first
             except UnicodeDecodeError as exc:
-                yield Quarantined(src, f"invalid UTF-8 at byte {exc.start}", domain, _snippet(raw))
+                yield Quarantined(src, f"invalid UTF-8 at byte {exc.start}", domain, _snippet(raw), pl.inline(raw))
                 continue
             except json.JSONDecodeError as exc:
-                yield Quarantined(src, f"malformed JSON: {exc.msg}", domain, raw.decode("utf-8")[:500])
+                yield Quarantined(src, f"malformed JSON: {exc.msg}", domain, raw.decode("utf-8")[:500],
+                                  pl.inline(raw))
                 continue
             yield _record_to_doc(rec, src, text_field, domain, raw)
     except TruncatedInput as exc:
         if stop < 0 or lineno < stop:
-            yield Quarantined(f"{path}:{lineno + 1}", str(exc), domain)
+            src = f"{path}:{lineno + 1}"
+            kept = (pl.inline(exc.pending) if exc.pending is not None else
+                    pl.line_reference(path, src, oversize[0], offset, compressed, bool(read_from)))
+            yield Quarantined(src, str(exc), domain, _snippet(exc.pending or b""), kept)
+    except OSError as exc:  # unreadable or gone since the run was planned: the rest of the file, as one record
+        if stop < 0 or lineno < stop:
+            why = ("vanished (no such file)" if isinstance(exc, FileNotFoundError)
+                   else f"unreadable: {(exc.strerror or str(exc)).lower()}")
+            yield Quarantined(f"{path}:{lineno + 1}", why, domain)
 
 
 def read_parquet_records(path: Path, start: int, stop: int, text_field: str, domain: str) -> Iterator[Document | Quarantined]:
@@ -316,21 +347,22 @@ def read_parquet_records(path: Path, start: int, stop: int, text_field: str, dom
         pf = pq.ParquetFile(_parquet_source(path))
         names = pf.schema_arrow.names
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-        yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain)
+        yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain,
+                          payload=pl.whole_file(path))
         return
     if text_field not in names:
         # one record for the whole file, from its first shard only (its other shards yield nothing)
         if start == 0:
             rows = pf.metadata.num_rows
             yield Quarantined(str(path), f"missing text column {text_field!r} (columns: {', '.join(names)}; "
-                              f"{rows} rows not read)", domain)
+                              f"{rows} rows not read)", domain, payload=pl.whole_file(path))
         return
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=1024):
             for rec in batch.to_pylist():
                 if row >= start and (stop < 0 or row < stop):
-                    yield _record_to_doc(rec, f"{path}@{row}", text_field, domain, "")
+                    yield _record_to_doc(rec, f"{path}@{row}", text_field, domain, "", pl.row(rec))
                 row += 1
                 if stop >= 0 and row >= stop:
                     return
@@ -344,8 +376,12 @@ def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: 
         path = storage.as_path(shard.files[0])
         domain = domain_for(path, globs, default="default")
         if file_format(path) == "warc":
-            yield from read_warc_records(path, shard.files[0], max_bytes,
-                                         lambda src, why, url: Quarantined(src, why, "web", url))
+            try:
+                yield from read_warc_records(path, shard.files[0], max_bytes,
+                                             lambda src, why, url: Quarantined(src, why, "web", url))
+            except OSError as exc:  # gone or unreadable since the run was planned
+                yield Quarantined(shard.files[0], "vanished (no such file)" if isinstance(exc, FileNotFoundError)
+                                  else f"unreadable: {(exc.strerror or str(exc)).lower()}", "web")
         elif file_format(path) == "parquet":
             yield from read_parquet_records(path, shard.start, shard.stop, text_field, domain)
         else:
@@ -357,5 +393,6 @@ def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: 
         yield read_file_document(path, domain_for(path, globs, default_domain), max_bytes)
 
 
-__all__ = ["Cuts", "Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "link_problem", "plan_shards",
+__all__ = ["Cuts", "Quarantined", "Shard", "domain_for", "expand_inputs", "file_format", "input_problem",
+           "link_problem", "plan_shards",
            "read_shard"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from pretrain.data.curate import stats as st
 from pretrain.data.curate import storage
 from pretrain.data.curate.config import CurateConfig
 from pretrain.data.curate.executors import make_executor
-from pretrain.data.curate.inputs import link_problem
-from pretrain.data.curate.lines import TruncatedInput
+from pretrain.data.curate.idcheck import cross_shard_repeats
+from pretrain.data.curate.inputs import input_problem
+from pretrain.data.curate.lines import TruncatedInput, compression
 from pretrain.data.curate.outstore import (
     LocalOut,
     RemoteOut,
@@ -45,6 +47,7 @@ from pretrain.data.curate.readers import Cuts, Shard, expand_inputs, file_format
 from pretrain.data.curate.rechunk import INPUTS_DIR, rechunk
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.shardrun import ShardRun
+from pretrain.writable import ensure_writable
 
 _PIPELINES: dict[str, tuple[list[Step], set[str]]] = {}
 FINGERPRINT_BYTES = 1 << 16
@@ -138,23 +141,30 @@ def cuts_task(path: str, max_bytes: int, records: int, nbytes: int, out: str) ->
 def _file_fingerprint(f: Path) -> list[Any]:
     """Path, size, mtime and a hash of the first and last 64 KiB: an edited file of the same size is
     seen as changed (its mtime moves; an edit at either end changes the hash even if mtime is reset),
-    without reading terabytes of input in full before the run starts. A symlink loop or broken link
-    (quarantined when read) is its name and the problem. Local paths and fsspec URLs alike."""
-    if problem := link_problem(f):
+    without reading terabytes of input in full before the run starts. A file that cannot be read (a
+    symlink loop, a broken link, a special or unreadable file: quarantined when read) is its name and
+    the problem; it is never opened, so a FIFO cannot block here. Local paths and fsspec URLs alike."""
+    if problem := input_problem(f):
         return [str(f.absolute()), -1, problem]
-    st_ = f.stat()
-    h = hashlib.blake2b(digest_size=16)
-    with storage.open_binary(f) as fh:
-        h.update(fh.read(FINGERPRINT_BYTES))
-        if st_.st_size > FINGERPRINT_BYTES:
-            fh.seek(max(FINGERPRINT_BYTES, st_.st_size - FINGERPRINT_BYTES))
+    try:
+        st_ = f.stat()
+        h = hashlib.blake2b(digest_size=16)
+        with storage.open_binary(f) as fh:
             h.update(fh.read(FINGERPRINT_BYTES))
+            if st_.st_size > FINGERPRINT_BYTES:
+                fh.seek(max(FINGERPRINT_BYTES, st_.st_size - FINGERPRINT_BYTES))
+                h.update(fh.read(FINGERPRINT_BYTES))
+    except OSError as exc:  # gone or locked since it was listed: quarantined when read
+        return [str(f.absolute()), -1, f"unreadable: {exc.strerror or exc}"]
     mtime = getattr(st_, "st_mtime_ns", None) or int(float(getattr(st_, "st_mtime", 0) or 0) * 1e9)
     return [str(f.resolve()), st_.st_size, mtime, h.hexdigest()]
 
 
-def fingerprint(files: list[Path], cfg: CurateConfig) -> str:
+def fingerprint(files: list[Path], cfg: CurateConfig, sizes: dict[str, int] | None = None) -> str:
+    """The run's identity: config and files; ``sizes`` receives each file's size (-1: unreadable)."""
     desc = {"config": configlib.to_dict(cfg), "files": [_file_fingerprint(f) for f in files], "version": 2}
+    if sizes is not None:
+        sizes.update((str(f), d[1]) for f, d in zip(files, desc["files"], strict=True))
     desc["config"].pop("workers", None)  # the result does not depend on the worker count
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -199,7 +209,7 @@ def _plan(ex, files: list[Path], cfg: CurateConfig, out: LocalOut | RemoteOut, o
     if plan.get("fingerprint") == key:
         return [Shard(**s) for s in plan["shards"]]
     _clean(out)
-    record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet")]
+    record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet") and not input_problem(f)]
     calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes, out_arg) for f in record_files]
     if len(calls) == 1:  # one file: cut it here, while the executor starts its workers (Ray's, lazily)
         found = [cuts_task(*calls[0])]
@@ -222,12 +232,16 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
     t0 = time.perf_counter()
     cfg = cfg or CurateConfig()
     configlib.validate(cfg)
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0 (got {workers})")
+    ensure_writable(out_dir, "output")  # before anything is read: a read-only --out stops here, in one line
     out = open_out(out_dir)
     out_arg = out.ident if out.remote else str(out_dir)  # what tasks get: they open it themselves
     files = expand_inputs(list(inputs))
     if not files:
         raise FileNotFoundError(f"no input files under {', '.join(map(str, inputs))}")
-    key = fingerprint(files, cfg)
+    sizes: dict[str, int] = {}
+    key = fingerprint(files, cfg, sizes)
     old = out.read_json("stats.json")
     if isinstance(old, dict) and old.get("fingerprint") == key:
         if progress:
@@ -260,6 +274,7 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
                 out.remove(INPUTS_DIR)
         parts = out.read_jsons([f"work/seg{k}/{s.index:05d}.stats.json" for s in shards for k in range(len(segs))])
         stats = st.merge(parts, [(s.label, s.type) for s in steps], cfg.samples_per_reason)
+        stats["duplicate_ids"] += cross_shard_repeats(out, [s.index for s in shards])
         for row in stats["steps"]:
             if row["name"] in resolved:
                 row["index"] = resolved[row["name"]]
@@ -267,6 +282,7 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
             raise RuntimeError(f"curation lost documents: in {stats['documents_in']} != kept {stats['kept']} + "
                                f"removed {stats['removed']} + quarantined {stats['quarantined']}")
         stats["timing"] = {"cpu_seconds_per_step": {k: round(v, 3) for k, v in stats["timing"].items()}}
+        stats["warnings"] = _warnings(files, sizes, stats)
         stats.update({"fingerprint": key, "inputs": [str(i) for i in inputs], "files": len(files),
                       "shards": len(shards), "workers": n_workers, "executor": executor,
                       "seconds": round(time.perf_counter() - t0, 2),
@@ -278,11 +294,29 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
             ex.on_each_node(drop_cache_task, (out.ident,))
     finally:
         ex.close()
+    for w in stats["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     if progress:
         if out.remote:
             print(f"written to {out.ident}")
         st.print_funnel(stats)
     return stats
+
+
+def _warnings(files: list[Path], sizes: dict[str, int], stats: dict[str, Any]) -> list[str]:
+    """What the run accepted but a person should know, one line each: compressed inputs of 0 bytes (read
+    as no records, which is also what a file cut off while copying looks like) and records that share
+    an id with an earlier record. ``sizes``: as the fingerprint saw them."""
+    out = []
+    empty = [str(f) for f in files if compression(f) and sizes.get(str(f)) == 0]
+    if empty:
+        out.append(f"{len(empty)} empty compressed file(s) (0 bytes, read as no records): {', '.join(empty[:3])}"
+                   + (" ..." if len(empty) > 3 else ""))
+    if n := stats.get("duplicate_ids", 0):
+        ex = ", ".join(f"{i} in {src}" for i, src in stats.get("duplicate_id_examples", {}).items())
+        out.append(f"{n} input record(s) repeat the id of an earlier record, all kept" + (f" (e.g. {ex})" if ex else ""))
+    return out
+
 
 
 def _run_stages(ex, cfg: CurateConfig, out: LocalOut | RemoteOut, out_arg: str, key: str, step: GlobalStep,

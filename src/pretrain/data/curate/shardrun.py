@@ -11,6 +11,7 @@ from typing import Any
 
 from pretrain.data.curate import stats as st
 from pretrain.data.curate.config import CurateConfig
+from pretrain.data.curate.idcheck import save_shard_ids
 from pretrain.data.curate.readers import Quarantined, Shard, read_shard
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.text import utf8_len
@@ -36,6 +37,18 @@ class ShardRun:
         st._add(s["domains_quarantined"], doc.domain, 1, nbytes)
         doc.meta["reason"] = reason
         self.quarantine.write(doc)
+
+    def note_id(self, doc: Document, seen: set[str]) -> None:
+        """Count a record whose id an earlier record of this shard already had (kept all the same: which
+        one is right is the producer's call; the count and a few examples go to stats.json; repeats
+        across shards are counted at the end of the run, see idcheck.py)."""
+        if doc.id not in seen:
+            seen.add(doc.id)
+            return
+        self.stats["duplicate_ids"] += 1
+        examples = self.stats["duplicate_id_examples"]
+        if len(examples) < 3 and doc.id not in examples:
+            examples[doc.id] = doc.meta["input"]
 
     def run_step(self, step: Step, doc: Document, fn) -> bool:
         """Apply one step; True if the document survives. Records everything in the step's stats row."""
@@ -93,6 +106,7 @@ class ShardRun:
         if post is not None:
             post.begin_collect(self.shard.index)
         out_pos = 0
+        ids: set[str] = set()
         for idx, item in enumerate(self.source()):
             if self.k == 0:
                 doc = item.to_document() if isinstance(item, Quarantined) else item
@@ -103,6 +117,8 @@ class ShardRun:
                 if isinstance(item, Quarantined):
                     self.quarantine_doc(doc, item.reason)
                     continue
+                if "input" in doc.meta:  # a JSONL or Parquet record: its id should name it alone
+                    self.note_id(doc, ids)
             else:
                 doc = item
             try:
@@ -129,6 +145,8 @@ class ShardRun:
                 st._add(s["domains_kept"], doc.domain, 1, nbytes)
         if post is not None:
             post.end_collect()
+        if ids:  # for the count of ids repeated across shards, at the end of the run
+            save_shard_ids(self.out, self.shard.index, ids)
         for w in (kept, self.removed, self.quarantine):
             if w is not None:
                 w.close()

@@ -26,7 +26,7 @@ def reason_key(reason: str) -> str:
 def new_shard_stats() -> dict[str, Any]:
     return {"documents_in": 0, "bytes_in": 0, "quarantined": 0, "quarantine_reasons": {}, "domains_in": {},
             "domains_quarantined": {}, "steps": {}, "kept": 0, "bytes_kept": 0, "domains_kept": {},
-            "samples": {}, "timing": {}}
+            "samples": {}, "timing": {}, "duplicate_ids": 0, "duplicate_id_examples": {}}
 
 
 def step_row(stats: dict, label: str, type_: str) -> dict[str, Any]:
@@ -117,6 +117,8 @@ def merge(parts: list[dict[str, Any]], step_order: list[tuple[str, str]], limit:
         "domains": dict(sorted(domains.items())),
         "samples": {k: v[:limit] for k, v in sorted(samples.items())},
         "timing": total["timing"],
+        "duplicate_ids": int(total["duplicate_ids"]),
+        "duplicate_id_examples": dict(list(total["duplicate_id_examples"].items())[:3]),
     }
     return out
 
