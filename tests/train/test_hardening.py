@@ -183,7 +183,7 @@ def test_a_checkpoint_from_before_dcp_and_callbacks_still_resumes_exactly(tmp_pa
     tr.fit()
     path = run / "checkpoints" / "step_00000004"
     state = ckpt.load_trainer_state(path / "trainer_state.pt")
-    spike = state.pop("callbacks")["pretrain.train.callbacks.spike:SpikeGuard"]
+    spike = state.pop("callbacks")["SpikeGuard"]
     state.update(optimizer=tr.opt.state_dict(), detector=spike["detector"], skip_steps=[], rewinds=0)
     ckpt.save_trainer_state(state, path / "trainer_state.pt")
     shutil.rmtree(path / "dcp")

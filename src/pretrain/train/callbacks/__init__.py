@@ -4,17 +4,20 @@ The loop (pretrain.train.trainer) only dispatches hooks, in ``order`` (lower fir
 (time budget, spike/rewind, gradient-noise scale, averaging and the final model, metrics writing,
 evaluation cadence, the long-context gate, checkpointing) and user callbacks named by import path in
 ``train.callbacks`` share one contract. Each callback's ``state_dict()`` is saved in the checkpoint's
-trainer_state.pt (it must hold tensors and plain Python values only) and handed back to
-``load_state_dict`` on resume, so a resumed run continues every callback exactly where it stopped.
+trainer_state.pt under its ``state_key`` (it must hold tensors and plain Python values only) and handed
+back to ``load_state_dict`` on resume, so a resumed run continues every callback exactly where it stopped.
 
+Every hook's first argument is the loop context (pretrain.train.context.LoopContext: state, model,
+optimizer, stage, control, metrics sink and services); it is called ``trainer`` in the signatures below
+because callbacks written before the context existed name it so, and they keep working.
 Hooks, in the order they fire for one optimizer step (``step`` is the 1-based number of the step):
-  on_step_start(trainer, step, metrics)     before the batches are drawn (may set control.skip_batches)
-  on_micro_batch_end(trainer, step, index, count, n_tokens, total_targets)
-  on_before_update(trainer, step, metrics)  gradients ready, clipped; may set control.skip_update
-  on_step_end(trainer, step, metrics)       metrics: the step's dict; keys added here reach metrics.jsonl
-  on_stage_end(trainer, stage)              the step that ended a stage (a gate may extend it)
-and around them on_train_start(trainer), on_stage_start(trainer, stage), on_eval(trainer, row),
-on_save(trainer, path), on_train_end(trainer).
+  on_step_start(ctx, step, metrics)     before the batches are drawn (may set control.skip_batches)
+  on_micro_batch_end(ctx, step, index, count, n_tokens, total_targets)
+  on_before_update(ctx, step, metrics)  gradients ready, clipped; may set control.skip_update
+  on_step_end(ctx, step, metrics)       metrics: the step's dict; keys added here reach metrics.jsonl
+  on_stage_end(ctx, stage)              the step that ended a stage (a gate may extend it)
+and around them on_train_start(ctx), on_stage_start(ctx, stage), on_eval(ctx, row), on_save(ctx, path),
+on_train_end(ctx).
 """
 
 from __future__ import annotations
@@ -30,9 +33,15 @@ class Callback:
     they put into ``metrics`` in on_step_end is in the row the metrics writer logs)."""
 
     order: int = 500
+    state_key: str = ""
+    """Name of this callback's state in checkpoints; empty: the class name. Set it to a fixed string
+    when two callbacks share a class name; it does not change when the class moves to another module."""
 
-    @property
-    def state_key(self) -> str:
+    def checkpoint_key(self) -> str:
+        return self.state_key or type(self).__name__
+
+    def legacy_key(self) -> str:
+        """The key checkpoints written before state_key existed used (module:Class); read on resume."""
         return f"{type(self).__module__}:{type(self).__qualname__}"
 
     def on_train_start(self, trainer) -> None: ...
@@ -65,13 +74,22 @@ class Control:
     """The trainer state was reloaded from a checkpoint: the step did not happen."""
     stop: str = ""
     """Non-empty: finish the run after this step, with this reason (e.g. time_limit)."""
+    save_requested: bool = False
+    """A checkpoint is wanted after this step's callbacks (unless one was written at this step)."""
+    milestone_requested: bool = False
+    """... and it is kept forever."""
+    eval_requested: bool = False
+    """A held-out evaluation is wanted after this step's callbacks (unless one ran at this step)."""
 
     def new_step(self) -> None:
         self.skip_batches = self.skip_update = self.rewound = False
 
+    def request_save(self, milestone: bool = False) -> None:
+        self.save_requested = True
+        self.milestone_requested = self.milestone_requested or milestone
 
-HOOKS = ("on_train_start", "on_stage_start", "on_step_start", "on_micro_batch_end", "on_before_update",
-         "on_step_end", "on_stage_end", "on_eval", "on_save", "on_train_end")
+    def request_eval(self) -> None:
+        self.eval_requested = True
 
 
 class CallbackList:
@@ -80,12 +98,8 @@ class CallbackList:
     def __init__(self, callbacks: list[Callback], control: Control):
         self.callbacks = sorted(callbacks, key=lambda c: c.order)  # stable: equal orders keep list order
         self.control = control
-        keys: dict[str, int] = {}
-        self.keys = []
-        for cb in self.callbacks:
-            k = cb.state_key
-            keys[k] = keys.get(k, 0) + 1
-            self.keys.append(k if keys[k] == 1 else f"{k}#{keys[k]}")
+        self.keys = _numbered([cb.checkpoint_key() for cb in self.callbacks])
+        self.legacy_keys = _numbered([cb.legacy_key() for cb in self.callbacks])
 
     def __iter__(self):
         return iter(self.callbacks)
@@ -103,9 +117,21 @@ class CallbackList:
         return {k: cb.state_dict() for k, cb in zip(self.keys, self.callbacks, strict=True)}
 
     def load_state_dict(self, state: dict) -> None:
-        for k, cb in zip(self.keys, self.callbacks, strict=True):
+        for k, old, cb in zip(self.keys, self.legacy_keys, self.callbacks, strict=True):
             if k in state:
                 cb.load_state_dict(state[k])
+            elif old in state:  # a checkpoint written when keys were module:Class
+                cb.load_state_dict(state[old])
+
+
+def _numbered(keys: list[str]) -> list[str]:
+    """Keys made unique in list order: the second callback with key k is k#2, and so on."""
+    seen: dict[str, int] = {}
+    out = []
+    for k in keys:
+        seen[k] = seen.get(k, 0) + 1
+        out.append(k if seen[k] == 1 else f"{k}#{seen[k]}")
+    return out
 
 
 def load_callback(spec: str, kwargs: dict | None = None) -> Callback:
@@ -138,7 +164,7 @@ def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
     from pretrain.train.callbacks.spike import SpikeGuard
     from pretrain.train.callbacks.time_budget import TimeBudget
 
-    out: list[Callback] = [SpikeGuard(tcfg.spike), FinalModel(tcfg.averaging), MetricsWriter(tcfg.log_interval),
+    out: list[Callback] = [SpikeGuard(tcfg.spike), FinalModel(tcfg.averaging), MetricsWriter(),
                            Evaluation(eval_interval), LongContextGate(), Checkpointing(tcfg)]
     if tcfg.time_limit_s > 0:
         out.append(TimeBudget(tcfg.time_limit_s, tcfg.max_steps, tcfg.warmup_steps))

@@ -30,12 +30,12 @@ class MuonMomentum(Callback):
     def __init__(self, peak: float, start: float, warmup: int, final: float):
         self.peak, self.start, self.warmup, self.final = peak, start, warmup, final
 
-    def on_step_start(self, trainer, step: int, metrics: dict) -> None:
-        m = muon_momentum_at(step - 1, trainer.plan.lr_factor(step - 1), peak=self.peak, start=self.start,
-                             warmup=self.warmup, final=self.final, lr_warmup=trainer.t.warmup_steps,
-                             min_lr_ratio=trainer.t.min_lr_ratio)
-        for g in trainer.opt.param_groups:
+    def on_step_start(self, ctx, step: int, metrics: dict) -> None:
+        m = muon_momentum_at(step - 1, ctx.stage_plan.lr_factor(step - 1), peak=self.peak, start=self.start,
+                             warmup=self.warmup, final=self.final, lr_warmup=ctx.config.warmup_steps,
+                             min_lr_ratio=ctx.config.min_lr_ratio)
+        for g in ctx.optimizer.param_groups:
             if g.get("name") == "muon":
                 g["momentum"] = m
-        if trainer.is_log_step(step):
+        if ctx.is_log_step(step):
             metrics["muon_momentum"] = m
