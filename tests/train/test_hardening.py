@@ -26,7 +26,7 @@ def _run_cli(*args):
 
 
 @pytest.mark.parametrize("override, field", [("train.lr=inf", "train.lr"), ("train.weight_decay=-5", "train.weight_decay"),
-                                             ("train.eps=-1", "train.eps"), ('train.device="tpu"', "train.device"),
+                                             ("train.adamw.eps=-1", "train.adamw.eps"), ('train.device="tpu"', "train.device"),
                                              ('train.optimizer="sgdx"', "train.optimizer")])
 def test_bad_optimisation_values_are_refused_naming_the_field(override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as exc:

@@ -170,11 +170,7 @@ def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
         out.append(TimeBudget(tcfg.time_limit_s, tcfg.max_steps, tcfg.warmup_steps))
     if tcfg.gns:
         out.append(NoiseScale())
-    if tcfg.optimizer == "muon" and (tcfg.muon_momentum_warmup > 0 or tcfg.muon_momentum_final > 0):
-        from pretrain.train.callbacks.muon_momentum import MuonMomentum
-
-        out.append(MuonMomentum(tcfg.muon_momentum, tcfg.muon_momentum_start, tcfg.muon_momentum_warmup,
-                                tcfg.muon_momentum_final))
+    out += tcfg.optimizer_config().callbacks(tcfg)  # what the optimizer needs (Muon's momentum schedule)
     return out
 
 

@@ -1,0 +1,76 @@
+"""Optimizers as registered configs: [train.adamw] / [train.muon] sections (the old flat keys still read),
+parameter groups from the optimizer's config, and optimizers defined outside the package."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from optkit import SignMomentum
+from trainkit import make_trainer, toy_cfg
+
+from pretrain.configlib import ConfigError
+from pretrain.train.optim import AdamWConfig, MuonConfig, OptimizerConfig, param_groups
+
+
+def _losses(run):
+    return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+
+
+def test_an_optimizer_class_from_outside_the_package_trains_by_import_path(tmp_path):
+    cfg = toy_cfg('train.optimizer="optkit:SignMomentum"', 'train.optimizer_args={lr = 0.003, momentum = 0.8}',
+                  "train.max_steps=12", "train.embed_lr=0.01")
+    tr = make_trainer(cfg, tmp_path)
+    res = tr.fit()
+    (opt,) = tr.opt.optimizers
+    assert isinstance(opt, SignMomentum) and opt.defaults["momentum"] == 0.8
+    peaks = {g["name"]: g["peak_lr"] for g in opt.param_groups}
+    assert peaks == {"decay": 0.003, "no_decay": 0.003, "embed": 0.01}  # the AdamW groups, LR from its args
+    assert {g["name"]: g["weight_decay"] for g in opt.param_groups}["decay"] == cfg.train.weight_decay
+    losses = _losses(tmp_path)
+    assert len(losses) == 12 and losses[-1] < losses[0] - 0.3 and res.step == 12
+
+
+def test_a_config_registered_outside_the_package_takes_its_fields_from_optimizer_args(tmp_path):
+    cfg = toy_cfg('train.optimizer="sign_momentum"', "train.optimizer_args={momentum = 0.5}", "train.max_steps=3",
+                  "train.lr=0.003")
+    assert type(cfg.train.optimizer_config()).__name__ == "SignMomentumConfig"
+    tr = make_trainer(cfg, tmp_path)
+    tr.fit()
+    assert tr.opt.optimizers[0].defaults["momentum"] == 0.5
+    with pytest.raises(ConfigError, match=r"train\.optimizer_args\.nope"):
+        make_trainer(toy_cfg('train.optimizer="sign_momentum"', "train.optimizer_args={nope = 1}"), tmp_path / "x")
+
+
+@pytest.mark.parametrize("override, field", [
+    ('train.optimizer="nomodule_xyz:Opt"', "train.optimizer"), ('train.optimizer="optkit:Missing"', "train.optimizer"),
+    ('train.optimizer="optkit:SignMomentumConfig"', "train.optimizer"),
+    ("train.optimizer_args={nope = 1}", "train.optimizer_args")])
+def test_bad_optimizer_specs_are_one_line_naming_the_field(tmp_path, override, field):
+    cfg_over = [override] if "optimizer=" in override else ['train.optimizer="optkit:SignMomentum"', override]
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as exc:
+        make_trainer(toy_cfg(*cfg_over), tmp_path)
+    assert "\n" not in str(exc.value)
+
+
+def test_sections_hold_each_optimizers_fields_and_old_flat_keys_still_read(capsys):
+    cfg = toy_cfg('train.optimizer="muon"', "train.muon_lr=0.03", "train.beta2=0.9", "train.muon.ns_steps=4")
+    assert cfg.train.muon == MuonConfig(lr=0.03, ns_steps=4) and cfg.train.adamw == AdamWConfig(beta2=0.9)
+    assert "'train.muon_lr' is now 'train.muon.lr'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"train\.optimizer_args"):
+        toy_cfg('train.optimizer="muon"', "train.optimizer_args={lr = 0.1}")  # muon's fields live in [train.muon]
+    assert set(OptimizerConfig.registry) >= {"adamw", "muon"}
+
+
+def test_parameter_groups_come_from_the_optimizers_config():
+    from pretrain.model import Transformer
+
+    model = Transformer(toy_cfg().model)
+    adam = param_groups(model, toy_cfg().train)
+    muon = param_groups(model, toy_cfg('train.optimizer="muon"').train)
+    assert "muon" not in adam and muon["muon"]
+    block_matrices = {n for n, p in model.named_parameters() if p.ndim == 2 and n.startswith("layers.")}
+    assert {n for n, _ in muon["muon"]} == block_matrices
+    assert {n for n, _ in adam["decay"]} >= block_matrices
+    assert all(torch.is_tensor(p) for _, p in muon["no_decay"])
