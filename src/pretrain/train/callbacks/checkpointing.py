@@ -4,7 +4,7 @@ limit). How a checkpoint is written is the ctx's ``save`` and the parallel plan'
 
 from __future__ import annotations
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 class Checkpointing(Callback):
