@@ -101,3 +101,8 @@ def test_pretrain_train_cli_trains_with_an_optimizer_by_import_path_and_resumes_
     assert len(losses) == 8 and losses[-1] < losses[0]
     events = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"event"' in x]
     assert any(e["event"] == "resume" for e in events)
+    bad = subprocess.run([sys.executable, "-m", "pretrain.train", "tiny", *over, "train.optimizer=optkit:Nope",
+                          "--run-dir", str(tmp_path / "bad"), "--no-progress"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "train.optimizer" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
