@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import sys
 import textwrap
 import tomllib
 import types
@@ -121,6 +122,7 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad types raise ConfigError."""
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    data = _move_renamed(cls, data, path)
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
@@ -129,6 +131,29 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
             raise ConfigError(_join(path, key), f"unknown field{hint}")
         kwargs[key] = _coerce(value, hints[key], _join(path, key))
     return cls(**kwargs)
+
+
+_told: set[str] = set()  # renamed-field notes already printed
+
+
+def _move_renamed(cls: type, data: dict[str, Any], path: str) -> dict[str, Any]:
+    """Keys a config class lists in ``renamed_fields`` (old name -> "section.field") go to their new place,
+    each reported in one line on stderr (once per process); a value already set at the new place wins."""
+    renamed = getattr(cls, "renamed_fields", None) or {}
+    if not any(k in data for k in renamed):
+        return data
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for old, new in renamed.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        section, _, name = new.partition(".")
+        data.setdefault(section, {}).setdefault(name, value)
+        line = f"config field '{_join(path, old)}' is now '{_join(path, new)}' (the old name still works)"
+        if line not in _told:
+            _told.add(line)
+            print(f"note: {line}", file=sys.stderr)
+    return data
 
 
 def to_dict(obj: Any) -> Any:

@@ -78,7 +78,8 @@ def run_quickstart(cfg: RunConfig, run_dir: str | Path, fresh: bool = False, pro
         curate(inputs, rd.curated, cfg.data.curate, workers=cfg.data.curate.workers or None, progress=progress)
 
     def tokenizer() -> None:
-        # Train on the training side of the split only, so validation text stays unseen.
+        # Train on the training side of the split only, so validation text stays unseen. read_dir reads
+        # the curated output in either format (data.curate.output_format), as tokenize_corpus does.
         train_tokenizer(read_dir(rd.curated / "data"), cfg.tokenizer, rd.tokenizer, val_fraction=val_fraction)
 
     def tokenize() -> None:

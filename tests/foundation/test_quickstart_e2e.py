@@ -46,3 +46,22 @@ def test_builtin_slice_is_a_prefix(tmp_path):
     stats = build_builtin_corpus(tmp_path, domains=("docs",), max_docs=7)
     assert stats["docs"]["documents"] == 7
     assert len(list(read_jsonl(tmp_path / "docs.jsonl.zst"))) == 7
+
+
+@pytest.mark.slow
+def test_quickstart_with_parquet_curated_output_trains_its_tokenizer_and_runs_through(tmp_path):
+    """The tokenizer step reads the curated output through the same reader as tokenize (it used to read
+    JSONL only and stopped with "tokenizer training got no documents")."""
+    from pretrain.data.record import read_dir
+
+    cfg = resolve("tiny", ["data.builtin_domains=['docs']", "data.builtin_max_docs=60", "data.val_fraction=0.2",
+                           "train.max_steps=4", "data.curate.workers=1", 'data.curate.output_format="parquet"'])
+    run_quickstart(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    curated = sorted(p.name for p in (run / "curated" / "data").rglob("*") if p.is_file())
+    assert curated and all(name.endswith(".parquet") for name in curated)
+    kept = json.loads((run / "curated/stats.json").read_text())["kept"]
+    assert len(list(read_dir(run / "curated" / "data"))) == kept > 0
+    assert (run / "tokenizer/tokenizer.json").is_file() and (run / "checkpoints/final/model.safetensors").is_file()
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert steps[-1] == 4

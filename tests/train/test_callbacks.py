@@ -27,7 +27,7 @@ def test_user_callback_from_config_reaches_metrics_jsonl(tmp_path):
     from pretrain.train import checkpoint as ckpt
 
     state = ckpt.load_trainer_state(tmp_path / "checkpoints" / "final" / "trainer_state.pt")
-    assert state["callbacks"]["cbkit:LossTally"]["steps"] == 6
+    assert state["callbacks"]["LossTally"]["steps"] == 6  # keyed by class name: survives a move
 
 
 def test_callback_object_metrics_reach_tensorboard_scalars_too(tmp_path):

@@ -90,7 +90,7 @@ def test_trainer_checkpoint_contents(tmp_path):
     assert meta["step"] == 6 and meta["tokens"] == 6 * 4 * 16 and "mixture" in meta
     state = ckpt.load_trainer_state(final / "trainer_state.pt")  # weights_only=True
     assert {"loader", "rng", "callbacks", "step", "tokens"} <= set(state)
-    spike = state["callbacks"]["pretrain.train.callbacks.spike:SpikeGuard"]
+    spike = state["callbacks"]["SpikeGuard"]
     assert len(spike["detector"]["loss"]) == 6  # every callback's state is in the checkpoint
     assert (cps[-1] / "dcp" / ".metadata").is_file()  # model + optimizer in DCP format
     from pretrain.model.io import load_model

@@ -26,7 +26,7 @@ def _run_cli(*args):
 
 
 @pytest.mark.parametrize("override, field", [("train.lr=inf", "train.lr"), ("train.weight_decay=-5", "train.weight_decay"),
-                                             ("train.eps=-1", "train.eps"), ('train.device="tpu"', "train.device"),
+                                             ("train.adamw.eps=-1", "train.adamw.eps"), ('train.device="tpu"', "train.device"),
                                              ('train.optimizer="sgdx"', "train.optimizer")])
 def test_bad_optimisation_values_are_refused_naming_the_field(override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as exc:
@@ -183,7 +183,7 @@ def test_a_checkpoint_from_before_dcp_and_callbacks_still_resumes_exactly(tmp_pa
     tr.fit()
     path = run / "checkpoints" / "step_00000004"
     state = ckpt.load_trainer_state(path / "trainer_state.pt")
-    spike = state.pop("callbacks")["pretrain.train.callbacks.spike:SpikeGuard"]
+    spike = state.pop("callbacks")["SpikeGuard"]
     state.update(optimizer=tr.opt.state_dict(), detector=spike["detector"], skip_steps=[], rewinds=0)
     ckpt.save_trainer_state(state, path / "trainer_state.pt")
     shutil.rmtree(path / "dcp")

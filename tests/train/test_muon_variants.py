@@ -79,17 +79,17 @@ def test_momentum_schedule_rises_then_falls_with_the_lr():
 def test_muon_variants_train_and_log_the_momentum(tmp_path):
     cfg = toy_cfg('train.optimizer="muon"', "train.max_steps=12", "train.log_interval=1", 'train.schedule="wsd"',
                   "train.warmup_steps=2", "train.decay_fraction=0.5", "train.min_lr_ratio=0.1",
-                  'train.muon_ns="polar_express"', "train.muon_beta2=0.9", "train.muon_cautious_wd=true",
-                  "train.muon_momentum_warmup=4", "train.muon_momentum_final=0.8")
+                  'train.muon.ns="polar_express"', "train.muon.beta2=0.9", "train.muon.cautious_wd=true",
+                  "train.muon.momentum_warmup=4", "train.muon.momentum_final=0.8")
     res = make_trainer(cfg, tmp_path).fit()
     assert res.history[-1] < res.history[0]
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     mom = [r["muon_momentum"] for r in rows if r.get("type") == "train"]
     assert mom[0] == pytest.approx(0.85) and max(mom) == pytest.approx(0.95) and mom[-1] < 0.85
-    with pytest.raises(ConfigError, match="train.muon_beta2"):
-        toy_cfg("train.muon_beta2=1.5")
-    with pytest.raises(ConfigError, match="train.muon_ns"):
-        toy_cfg('train.muon_ns="cubic"')
+    with pytest.raises(ConfigError, match=r"train\.muon\.beta2"):
+        toy_cfg("train.muon.beta2=1.5")
+    with pytest.raises(ConfigError, match=r"train\.muon\.ns"):
+        toy_cfg('train.muon.ns="cubic"')
 
 
 @pytest.mark.parametrize("compiled", [False, True])

@@ -33,7 +33,7 @@ def _lrs(cfg) -> dict[str, float]:
 
 def test_embeddings_and_head_get_their_own_adamw_learning_rates():
     cfg = toy_cfg('train.optimizer="muon"', "model.tie_embeddings=false", 'model.value_embeddings="-V"',
-                  "train.embed_lr=0.3", "train.head_lr=0.004", "train.muon_lr=0.02", "train.lr=0.01")
+                  "train.embed_lr=0.3", "train.head_lr=0.004", "train.muon.lr=0.02", "train.lr=0.01")
     from pretrain.model import Transformer
 
     groups = {k: {n for n, _ in v} for k, v in param_groups(Transformer(cfg.model), cfg.train).items()}

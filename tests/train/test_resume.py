@@ -108,9 +108,9 @@ def test_kill_9_during_training_then_resume_is_bit_exact(tiny_data, tmp_path):
     subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, timeout=300)
     assert _losses(run) == ref
     ref_states, states = _callback_states(tmp_path / "ref"), _callback_states(run)
-    assert "cbkit:LossTally" in states and states["cbkit:LossTally"]["steps"] == 40
-    gns = states["pretrain.train.callbacks.gns:NoiseScale"]
-    assert gns["g2"] is not None and len(states["pretrain.train.callbacks.spike:SpikeGuard"]["detector"]["loss"]) > 0
+    assert "LossTally" in states and states["LossTally"]["steps"] == 40
+    gns = states["NoiseScale"]
+    assert gns["g2"] is not None and len(states["SpikeGuard"]["detector"]["loss"]) > 0
     for key in ref_states:
         assert _same(ref_states[key], states[key]), key
 

@@ -166,7 +166,7 @@ def test_log_policy_judges_in_bulk_with_the_same_verdicts(tmp_path):
     from pretrain.train import checkpoint as ckpt
 
     state = ckpt.load_trainer_state(tmp_path / "log" / "checkpoints" / "step_00000004" / "trainer_state.pt")
-    window = state["callbacks"]["pretrain.train.callbacks.spike:SpikeGuard"]["detector"]["loss"]
+    window = state["callbacks"]["SpikeGuard"]["detector"]["loss"]
     assert len(window) == 4  # steps 1-4 were judged before the step-4 checkpoint (not a logged step)
 
 

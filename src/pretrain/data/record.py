@@ -184,9 +184,44 @@ def read_records(path: str | Path, text_field: str = "text") -> Iterator[Documen
                 return
 
 
-def read_dir(path: str | Path) -> Iterator[Document]:
-    """Every document of every ``*.jsonl*`` file below ``path`` in sorted path order."""
+def read_parquet(path: str | Path) -> Iterator[Document]:
+    """Documents of a Parquet file (a ``text`` column; ``id``, ``source``, ``domain``, ``lang`` when present);
+    a missing column or a non-string text raises ValueError naming the file (and the row)."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = set(pf.schema_arrow.names)
+    if "text" not in names:
+        raise ValueError(f"{path}: Parquet file has no 'text' column (columns: {', '.join(sorted(names))})")
+    cols = [c for c in ("text", "id", "source", "domain", "lang") if c in names]
+    row = 0
+    for batch in pf.iter_batches(columns=cols, batch_size=4096):
+        data = batch.to_pydict()
+        for i, text in enumerate(data["text"]):
+            if not isinstance(text, str):
+                raise ValueError(f"{path}@{row + i}: bad record: 'text' is not a string")
+            yield Document(text=text, id=str(data.get("id", [""] * (i + 1))[i] or ""),
+                           source=str(data.get("source", [""] * (i + 1))[i] or f"{path}@{row + i}"),
+                           domain=str(data.get("domain", [None] * (i + 1))[i] or "default"),
+                           lang=str(data.get("lang", [""] * (i + 1))[i] or ""))
+        row += batch.num_rows
+
+
+def is_document_file(path: Path) -> bool:
+    """A file this package reads documents from: JSONL (optionally .gz / .zst) or Parquet."""
+    return path.is_file() and (".jsonl" in path.name or path.suffix == ".parquet")
+
+
+def read_file(path: str | Path) -> Iterator[Document]:
+    """The documents of one JSONL or Parquet file (by suffix)."""
     p = Path(path)
-    files = [p] if p.is_file() else sorted(x for x in p.rglob("*.jsonl*") if x.is_file())
+    return read_parquet(p) if p.suffix == ".parquet" else read_jsonl(p)
+
+
+def read_dir(path: str | Path) -> Iterator[Document]:
+    """Every document of every JSONL or Parquet file below ``path`` (or of ``path`` itself), in sorted
+    path order: the one reader of curated output, whatever ``data.curate.output_format`` wrote."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if is_document_file(x))
     for f in files:
-        yield from read_jsonl(f)
+        yield from read_file(f)

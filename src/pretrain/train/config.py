@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pretrain.configlib import check
+from pretrain.train.optim import AdamWConfig, MuonConfig, OptimizerConfig, optimizer_config
 
 
 @dataclass
@@ -163,43 +164,26 @@ class TrainConfig:
     decay_fraction: float = 0.2
     """WSD: fraction of the run spent in the final decay (an anneal stage replaces it)."""
     optimizer: str = "adamw"
-    """A registered optimizer (pretrain.train.optim.OPTIMIZERS): adamw everywhere, or muon for the 2-D
-    weight matrices of the blocks and AdamW for the rest."""
+    """A registered optimizer (pretrain.train.optim.OptimizerConfig.registry): adamw everywhere, or muon
+    for the 2-D weight matrices of the blocks and AdamW for the rest; or "package.module:Class", a
+    torch.optim.Optimizer subclass, built with optimizer_args on the AdamW parameter groups."""
+    optimizer_args: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of an optimizer named by import path, or the fields of a registered optimizer
+    that has no section here; adamw and muon take theirs from [train.adamw] / [train.muon]."""
+    adamw: AdamWConfig = field(default_factory=AdamWConfig)
+    """AdamW's settings (also used by muon for the parameters that are not block matrices)."""
+    muon: MuonConfig = field(default_factory=MuonConfig)
+    """Muon's settings (train.optimizer = "muon")."""
     weight_decay: float = 0.1
-    """AdamW decoupled weight decay (not applied to norms, biases, embeddings)."""
+    """Decoupled weight decay (not applied to norms, biases, embeddings)."""
     decay_embeddings: bool = False
     """Apply weight decay to embeddings too."""
-    beta1: float = 0.9
-    """AdamW beta1."""
-    beta2: float = 0.95
-    """AdamW beta2."""
-    eps: float = 1e-8
-    """AdamW epsilon."""
     embed_lr: float = 0.0
     """Peak AdamW learning rate of the embedding tables, token and value embeddings (0 = train.lr);
     nanochat runs its embeddings at many times the rate of the rest."""
     head_lr: float = 0.0
     """Peak AdamW learning rate of an untied output head (0 = train.lr; a tied head is the embedding
     and takes embed_lr)."""
-    muon_lr: float = 0.02
-    """Muon learning rate (peak; follows the same schedule)."""
-    muon_momentum: float = 0.95
-    """Muon Nesterov momentum (the peak, when the momentum schedule below is on)."""
-    muon_momentum_warmup: int = 0
-    """Steps over which Muon's momentum rises linearly from muon_momentum_start to muon_momentum
-    (nanochat: 400 steps from 0.85 to 0.97); 0 = constant from the start."""
-    muon_momentum_start: float = 0.85
-    """Muon momentum at step 0 when muon_momentum_warmup > 0."""
-    muon_momentum_final: float = 0.0
-    """> 0: during the LR decay Muon's momentum falls linearly with the LR to this value (nanochat:
-    0.90); 0 = it stays at muon_momentum."""
-    muon_ns: Literal["quintic", "polar_express"] = "quintic"
-    """Muon's orthogonalising polynomial: Jordan et al.'s quintic, or Polar Express (nanochat's)."""
-    muon_beta2: float = 0.0
-    """> 0: NorMuon's per-row normalisation of the orthogonalised update with this EMA factor
-    (nanochat: 0.9); 0 = plain Muon."""
-    muon_cautious_wd: bool = False
-    """Cautious weight decay for Muon's matrices: decay only where the update agrees in sign."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = off)."""
     batch_ramp: list[BatchRampPoint] = field(default_factory=list)
@@ -258,9 +242,16 @@ class TrainConfig:
     """Start from these weights (a checkpoint or run directory, e.g. one written by `pretrain import hf`)
     instead of a random initialisation; the model shape must match. Ignored when the run resumes."""
 
-    @property
-    def tokens_per_step(self) -> int:
-        return self.seq_len * self.micro_batch * self.grad_accum
+    renamed_fields: ClassVar[dict[str, str]] = {
+        "beta1": "adamw.beta1", "beta2": "adamw.beta2", "eps": "adamw.eps", "muon_lr": "muon.lr",
+        "muon_momentum": "muon.momentum", "muon_momentum_warmup": "muon.momentum_warmup",
+        "muon_momentum_start": "muon.momentum_start", "muon_momentum_final": "muon.momentum_final",
+        "muon_ns": "muon.ns", "muon_beta2": "muon.beta2", "muon_cautious_wd": "muon.cautious_wd",
+    }
+    """Keys that moved into an optimizer's section: still read (configlib.from_dict), with one line."""
+
+    def optimizer_config(self) -> OptimizerConfig:
+        return optimizer_config(self)
 
     def validate(self) -> None:
         check(self.seq_len > 0, "seq_len", "must be > 0")
@@ -272,32 +263,26 @@ class TrainConfig:
             "global_batch",
             f"must be a multiple of micro_batch={self.micro_batch} (got {self.global_batch})",
         )
-        for name in ("lr", "weight_decay", "eps", "muon_lr", "grad_clip", "beta1", "beta2"):
+        for name in ("lr", "weight_decay", "grad_clip"):
             check(math.isfinite(getattr(self, name)), name, f"must be finite (got {getattr(self, name)})")
         check(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0 (got {self.weight_decay})")
-        check(self.eps > 0, "eps", f"must be > 0 (got {self.eps})")
-        check(self.muon_lr > 0, "muon_lr", f"must be > 0 (got {self.muon_lr})")
         for name in ("embed_lr", "head_lr"):
             check(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
                   f"must be >= 0 (0 = train.lr; got {getattr(self, name)})")
-        for name in ("muon_momentum", "muon_momentum_start", "muon_momentum_final", "muon_beta2"):
-            v = getattr(self, name)
-            check(math.isfinite(v) and 0.0 <= v < 1.0, name, f"must be in [0, 1) (got {v})")
-        check(self.muon_momentum_warmup >= 0, "muon_momentum_warmup", "must be >= 0")
         check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",
               f"must be auto, cpu, mps, cuda or cuda:N (got {self.device!r})")
-        from pretrain.train.optim import OPTIMIZERS
-
-        check(self.optimizer in OPTIMIZERS, "optimizer",
-              f"must be one of {', '.join(sorted(OPTIMIZERS))} (got {self.optimizer!r})")
+        spec = self.optimizer
+        check(spec in OptimizerConfig.registry or (spec.count(":") == 1 and all(spec.split(":"))), "optimizer",
+              f"must be one of {', '.join(sorted(OptimizerConfig.registry))} or 'package.module:Class' (got {spec!r})")
+        sectioned = isinstance(getattr(self, spec, None), OptimizerConfig)
+        check(not (sectioned and self.optimizer_args), "optimizer_args",
+              f"{spec} takes its settings from [train.{spec}], not optimizer_args")
         check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", f"must be in [0, 1] (got {self.min_lr_ratio})")
         check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         check(self.max_steps > 0, "max_steps", "must be > 0")
         check(self.time_limit_s >= 0, "time_limit_s", "must be >= 0")
         check(0.0 < self.decay_fraction <= 1.0, "decay_fraction", "must be in (0, 1]")
-        check(0.0 <= self.beta1 < 1.0, "beta1", "must be in [0, 1)")
-        check(0.0 <= self.beta2 < 1.0, "beta2", "must be in [0, 1)")
         check(self.grad_clip >= 0, "grad_clip", "must be >= 0")
         check(self.log_interval > 0, "log_interval", "must be > 0")
         check(self.checkpoint_interval >= 0, "checkpoint_interval", "must be >= 0")

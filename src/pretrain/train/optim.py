@@ -1,27 +1,37 @@
-"""Optimizers: AdamW with parameter groups, and Muon for the blocks' weight matrices.
+"""Optimizers as registered configs: AdamW with parameter groups, Muon for the blocks' weight matrices,
+and any ``torch.optim.Optimizer`` subclass named by import path.
 
 Weight decay is applied to the 2-D weight matrices of linear layers only; norms (gains), biases and
 embeddings are not decayed by default (GPT-2/nanoGPT and Llama practice: decaying a gain pulls it towards
 zero, not towards its identity value 1). Each group keeps its peak learning rate in ``group["peak_lr"]``
 so the schedule multiplies a factor in, whatever the group.
 
-Muon (pretrain.train.muon) orthogonalises the momentum of each block weight matrix; embeddings, the
-output head and 1-D parameters stay on AdamW.
-
-Optimizers are registered by name (``OPTIMIZERS``; ``train.optimizer`` picks one), each with a small
-config of its own read from the train config (``AdamWConfig``, ``MuonConfig``).
+An optimizer is a config class registered by name (``@OptimizerConfig.register("name")``): its fields
+are its own settings (``[train.adamw]``, ``[train.muon]``), ``param_groups`` splits the model's
+parameters the way it wants them, ``build`` makes the torch optimizers, and ``callbacks`` adds the loop
+callbacks it needs (Muon's momentum schedule). ``train.optimizer = "pkg.mod:Cls"`` uses a
+``torch.optim.Optimizer`` subclass from elsewhere with ``train.optimizer_args`` as keyword arguments,
+on the AdamW groups (decay / no_decay, embed / head with their learning rates).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from pretrain.train.config import TrainConfig
+from pretrain import configlib
+from pretrain.configlib import ConfigError, check
 from pretrain.train.muon import Muon
+
+if TYPE_CHECKING:
+    from pretrain.train.config import TrainConfig
+
+Groups = dict[str, list[tuple[str, nn.Parameter]]]
 
 
 def _embedding_params(model: nn.Module) -> tuple[set[int], set[int]]:
@@ -38,13 +48,12 @@ def _embedding_params(model: nn.Module) -> tuple[set[int], set[int]]:
     return emb, head
 
 
-def param_groups(model: nn.Module, tcfg: TrainConfig) -> dict[str, list[tuple[str, nn.Parameter]]]:
-    """Split trainable parameters into decay / no_decay (and muon when that optimizer is chosen); with
-    train.embed_lr / train.head_lr set, the embedding tables / the untied output head get groups of
-    their own ("embed", "head") that run at those learning rates (nanochat's split)."""
+def split_params(model: nn.Module, tcfg: TrainConfig, matrices: str = "") -> Groups:
+    """Trainable parameters by group: decay / no_decay; with train.embed_lr / train.head_lr set, the
+    embedding tables / the untied output head in groups of their own ("embed", "head", nanochat's split);
+    with ``matrices`` named, the blocks' 2-D weight matrices in a group of that name instead of "decay"."""
     emb, head = _embedding_params(model)
-    groups: dict[str, list[tuple[str, nn.Parameter]]] = {"decay": [], "no_decay": [], "muon": [], "embed": [],
-                                                         "head": []}
+    groups: Groups = {"decay": [], "no_decay": [], "embed": [], "head": [], **({matrices: []} if matrices else {})}
     seen: set[int] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
@@ -56,13 +65,28 @@ def param_groups(model: nn.Module, tcfg: TrainConfig) -> dict[str, list[tuple[st
             groups["embed"].append((name, p))
         elif id(p) in head and tcfg.head_lr:
             groups["head"].append((name, p))
-        elif OPTIMIZERS[tcfg.optimizer].matrices and matrix and id(p) not in head and p.ndim == 2:
-            groups["muon"].append((name, p))
+        elif matrices and matrix and id(p) not in head and p.ndim == 2:
+            groups[matrices].append((name, p))
         elif matrix or (is_emb and tcfg.decay_embeddings):
             groups["decay"].append((name, p))
         else:
             groups["no_decay"].append((name, p))
     return groups
+
+
+def param_groups(model: nn.Module, tcfg: TrainConfig) -> Groups:
+    """The chosen optimizer's parameter groups (``train.optimizer``)."""
+    return optimizer_config(tcfg).param_groups(model, tcfg)
+
+
+def adamw_groups(groups: Groups, tcfg: TrainConfig, lr: float) -> list[dict]:
+    """torch param groups for decay / no_decay / embed / head, each with its weight decay and peak LR."""
+    wd = tcfg.weight_decay
+    spec = [("decay", wd, lr), ("no_decay", 0.0, lr), ("embed", wd if tcfg.decay_embeddings else 0.0,
+            tcfg.embed_lr or lr), ("head", wd, tcfg.head_lr or lr)]
+    out = [{"name": n, "weight_decay": w, "peak_lr": peak, "lr": peak, "params": [p for _, p in groups.get(n, [])]}
+           for n, w, peak in spec]
+    return [g for g in out if g["params"]]
 
 
 class OptimizerSet:
@@ -98,82 +122,160 @@ class OptimizerSet:
 
 
 @dataclass
-class AdamWConfig:
-    lr: float
-    betas: tuple[float, float]
-    eps: float
-    weight_decay: float
+class OptimizerConfig:
+    """Base of the optimizer configs. A subclass is a dataclass of the optimizer's own settings,
+    registered under the name ``train.optimizer`` gives it."""
+
+    registry: ClassVar[dict[str, type[OptimizerConfig]]] = {}
 
     @classmethod
-    def from_train(cls, t: TrainConfig) -> AdamWConfig:
-        return cls(t.lr, (t.beta1, t.beta2), t.eps, t.weight_decay)
+    def register(cls, name: str):
+        """Class decorator: make the config usable as ``train.optimizer = name``."""
+        def add(sub: type[OptimizerConfig]) -> type[OptimizerConfig]:
+            cls.registry[name] = sub
+            return sub
+        return add
+
+    def param_groups(self, model: nn.Module, tcfg: TrainConfig) -> Groups:
+        return split_params(model, tcfg)
+
+    def build(self, groups: Groups, tcfg: TrainConfig) -> list[torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def callbacks(self, tcfg: TrainConfig) -> list:
+        """Loop callbacks this optimizer needs (pretrain.train.callbacks.Callback instances)."""
+        return []
 
 
+@OptimizerConfig.register("adamw")
 @dataclass
-class MuonConfig:
-    lr: float
-    momentum: float
-    weight_decay: float
+class AdamWConfig(OptimizerConfig):
+    """AdamW everywhere (peak LR train.lr, decoupled weight decay train.weight_decay)."""
+
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+
+    def validate(self) -> None:
+        check(0.0 <= self.beta1 < 1.0, "beta1", f"must be in [0, 1) (got {self.beta1})")
+        check(0.0 <= self.beta2 < 1.0, "beta2", f"must be in [0, 1) (got {self.beta2})")
+        check(math.isfinite(self.eps) and self.eps > 0, "eps", f"must be > 0 (got {self.eps})")
+
+    def build(self, groups: Groups, tcfg: TrainConfig) -> list[torch.optim.Optimizer]:
+        adam = adamw_groups(groups, tcfg, tcfg.lr)
+        params = [p for g in adam for p in g["params"]]
+        # Fused: one kernel per group on CUDA and on CPU (torch >= 2.4; ~3x faster than foreach on CPU).
+        kw = {"fused": True} if params and all(p.device.type in ("cuda", "cpu") for p in params) else {"foreach": True}
+        return [torch.optim.AdamW(adam, lr=tcfg.lr, betas=(self.beta1, self.beta2), eps=self.eps, **kw)] if adam else []
+
+
+@OptimizerConfig.register("muon")
+@dataclass
+class MuonConfig(OptimizerConfig):
+    """Muon for the blocks' 2-D weight matrices (group "muon"); AdamW ([train.adamw]) for the rest."""
+
+    lr: float = 0.02
+    """Muon learning rate (peak; follows the same schedule)."""
+    momentum: float = 0.95
+    """Nesterov momentum (the peak, when the momentum schedule below is on)."""
+    momentum_warmup: int = 0
+    """Steps over which the momentum rises linearly from momentum_start to momentum (nanochat: 400
+    steps from 0.85 to 0.97); 0 = constant from the start."""
+    momentum_start: float = 0.85
+    """Momentum at step 0 when momentum_warmup > 0."""
+    momentum_final: float = 0.0
+    """> 0: during the LR decay the momentum falls linearly with the LR to this value (nanochat: 0.90);
+    0 = it stays at momentum."""
+    ns: Literal["quintic", "polar_express"] = "quintic"
+    """The orthogonalising polynomial: Jordan et al.'s quintic, or Polar Express (nanochat's)."""
     ns_steps: int = 5
-    ns: str = "quintic"
+    """Iterations of the polynomial."""
     beta2: float = 0.0
-    cautious: bool = False
-    compile: bool = False
-    """Compile the batched update (with the model: ``train.compile``)."""
+    """> 0: NorMuon's per-row normalisation of the orthogonalised update with this EMA factor (nanochat:
+    0.9); 0 = plain Muon."""
+    cautious_wd: bool = False
+    """Cautious weight decay: decay only where the update agrees in sign."""
 
-    @classmethod
-    def from_train(cls, t: TrainConfig) -> MuonConfig:
-        return cls(t.muon_lr, t.muon_momentum, t.weight_decay, ns=t.muon_ns, beta2=t.muon_beta2,
-                   cautious=t.muon_cautious_wd, compile=t.compile)
+    GROUP: ClassVar[str] = "muon"
 
+    def validate(self) -> None:
+        check(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
+        for name in ("momentum", "momentum_start", "momentum_final", "beta2"):
+            v = getattr(self, name)
+            check(math.isfinite(v) and 0.0 <= v < 1.0, name, f"must be in [0, 1) (got {v})")
+        check(self.momentum_warmup >= 0, "momentum_warmup", "must be >= 0")
+        check(self.ns_steps > 0, "ns_steps", "must be > 0")
 
-def _adamw(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
-    """AdamW on the decay / no_decay / embed / head groups."""
-    c = AdamWConfig.from_train(t)
-    names = ("decay", "no_decay", "embed", "head")
-    params = [p for name in names for _, p in groups.get(name, [])]
-    # Fused: one kernel per group on CUDA and on CPU (torch >= 2.4; ~3x faster than foreach on CPU).
-    kw = {"fused": True} if params and all(p.device.type in ("cuda", "cpu") for p in params) else {"foreach": True}
-    embed_wd = c.weight_decay if t.decay_embeddings else 0.0
-    adam_groups = [  # (name, weight decay, peak LR)
-        {"name": "decay", "weight_decay": c.weight_decay, "peak_lr": c.lr},
-        {"name": "no_decay", "weight_decay": 0.0, "peak_lr": c.lr},
-        {"name": "embed", "weight_decay": embed_wd, "peak_lr": t.embed_lr or c.lr},
-        {"name": "head", "weight_decay": c.weight_decay, "peak_lr": t.head_lr or c.lr},
-    ]
-    adam_groups = [dict(g, params=[p for _, p in groups.get(g["name"], [])], lr=g["peak_lr"]) for g in adam_groups]
-    adam_groups = [g for g in adam_groups if g["params"]]
-    return [torch.optim.AdamW(adam_groups, lr=c.lr, betas=c.betas, eps=c.eps, **kw)] if adam_groups else []
+    def param_groups(self, model: nn.Module, tcfg: TrainConfig) -> Groups:
+        return split_params(model, tcfg, matrices=self.GROUP)
 
+    def build(self, groups: Groups, tcfg: TrainConfig) -> list[torch.optim.Optimizer]:
+        opts = tcfg.adamw.build(groups, tcfg)
+        if groups[self.GROUP]:
+            opts.append(Muon([{"params": [p for _, p in groups[self.GROUP]], "peak_lr": self.lr, "name": self.GROUP}],
+                             lr=self.lr, momentum=self.momentum, weight_decay=tcfg.weight_decay, ns_steps=self.ns_steps,
+                             ns=self.ns, beta2=self.beta2, cautious=self.cautious_wd, compile=tcfg.compile))
+        return opts
 
-def _muon(groups: dict, t: TrainConfig) -> list[torch.optim.Optimizer]:
-    c = MuonConfig.from_train(t)
-    opts = _adamw(groups, t)
-    if groups["muon"]:
-        opts.append(Muon([{"params": [p for _, p in groups["muon"]], "peak_lr": c.lr, "name": "muon"}],
-                         lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, ns_steps=c.ns_steps,
-                         ns=c.ns, beta2=c.beta2, cautious=c.cautious, compile=c.compile))
-    return opts
+    def callbacks(self, tcfg: TrainConfig) -> list:
+        if self.momentum_warmup <= 0 and self.momentum_final <= 0:
+            return []
+        from pretrain.train.callbacks.muon_momentum import MuonMomentum
+
+        return [MuonMomentum(self.momentum, self.momentum_start, self.momentum_warmup, self.momentum_final,
+                             group=self.GROUP)]
 
 
 @dataclass
-class OptimizerSpec:
-    build: Callable[[dict, TrainConfig], list[torch.optim.Optimizer]]
-    """(parameter groups from param_groups(), train config) -> the optimizers to step together."""
-    matrices: bool = False
-    """2-D weight matrices of the blocks go to their own "muon" group instead of "decay"."""
+class ImportedOptimizer(OptimizerConfig):
+    """``train.optimizer = "pkg.mod:Cls"``: a torch.optim.Optimizer subclass built on the AdamW groups
+    with ``train.optimizer_args`` as keyword arguments (``lr``, when given, is the peak LR instead of
+    train.lr; weight decay is per group, from train.weight_decay)."""
+
+    spec: str = ""
+    kwargs: dict[str, Any] | None = None
+
+    def load(self) -> type[torch.optim.Optimizer]:
+        module_name, _, attr = self.spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError("train.optimizer", f"cannot import {module_name!r} for {self.spec!r}: {exc}") from None
+        cls = getattr(module, attr, None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise ConfigError("train.optimizer", f"{self.spec!r} is not a torch.optim.Optimizer subclass")
+        return cls
+
+    def build(self, groups: Groups, tcfg: TrainConfig) -> list[torch.optim.Optimizer]:
+        cls, kwargs = self.load(), dict(self.kwargs or {})
+        lr = float(kwargs.pop("lr", tcfg.lr))
+        torch_groups = adamw_groups(groups, tcfg, lr)
+        try:
+            return [cls(torch_groups, lr=lr, **kwargs)] if torch_groups else []
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("train.optimizer_args", f"{self.spec}: {exc}") from None
 
 
-OPTIMIZERS: dict[str, OptimizerSpec] = {"adamw": OptimizerSpec(_adamw), "muon": OptimizerSpec(_muon, matrices=True)}
-
-
-def register_optimizer(name: str, spec: OptimizerSpec) -> None:
-    OPTIMIZERS[name] = spec
+def optimizer_config(tcfg: TrainConfig) -> OptimizerConfig:
+    """The config of ``train.optimizer``: its [train.<name>] section, a registered config built from
+    train.optimizer_args, or an imported optimizer class."""
+    name = tcfg.optimizer
+    if ":" in name:
+        return ImportedOptimizer(name, tcfg.optimizer_args)
+    if name not in OptimizerConfig.registry:
+        raise ConfigError("train.optimizer", f"unknown optimizer {name!r} (known: "
+                          f"{', '.join(sorted(OptimizerConfig.registry))}, or 'package.module:Class')")
+    section = getattr(tcfg, name, None)
+    if isinstance(section, OptimizerConfig):
+        return section
+    cfg = configlib.from_dict(OptimizerConfig.registry[name], tcfg.optimizer_args, "train.optimizer_args")
+    configlib.validate(cfg, "train.optimizer_args")
+    return cfg
 
 
 def build_optimizer(model: nn.Module, tcfg: TrainConfig) -> OptimizerSet:
-    if tcfg.optimizer not in OPTIMIZERS:
-        from pretrain.configlib import ConfigError
-
-        raise ConfigError("train.optimizer", f"unknown optimizer {tcfg.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
-    return OptimizerSet(OPTIMIZERS[tcfg.optimizer].build(param_groups(model, tcfg), tcfg))
+    cfg = optimizer_config(tcfg)
+    return OptimizerSet(cfg.build(cfg.param_groups(model, tcfg), tcfg))

@@ -2,8 +2,8 @@
 
 A step checkpoint holds: ``dcp/`` (model + optimizer, torch.distributed.checkpoint, written by every
 rank: the parallel plan), ``model.safetensors`` + ``model_config.json`` (rank 0, when the plan holds full
-weights, and always in ``final/``), ``trainer_state.pt`` (counters, stage plan, loader, RNG, loss scaler
-and every callback's state; loads with weights_only=True), ``config.toml``, ``tokenizer.json`` and
+weights, and always in ``final/``), ``trainer_state.pt`` (the TrainState: counters, stage plan, loader
+position, RNG; the loss scaler and every callback's state; loads with weights_only=True), ``config.toml``, ``tokenizer.json`` and
 ``meta.json`` (with each file's size and SHA-256). Resume takes the newest checkpoint that passes the
 checksums and holds finite weights, and falls back to the one before it otherwise.
 """
@@ -19,18 +19,14 @@ from pathlib import Path
 from pretrain import configlib
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import MetricsLogger, truncate_metrics
-from pretrain.train.safestate import from_safe, rng_state, set_rng_state, to_safe
+from pretrain.train.safestate import from_safe, set_rng_state, to_safe
 from pretrain.train.stages import Plan
+from pretrain.train.state import TrainResult, TrainState
 
 
 def trainer_state(tr) -> dict:
-    state = {
-        "step": tr.step, "tokens": tr.tokens, "train_time_s": tr.train_time, "plan_total": tr.plan_total,
-        "extensions": dict(tr.plan.extensions), "max_steps": tr.t.max_steps,
-        "stage": tr.stage.name if tr.stage else "",
-        "loader": to_safe(tr.loader.state_dict()) if tr.loader is not None else {},
-        "callbacks": to_safe(tr.callbacks.state_dict()), "rng": rng_state(),
-    }
+    state = tr.state.capture(tr.loader, tr.stage.name if tr.stage else "", tr.t.max_steps)
+    state["callbacks"] = to_safe(tr.callbacks.state_dict())
     if tr.scaler is not None:
         state["scaler"] = tr.scaler.state_dict()
     return state
@@ -45,6 +41,8 @@ def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_
     step_ckpt = name.startswith("step_")
     root, step = tr.run.checkpoints, tr.step
     state = trainer_state(tr)
+    if step_ckpt:
+        tr.last_checkpoint_step = step
     tmp = ckpt.begin_checkpoint(root, name, tr.dist.is_main, tr.dist.barrier)
     future = tr.parallel.save(tr.raw, tr.opt.optimizers, tmp, background=tr.t.async_save) if step_ckpt else None
     if tr.dist.is_main:
@@ -53,9 +51,7 @@ def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_
         elif tr.base_model_cfg is not None:
             (tmp / "model_config.json").write_text(json.dumps(configlib.to_dict(tr.raw.cfg), indent=2))
         ckpt.save_trainer_state(state, tmp / "trainer_state.pt")
-        from pretrain.config import save as save_config
-
-        save_config(tr.cfg, tmp / "config.toml")
+        configlib.write_toml(configlib.to_dict(tr.cfg), tmp / "config.toml")  # as pretrain.config.save writes it
         if tr.tokenizer_path is not None and Path(tr.tokenizer_path).is_file():
             shutil.copyfile(tr.tokenizer_path, tmp / "tokenizer.json")
 
@@ -80,7 +76,7 @@ def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_
                 keep = max(keep, tr.t.averaging.last_n)
             ckpt.prune(root, keep)
         tr.event("checkpoint", str(path.name), step=step)
-        tr.callbacks.fire("on_save", tr, path)
+        tr.callbacks.fire("on_save", tr.ctx, path)
         return path
 
     if future is not None and tr.t.async_save:
@@ -91,7 +87,7 @@ def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_
 
 def wait_pending(tr) -> None:
     """Finish a background save (every rank calls this at the same points: next save, rewind, end)."""
-    finish, tr.pending_save = getattr(tr, "pending_save", None), None
+    finish, tr.pending_save = tr.pending_save, None
     if finish is not None:
         finish()
 
@@ -109,18 +105,19 @@ def load(tr, path: Path) -> None:
         tr.opt.load_state_dict(state["optimizer"])
     if not tr.parallel.all_finite(tr.raw):
         raise ckpt.CheckpointError(f"{path}: model weights hold NaN or Inf; not resuming from it")
-    tr.step, tr.tokens, tr.train_time = int(state["step"]), int(state["tokens"]), float(state["train_time_s"])
-    tr.plan_total = state.get("plan_total")
-    tr.plan = Plan(tr.t, tr.plan_total, state.get("extensions", {}))
+    loaded = TrainState.from_checkpoint(state, tr.t.max_steps)
+    tr.state.__dict__.update(loaded.__dict__)  # the same object: the sink and the context hold it
+    tr.plan = Plan(tr.t, loaded.total_steps, loaded.stage_extensions)
     tr.callbacks.load_state_dict(from_safe(state["callbacks"] if "callbacks" in state else _legacy_callbacks(state)))
     if tr.scaler is not None and "scaler" in state:
         tr.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    set_rng_state(loaded.rng)
     stage = tr.plan.stage_at(tr.step)
     # A checkpoint taken at a stage's end belongs to that stage; the next stage starts a fresh stream.
-    tr.enter_stage(stage, loader_state=state.get("loader") if state.get("stage", "") == stage.name else None)
-    if int(state.get("max_steps", tr.t.max_steps)) != tr.t.max_steps and tr.t.schedule != "wsd":
-        tr.event("schedule_changed", f"max_steps {state.get('max_steps')} -> {tr.t.max_steps}: the "
+    tr.enter_stage(stage, loader_state=loaded.loader if loaded.stage == stage.name else None)
+    tr.last_checkpoint_step = tr.step
+    if loaded.max_steps != tr.t.max_steps and tr.t.schedule != "wsd":
+        tr.event("schedule_changed", f"max_steps {loaded.max_steps} -> {tr.t.max_steps}: the "
                  f"{tr.t.schedule} LR curve differs from the one the earlier steps followed (WSD would not)")
 
 
@@ -158,7 +155,7 @@ def truncate_log(tr, step: int, keep_events: bool = False) -> int:
     if tr.dist.is_main:
         tr.log.close()  # the file is rewritten: reopen it afterwards, or writes go to the old file
         dropped = truncate_metrics(tr.run.metrics, step, keep_events=keep_events)
-        tr.log = MetricsLogger(tr.run.root, enabled=True, progress=tr._progress)
+        tr.log = MetricsLogger(tr.run.root, enabled=True, progress=tr.progress)
     return dropped
 
 
@@ -187,7 +184,7 @@ def resume(tr):
             if tr.run.metrics.exists():
                 tr.run.metrics.unlink()
             tr.log.close()
-            tr.log = MetricsLogger(tr.run.root, enabled=True, progress=tr._progress)
+            tr.log = MetricsLogger(tr.run.root, enabled=True, progress=tr.progress)
         tr.dist.barrier()
         tr.enter_stage(tr.plan.stage_at(0))
         return None
@@ -196,8 +193,6 @@ def resume(tr):
     tr.event("resume", f"from {loaded.name} (dropped {dropped} metrics rows logged after it)")
     final_dir = root / "final"
     if tr.step >= tr.plan.total and ckpt.is_valid(final_dir) and ckpt.read_meta(final_dir)["step"] == tr.step:
-        from pretrain.train.trainer import TrainResult
-
         meta = ckpt.read_meta(final_dir)
         return TrainResult(tr.step, tr.tokens, {"val_loss": meta.get("final_val_loss") or float("nan")},
                            final_dir, "done")

@@ -10,119 +10,186 @@
      exactly that of one big batch, however it is cut (not the mean of per-micro-batch means);
   3. gradients are clipped; callbacks see loss and grad norm (on_before_update) and may veto the update.
 
-Nothing here reads a value back to the host: losses and norms stay device tensors in the metrics dict
-(the trainer reads them back on logged steps). Per-domain losses are computed on logged steps only.
+:class:`TrainStep` owns all of it and returns a :class:`StepResult`; the loop (trainer.py) decides which
+step to run and what to tell the callbacks afterwards. Nothing here reads a value back to the host:
+losses and norms stay device tensors in the result (the loop reads them back on logged steps).
+Per-domain losses are computed on logged steps only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from pretrain.train.precision import autocast
-from pretrain.train.schedule import lr_batch_scale
 
 
-def run_step(tr, stage, step: int) -> dict[str, Any]:
-    """Train step number ``step`` (1-based) of ``stage``; returns its metrics dict."""
-    n_micro, batch = tr.micro_steps(stage)
-    world, rank = tr.dist.world, tr.dist.rank
-    if hasattr(tr.loader, "set_progress"):
-        tr.loader.set_progress((step - 1) / max(1, tr.plan.total))
-    metrics: dict[str, Any] = {"batch": batch}
-    tr.callbacks.fire("on_step_start", tr, step, metrics)
-    if tr.per_rank_data:  # this rank's micro-batches only; the loader knows the others' target counts
-        tr.batches, total_targets = [], 0
-        for _ in range(n_micro // world):
-            tr.batches.append(tr.loader.next_batch())
-            total_targets += tr.loader.round_targets
-        mine = tr.batches
-    else:
-        tr.batches = [tr.loader.next_batch() for _ in range(n_micro)]
-        mine = tr.batches[rank::world]
-        total_targets = int(sum(int((b.targets != -100).sum()) for b in tr.batches))  # host tensors: no sync
-    lr_factor = tr.plan.lr_factor(step - 1) * lr_batch_scale(batch, tr.base_global_batch(), tr.t.lr_batch_scaling)
-    tr.opt.set_lr_factor(lr_factor)
-    tokens_in_step = int(sum(b.input_ids.numel() for b in tr.batches)) * (world if tr.per_rank_data else 1)
-    metrics.update(lr=lr_factor * tr.t.lr, tokens_in_step=tokens_in_step,
-                   targets_in_step=total_targets, micro_steps=len(mine))
-    if tr.control.skip_batches:
-        metrics.update(skipped=True, loss=float("nan"), grad_norm=float("nan"))
-        return metrics
+@dataclass
+class StepInputs:
+    """What the loop decides for one step: which step, how much data, at what LR, and what to log."""
 
-    mcfg = getattr(tr.raw, "cfg", None)
-    if mcfg is not None and getattr(getattr(mcfg, "mtp", None), "depth", 0) and hasattr(tr.raw, "set_mtp_weight"):
-        tr.raw.set_mtp_weight(mcfg.mtp.weight_at((step - 1) / max(1, tr.plan.total)))
-
-    log_step = tr.is_log_step(step)
-    sums = torch.zeros(4, dtype=torch.float64, device=tr.device)  # ce_sum, n_tokens, aux * n, mtp * n
-    zero = torch.zeros((), device=tr.device)
-    domain_sums: dict[str, list[float]] = {}
-    model_metrics: dict[str, Any] = {}
-    has_aux = has_mtp = False
-    for i, b in enumerate(mine):
-        input_ids = b.input_ids.to(tr.device, non_blocking=True)
-        targets = b.targets.to(tr.device, non_blocking=True)
-        # Rows that are each one document need no document mask: the causal kernel gives the same result.
-        masked = stage.cfg.doc_mask and b.doc_ids is not None and b.crosses_documents()
-        doc_ids = b.doc_ids.to(tr.device, non_blocking=True) if masked else None
-        with tr.parallel.no_sync(tr.model, sync=i == len(mine) - 1):
-            with autocast(tr.precision, tr.device):
-                out = tr.forward_model(input_ids, targets, doc_ids)
-            n = out.n_tokens
-            has_aux, has_mtp = has_aux or out.aux_loss is not None, has_mtp or out.mtp_loss is not None
-            aux = out.aux_loss if out.aux_loss is not None else zero
-            mtp = out.mtp_loss if out.mtp_loss is not None else zero
-            # Normalise by the step's target tokens (all micro-batches, all ranks); x world because
-            # DDP/FSDP average gradients over ranks where we want their sum.
-            objective = (out.ce_sum + (aux + mtp) * n) / max(1, total_targets) * world
-            (tr.scaler.scale(objective) if tr.scaler is not None else objective).backward()
-        sums += torch.stack([out.ce_sum.detach().double(), torch.as_tensor(n, device=tr.device).double(),
-                             (aux.detach() * n).double(), (mtp.detach() * n).double()])
-        for k, v in (out.metrics or {}).items():
-            model_metrics[k] = model_metrics.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v) / len(mine)
-        if log_step and out.logits is not None and getattr(b, "domains", None):
-            _domain_losses(out.logits, targets, b.domains, domain_sums)
-        tr.callbacks.fire("on_micro_batch_end", tr, step, i, len(mine), n, total_targets)
-        del out
-
-    sums = tr.parallel.all_reduce_sum(sums)
-    if log_step and tr.dist.enabled:
-        domain_sums = _gather_domains(domain_sums, world)
-    n_tok = sums[1].clamp(min=1.0)
-    metrics.update(model_metrics)
-    metrics["loss"] = sums[0] / n_tok
-    if has_aux:
-        metrics["aux_loss"] = sums[2] / n_tok
-    if has_mtp:
-        metrics["mtp_loss"] = sums[3] / n_tok
-    for d, (c, k) in sorted(domain_sums.items()):
-        if k:
-            metrics[f"loss/{d}"] = c / k
-
-    if tr.scaler is not None:
-        for o in tr.opt.optimizers:
-            tr.scaler.unscale_(o)
-    metrics["grad_norm"] = tr.parallel.clip_grad_norm(tr.params, tr.t.grad_clip if tr.t.grad_clip > 0 else float("inf"))
-    tr.callbacks.fire("on_before_update", tr, step, metrics)
-    if tr.control.skip_update:
-        tr.opt.zero_grad()
-        metrics["skipped"] = True
-        return metrics
-    if tr.scaler is not None:
-        for o in tr.opt.optimizers:
-            tr.scaler.step(o)
-        tr.scaler.update()
-    else:
-        tr.opt.step()
-    tr.opt.zero_grad()
-    if hasattr(tr.raw, "update_router_biases"):
-        tr.raw.update_router_biases()
-    return metrics
+    step: int
+    """1-based number of the step."""
+    stage: Any
+    """The stage (pretrain.train.stages.Stage) the step belongs to."""
+    loader: Any
+    """The stage's data stream (next_batch(); shard()ed loaders also give round_targets)."""
+    per_rank_data: bool
+    """The loader builds only this rank's micro-batches."""
+    micro_batches: int
+    """Micro-batches in the step, all ranks together."""
+    batch: int
+    """Global batch in sequences at train.seq_len (after the batch ramp)."""
+    lr_factor: float
+    """Multiplier of train.lr for this step (schedule x batch scaling)."""
+    progress: float
+    """Fraction of the run done before this step (for curricula and the MTP weight)."""
+    log_step: bool
+    """The step's metrics are read back and logged (per-domain losses are computed only then)."""
 
 
+@dataclass
+class StepResult:
+    """One step's outcome. Losses and the gradient norm are device tensors (floats once read back); the
+    same values are in ``metrics``, the dict callbacks receive and the metrics writer logs."""
+
+    step: int
+    tokens: int
+    """Input tokens in the step, every rank's."""
+    targets: int
+    """Target tokens in the step, every rank's."""
+    loss: Any
+    grad_norm: Any
+    skipped: bool
+    """The update was not applied (skipped batches, or a callback vetoed it)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# (hook name, *hook arguments after the context) -> None: the loop's callback dispatch.
+Fire = Callable[..., None]
+
+
+class TrainStep:
+    """Forward, backward, accumulation and the update of one optimizer step, for a model wrapped by a
+    parallel plan (pretrain.train.parallel)."""
+
+    def __init__(self, *, model, wrapped, forward, parallel, optimizer, scaler, precision: str, device: torch.device,
+                 dist, grad_clip: float, lr: float, control, fire: Fire):
+        self.model, self.wrapped, self.forward, self.parallel = model, wrapped, forward, parallel
+        self.optimizer, self.scaler, self.precision, self.device = optimizer, scaler, precision, device
+        self.dist, self.grad_clip, self.lr, self.control, self.fire = dist, grad_clip, lr, control, fire
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.batches: list = []
+        """This step's micro-batches: this rank's under per-rank data, else every rank's (for lineage)."""
+
+    def run(self, inp: StepInputs) -> StepResult:
+        metrics: dict[str, Any] = {"batch": inp.batch}
+        self.fire("on_step_start", inp.step, metrics)
+        mine, total_targets = self._draw(inp)
+        self.optimizer.set_lr_factor(inp.lr_factor)
+        world = self.dist.world
+        tokens = int(sum(b.input_ids.numel() for b in self.batches)) * (world if inp.per_rank_data else 1)
+        metrics.update(lr=inp.lr_factor * self.lr, tokens_in_step=tokens, targets_in_step=total_targets,
+                       micro_steps=len(mine))
+        result = StepResult(inp.step, tokens, total_targets, float("nan"), float("nan"), True, metrics)
+        if self.control.skip_batches:
+            metrics.update(skipped=True, loss=result.loss, grad_norm=result.grad_norm)
+            return result
+        mcfg = getattr(self.model, "cfg", None)
+        if mcfg is not None and getattr(getattr(mcfg, "mtp", None), "depth", 0) and hasattr(self.model, "set_mtp_weight"):
+            self.model.set_mtp_weight(mcfg.mtp.weight_at(inp.progress))
+        self._accumulate(inp, mine, total_targets, metrics)
+        result.loss = metrics["loss"]
+        result.grad_norm = metrics["grad_norm"] = self._clip()
+        self.fire("on_before_update", inp.step, metrics)
+        if self.control.skip_update:
+            self.optimizer.zero_grad()
+            metrics["skipped"] = True
+            return result
+        self._apply()
+        result.skipped = False
+        return result
+
+    def _draw(self, inp: StepInputs) -> tuple[list, int]:
+        """This rank's micro-batches and the step's target count (every rank's)."""
+        world, rank = self.dist.world, self.dist.rank
+        if inp.per_rank_data:  # this rank's micro-batches only; the loader knows the others' target counts
+            self.batches, total_targets = [], 0
+            for _ in range(inp.micro_batches // world):
+                self.batches.append(inp.loader.next_batch())
+                total_targets += inp.loader.round_targets
+            return self.batches, total_targets
+        self.batches = [inp.loader.next_batch() for _ in range(inp.micro_batches)]
+        total_targets = int(sum(int((b.targets != -100).sum()) for b in self.batches))  # host tensors: no sync
+        return self.batches[rank::world], total_targets
+
+    def _accumulate(self, inp: StepInputs, mine: list, total_targets: int, metrics: dict) -> None:
+        """Forward and backward over this rank's micro-batches; the step's losses go into ``metrics``."""
+        world, device = self.dist.world, self.device
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # ce_sum, n_tokens, aux * n, mtp * n
+        zero = torch.zeros((), device=device)
+        domain_sums: dict[str, list[float]] = {}
+        model_metrics: dict[str, Any] = {}
+        has_aux = has_mtp = False
+        for i, b in enumerate(mine):
+            input_ids = b.input_ids.to(device, non_blocking=True)
+            targets = b.targets.to(device, non_blocking=True)
+            # Rows that are each one document need no document mask: the causal kernel gives the same result.
+            masked = inp.stage.cfg.doc_mask and b.doc_ids is not None and b.crosses_documents()
+            doc_ids = b.doc_ids.to(device, non_blocking=True) if masked else None
+            with self.parallel.no_sync(self.wrapped, sync=i == len(mine) - 1):
+                with autocast(self.precision, device):
+                    out = self.forward(input_ids, targets, doc_ids)
+                n = out.n_tokens
+                has_aux, has_mtp = has_aux or out.aux_loss is not None, has_mtp or out.mtp_loss is not None
+                aux = out.aux_loss if out.aux_loss is not None else zero
+                mtp = out.mtp_loss if out.mtp_loss is not None else zero
+                # Normalise by the step's target tokens (all micro-batches, all ranks); x world because
+                # DDP/FSDP average gradients over ranks where we want their sum.
+                objective = (out.ce_sum + (aux + mtp) * n) / max(1, total_targets) * world
+                (self.scaler.scale(objective) if self.scaler is not None else objective).backward()
+            sums += torch.stack([out.ce_sum.detach().double(), torch.as_tensor(n, device=device).double(),
+                                 (aux.detach() * n).double(), (mtp.detach() * n).double()])
+            for k, v in (out.metrics or {}).items():
+                model_metrics[k] = model_metrics.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v) / len(mine)
+            if inp.log_step and out.logits is not None and getattr(b, "domains", None):
+                _domain_losses(out.logits, targets, b.domains, domain_sums)
+            self.fire("on_micro_batch_end", inp.step, i, len(mine), n, total_targets)
+            del out
+        sums = self.parallel.all_reduce_sum(sums)
+        if inp.log_step and self.dist.enabled:
+            domain_sums = _gather_domains(domain_sums, world)
+        n_tok = sums[1].clamp(min=1.0)
+        metrics.update(model_metrics)
+        metrics["loss"] = sums[0] / n_tok
+        if has_aux:
+            metrics["aux_loss"] = sums[2] / n_tok
+        if has_mtp:
+            metrics["mtp_loss"] = sums[3] / n_tok
+        for d, (c, k) in sorted(domain_sums.items()):
+            if k:
+                metrics[f"loss/{d}"] = c / k
+
+    def _clip(self):
+        if self.scaler is not None:
+            for o in self.optimizer.optimizers:
+                self.scaler.unscale_(o)
+        return self.parallel.clip_grad_norm(self.params, self.grad_clip if self.grad_clip > 0 else float("inf"))
+
+    def _apply(self) -> None:
+        if self.scaler is not None:
+            for o in self.optimizer.optimizers:
+                self.scaler.step(o)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad()
+        if hasattr(self.model, "update_router_biases"):
+            self.model.update_router_biases()
 def _domain_losses(logits, targets, domains, acc: dict[str, list[float]]) -> None:
     with torch.no_grad():
         ce = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100, reduction="none")

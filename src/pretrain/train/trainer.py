@@ -1,6 +1,7 @@
-"""The training loop. It holds no policy: it runs steps (pretrain.train.step) and dispatches callback
-hooks (pretrain.train.callbacks); the parallel plan (pretrain.train.parallel) owns wrapping, gradient
-sync and the model/optimizer part of checkpoints; snapshot.py writes and restores checkpoints.
+"""The training loop. It holds no policy: it runs steps (pretrain.train.step.TrainStep) and dispatches
+callback hooks (pretrain.train.callbacks) with the loop context (pretrain.train.context); the parallel
+plan (pretrain.train.parallel) owns wrapping, gradient sync and the model/optimizer part of checkpoints;
+snapshot.py writes and restores checkpoints. The run's counters live in one TrainState (state.py).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from pretrain.rundir import RunDir
 from pretrain.train import distributed as distlib
 from pretrain.train import snapshot
 from pretrain.train.callbacks import Callback, Control, build_callbacks
+from pretrain.train.context import LoopContext, MetricsSink
 from pretrain.train.hardware import peak_flops
 from pretrain.train.lock import RunLock
 from pretrain.train.metrics import MetricsLogger
@@ -32,26 +33,10 @@ from pretrain.train.precision import (
     resolve_precision,
 )
 from pretrain.train.safestate import from_safe
-from pretrain.train.schedule import batch_at, check_batch_split
+from pretrain.train.schedule import base_global_batch, batch_at, check_batch_split, lr_batch_scale
 from pretrain.train.stages import Plan, Stage, apply_stage_context
-from pretrain.train.step import run_step
-
-
-@dataclass
-class TrainResult:
-    step: int
-    """Optimizer steps completed."""
-    tokens: int
-    """Tokens trained on (inputs, all processes)."""
-    losses: dict[str, float] = field(default_factory=dict)
-    """Final numbers: train loss of the last step, val_loss of the final model, ..."""
-    final_checkpoint: Path | None = None
-    """checkpoints/final/ (None when the run stopped before finishing, e.g. on another rank)."""
-    stopped: str = "done"
-    """done, or time_limit."""
-    history: list[float] = field(default_factory=list)
-    """Train loss of every step run in this call (for tests and benchmarks)."""
-
+from pretrain.train.state import TrainResult, TrainState
+from pretrain.train.step import StepInputs, StepResult, TrainStep
 
 # (stage) -> object with next_batch(), state_dict(), load_state_dict() and optionally set_progress().
 LoaderFactory = Callable[[Stage], Any]
@@ -80,8 +65,10 @@ class Trainer:
         check_batch_split(self.t, self.dist.world)
         self.run.root.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.run.root) if self.dist.is_main else None
-        self._progress = progress and self.dist.is_main
-        self.log = MetricsLogger(self.run.root, enabled=self.dist.is_main, progress=self._progress)
+        self.progress = progress and self.dist.is_main
+        self.state = TrainState(max_steps=self.t.max_steps)
+        self.sink = MetricsSink(MetricsLogger(self.run.root, enabled=self.dist.is_main, progress=self.progress),
+                                self.state)
 
         # ---- model, parallel plan, optimizer
         self.raw = model.to(self.device)
@@ -96,37 +83,83 @@ class Trainer:
         self.model = self.parallel.wrap(self.raw, find_blocks(self.raw))
         self.forward_model = torch.compile(self.model) if scope == "model" else self.model
         self.opt = build_optimizer(self.raw, self.t)
-        self.params = [p for g in self.opt.param_groups for p in g["params"]]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self.control = Control()
+        self.ctx = LoopContext(self)
+        self.stepper = TrainStep(model=self.raw, wrapped=self.model, forward=self.forward_model,
+                                 parallel=self.parallel, optimizer=self.opt, scaler=self.scaler,
+                                 precision=self.precision, device=self.device, dist=self.dist,
+                                 grad_clip=self.t.grad_clip, lr=self.t.lr, control=self.control, fire=self._fire)
+        self.params = self.stepper.params
 
-        # ---- run state: counters and the plan here, everything else in the callbacks' state
-        self.step, self.tokens, self.train_time = 0, 0, 0.0
-        self.plan_total: int | None = None  # set by the time budget, when there is one
+        # ---- run state: counters in self.state, the plan derived from it, the rest in the callbacks' state
         self.plan = Plan(self.t)
         self.stage: Stage | None = None
         self.loader = None
         self.per_rank_data = False
-        self.batches: list = []
         self.last_eval: dict | None = None
         self.last_loss: Any = float("nan")
+        self.last_checkpoint_step = -1  # the step the newest checkpoint was written at
         self.final_checkpoint: Path | None = None
         self.final_losses: dict = {}
-        self.control = Control()
         eval_interval = int(getattr(getattr(cfg, "eval", None), "interval", 0) or 0)
         self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks)
         self.history: list[float] = []  # train loss of every step run (floats, read on logged steps)
-        self._history: list = []  # ... and the device scalars of the steps since the last logged one
-        self.pending_save = None
+        self.unread_losses: list = []  # ... and the device scalars of the steps since the last logged one
+        self.pending_save: Callable[[], Path] | None = None  # finishes a background checkpoint
         self._clock = (time.perf_counter(), 0.0)
         flops = getattr(self.raw, "flops_per_token", None)
         n_params = sum(p.numel() for p in self.raw.parameters())
         self.flops_per_token = flops if callable(flops) else (lambda T: 6.0 * n_params)
         self.peak, self.peak_source = peak_flops(self.device, self.precision != "fp32", self.t.peak_flops)
 
+    # ------------------------------------------------------------------ the state, under its old names
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.state.step = value
+
+    @property
+    def tokens(self) -> int:
+        return self.state.tokens
+
+    @tokens.setter
+    def tokens(self, value: int) -> None:
+        self.state.tokens = value
+
+    @property
+    def train_time(self) -> float:
+        return self.state.train_time_s
+
+    @train_time.setter
+    def train_time(self, value: float) -> None:
+        self.state.train_time_s = value
+
+    @property
+    def plan_total(self) -> int | None:
+        return self.state.total_steps
+
+    @property
+    def batches(self) -> list:
+        return self.stepper.batches
+
+    @property
+    def log(self) -> MetricsLogger:
+        return self.sink.logger
+
+    @log.setter
+    def log(self, logger: MetricsLogger) -> None:
+        self.sink.logger = logger
+
     # ------------------------------------------------------------------ services for callbacks
+    def _fire(self, hook: str, *args) -> None:
+        self.callbacks.fire(hook, self.ctx, *args)
+
     def event(self, name: str, detail: str = "", step: int | None = None, **extra) -> None:
-        self.log.log({"type": "event", "step": self.step if step is None else step, "tokens": self.tokens,
-                      "event": name, "detail": detail, **extra})
+        self.sink.event(name, detail, step, **extra)
 
     def is_log_step(self, step: int) -> bool:
         return step % self.t.log_interval == 0 or step >= self.plan.total
@@ -147,11 +180,12 @@ class Trainer:
         return [next(it) if torch.is_tensor(v) else float(v) for v in values]
 
     def set_total_steps(self, total: int) -> None:
-        self.plan_total = total
-        self.plan = Plan(self.t, total, self.plan.extensions)
+        self.state.total_steps = total
+        self.plan = Plan(self.t, total, self.state.stage_extensions)
 
     def extend_stage(self, name: str, steps: int) -> None:
         self.plan = self.plan.extend(name, steps)
+        self.state.stage_extensions = dict(self.plan.extensions)
         self.stage = self.plan.stage_at(self.step)
 
     def broadcast(self, value):
@@ -164,8 +198,8 @@ class Trainer:
         return box[0]
 
     def base_global_batch(self) -> int:
-        """Sequences (at train.seq_len) per optimizer step before any ramp."""
-        return self.t.global_batch or self.t.micro_batch * self.t.grad_accum * self.dist.world
+        """Sequences (at train.seq_len) per optimizer step before any ramp (schedule.base_global_batch)."""
+        return base_global_batch(self.t, self.dist.world)
 
     def micro_steps(self, stage: Stage) -> tuple[int, int]:
         """(global micro-batches per step, global batch in sequences at train.seq_len) for the current step."""
@@ -192,7 +226,7 @@ class Trainer:
                **({"model": tag} if tag else {}), **row}
         self.log.log(row)
         self.last_eval = row
-        self.callbacks.fire("on_eval", self, row)
+        self._fire("on_eval", row)
         if not everywhere:
             self.dist.barrier()
         return row
@@ -201,8 +235,8 @@ class Trainer:
     def enter_stage(self, stage: Stage, loader_state: dict | None = None) -> None:
         """Apply a stage's model settings (context, RoPE scaling) and build its data stream."""
         self.stage = stage
-        if getattr(self.raw, "cfg", None) is not None and hasattr(self.raw, "rope") and self.base_model_cfg is not None:
-            apply_stage_context(self.raw, self.base_model_cfg, stage, self.device)
+        if hasattr(self.raw, "set_rope_scaling") and self.base_model_cfg is not None:
+            apply_stage_context(self.raw, self.base_model_cfg, stage)
         self.loader = self.make_loader(stage)
         # A loader that can serve one rank's share builds only this rank's micro-batches (step.py).
         self.per_rank_data = self.dist.enabled and hasattr(self.loader, "shard")
@@ -214,7 +248,7 @@ class Trainer:
         detail = f"{stage.kind} seq_len={stage.seq_len} micro_batch={stage.micro_batch} steps={stage.steps}"
         self.event("stage_start", detail + (f" mixture={stage.cfg.mixture}" if stage.cfg.mixture else ""),
                    stage=stage.name)
-        self.callbacks.fire("on_stage_start", self, stage)
+        self._fire("on_stage_start", stage)
 
     def save(self, name: str | None = None, milestone: bool = False, model_state: dict | None = None,
              extra_meta: dict | None = None) -> Path:
@@ -239,10 +273,21 @@ class Trainer:
         """Resume (or start fresh) as fit does before its first step; for drivers that call train_step."""
         return snapshot.resume(self)
 
+    def step_inputs(self, stage: Stage, step: int) -> StepInputs:
+        """The loop's decisions for step number ``step``: its batch size, LR and whether it is logged."""
+        n_micro, batch = self.micro_steps(stage)
+        progress = (step - 1) / max(1, self.plan.total)
+        if hasattr(self.loader, "set_progress"):
+            self.loader.set_progress(progress)
+        lr_factor = self.plan.lr_factor(step - 1) * lr_batch_scale(batch, self.base_global_batch(),
+                                                                   self.t.lr_batch_scaling)
+        return StepInputs(step, stage, self.loader, self.per_rank_data, n_micro, batch, lr_factor, progress,
+                          self.is_log_step(step))
+
     def train_step(self, stage: Stage) -> dict:
         """One step without the loop's bookkeeping (benchmarks time steps alone); returns its metrics."""
         self.control.new_step()
-        return run_step(self, stage, self.step + 1)
+        return self.stepper.run(self.step_inputs(stage, self.step + 1)).metrics
 
     def fit(self) -> TrainResult:
         if self.lock is not None:
@@ -267,38 +312,55 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self._clock = (time.perf_counter(), self.train_time)
-        self.callbacks.fire("on_train_start", self)
+        self._fire("on_train_start")
         while self.step < self.plan.total and not self.control.stop:
             stage = self.plan.stage_at(self.step)
             if self.stage is None or stage.name != self.stage.name:
                 self.enter_stage(stage)
             self.control.new_step()
-            step = self.step + 1
-            metrics = run_step(self, stage, step)
-            self.step, self.tokens = step, self.tokens + metrics["tokens_in_step"]
-            if not metrics.get("skipped"):
-                self.last_loss = metrics["loss"]
-            self._history.append(metrics["loss"])
-            if self.is_log_step(step):  # the one host sync: this step's device scalars and the losses since
-                keys = [k for k, v in metrics.items() if torch.is_tensor(v)]
-                values = self.read_scalars(*(metrics[k] for k in keys), *self._history)
-                metrics.update(zip(keys, values[:len(keys)], strict=True))
-                self.history += values[len(keys):]
-                self._history = []
-            self.train_time = self._clock[1] + time.perf_counter() - self._clock[0]
-            self.callbacks.fire("on_step_end", self, step, metrics)
+            result = self.stepper.run(self.step_inputs(stage, self.step + 1))
+            self._account(result)
+            self._fire("on_step_end", result.step, result.metrics)
             if not self.control.rewound and self.step == stage.end:
-                self.callbacks.fire("on_stage_end", self, stage)
+                self._fire("on_stage_end", stage)
+            self._serve_requests()
         self.wait_for_save()
         for cb in reversed(self.callbacks.callbacks):  # teardown order: checkpoints first, the final model last
-            cb.on_train_end(self)
+            cb.on_train_end(self.ctx)
         self.log.close()
-        self.history += self.read_scalars(*self._history) if self._history else []
-        self._history = []
+        self.history += self.read_scalars(*self.unread_losses) if self.unread_losses else []
+        self.unread_losses = []
         self.final_losses = {k: (self.read_scalars(v)[0] if torch.is_tensor(v) else v)
                              for k, v in self.final_losses.items()}
         return TrainResult(self.step, self.tokens, self.final_losses,
                            self.final_checkpoint if self.dist.is_main else None, self.control.stop or "done", self.history)
+
+    def _account(self, result: StepResult) -> None:
+        """Count a finished step; on logged steps read its device scalars (and the losses since) back at once."""
+        self.state.step, self.state.tokens = result.step, self.state.tokens + result.tokens
+        metrics = result.metrics
+        if not result.skipped:
+            self.last_loss = result.loss
+        self.unread_losses.append(metrics["loss"])
+        if self.is_log_step(result.step):  # the one host sync
+            keys = [k for k, v in metrics.items() if torch.is_tensor(v)]
+            values = self.read_scalars(*(metrics[k] for k in keys), *self.unread_losses)
+            metrics.update(zip(keys, values[:len(keys)], strict=True))
+            self.history += values[len(keys):]
+            self.unread_losses = []
+        self.state.train_time_s = self._clock[1] + time.perf_counter() - self._clock[0]
+
+    def _serve_requests(self) -> None:
+        """Evaluations and checkpoints callbacks asked for during the step (none twice at one step)."""
+        c = self.control
+        eval_wanted, save_wanted, milestone = c.eval_requested, c.save_requested, c.milestone_requested
+        c.eval_requested = c.save_requested = c.milestone_requested = False
+        if c.rewound:  # the step was undone: what was asked for it is moot
+            return
+        if eval_wanted and not (self.last_eval and self.last_eval.get("step") == self.step):
+            self.evaluate()
+        if save_wanted and self.last_checkpoint_step != self.step:
+            self.save(milestone=milestone)
 
 
 __all__ = ["Callback", "Trainer", "TrainResult"]

@@ -1,10 +1,10 @@
 """Checkpoint cadence: every ``train.checkpoint_interval`` steps, at every stage end (a milestone, kept
 forever), at the anneal's last-N averaging points, at the end, and when the run stops early (time
-limit). How a checkpoint is written is the trainer's ``save`` and the parallel plan's business."""
+limit). How a checkpoint is written is the ctx's ``save`` and the parallel plan's business."""
 
 from __future__ import annotations
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 class Checkpointing(Callback):
@@ -14,9 +14,9 @@ class Checkpointing(Callback):
         self.t = tcfg
         self.last_saved = -1
 
-    def _want(self, trainer, step: int) -> bool:
-        t, stage = self.t, trainer.stage
-        if (t.checkpoint_interval and step % t.checkpoint_interval == 0) or step >= trainer.plan.total:
+    def _want(self, ctx, step: int) -> bool:
+        t, stage = self.t, ctx.stage
+        if (t.checkpoint_interval and step % t.checkpoint_interval == 0) or step >= ctx.stage_plan.total:
             return True
         if stage.kind == "anneal" and t.averaging.last_n >= 2:
             interval = t.averaging.interval or max(1, stage.steps // t.averaging.last_n)
@@ -26,19 +26,19 @@ class Checkpointing(Callback):
     def _milestone(self, step: int) -> bool:
         return bool(self.t.milestone_interval and step % self.t.milestone_interval == 0)
 
-    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
-        if step != trainer.stage.end and self._want(trainer, step):  # a stage end is on_stage_end's
-            self._save(trainer, step, self._milestone(step))
+    def on_step_end(self, ctx, step: int, metrics: dict) -> None:
+        if step != ctx.stage.end and self._want(ctx, step):  # a stage end is on_stage_end's
+            self._save(ctx, step, self._milestone(step))
 
-    def on_stage_end(self, trainer, stage) -> None:
-        extended = trainer.stage.end > trainer.step  # the gate granted more steps: not the end after all
-        if not extended or self._want(trainer, trainer.step):
-            self._save(trainer, trainer.step, not extended or self._milestone(trainer.step))
+    def on_stage_end(self, ctx, stage) -> None:
+        extended = ctx.stage.end > ctx.state.step  # the gate granted more steps: not the end after all
+        if not extended or self._want(ctx, ctx.state.step):
+            self._save(ctx, ctx.state.step, not extended or self._milestone(ctx.state.step))
 
-    def on_train_end(self, trainer) -> None:
-        if trainer.control.stop and self.last_saved != trainer.step:
-            self._save(trainer, trainer.step, False)
+    def on_train_end(self, ctx) -> None:
+        if ctx.control.stop and self.last_saved != ctx.state.step:
+            self._save(ctx, ctx.state.step, False)
 
-    def _save(self, trainer, step: int, milestone: bool) -> None:
-        trainer.save(milestone=milestone)
+    def _save(self, ctx, step: int, milestone: bool) -> None:
+        ctx.save(milestone=milestone)
         self.last_saved = step

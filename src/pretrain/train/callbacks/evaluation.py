@@ -1,9 +1,9 @@
 """Evaluation cadence: held-out evaluation every ``eval.interval`` steps and at the end of every stage
-(at the stage's context length). The evaluator itself is the trainer's (``Trainer.evaluate``)."""
+(at the stage's context length). The evaluator itself is the ctx's (``Trainer.evaluate``)."""
 
 from __future__ import annotations
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 class Evaluation(Callback):
@@ -12,9 +12,9 @@ class Evaluation(Callback):
     def __init__(self, interval: int):
         self.interval = interval
 
-    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
-        if self.interval and step % self.interval == 0 and step != trainer.stage.end:
-            trainer.evaluate()  # (a stage's last step is evaluated by on_stage_end)
+    def on_step_end(self, ctx, step: int, metrics: dict) -> None:
+        if self.interval and step % self.interval == 0 and step != ctx.stage.end:
+            ctx.evaluate()  # (a stage's last step is evaluated by on_stage_end)
 
-    def on_stage_end(self, trainer, stage) -> None:
-        trainer.evaluate(seq_len=stage.seq_len)
+    def on_stage_end(self, ctx, stage) -> None:
+        ctx.evaluate(seq_len=stage.seq_len)

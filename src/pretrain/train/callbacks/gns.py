@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 from pretrain.train.gns import GradientNoiseScale
 
 
@@ -18,20 +18,20 @@ class NoiseScale(Callback):
         self.gns = GradientNoiseScale(ema)
         self._small: tuple[float, int] | None = None
 
-    def on_micro_batch_end(self, trainer, step, index, count, n_tokens, total_targets) -> None:
+    def on_micro_batch_end(self, ctx, step, index, count, n_tokens, total_targets) -> None:
         if index == 0:
             self._small = None
-        if not (index == 0 and count > 1 and trainer.is_log_step(step) and trainer.parallel.local_grads
-                and trainer.scaler is None):
+        if not (index == 0 and count > 1 and ctx.is_log_step(step) and ctx.parallel.local_grads
+                and ctx.scaler is None):
             return
         # Accumulated gradient so far, rescaled from "summed over the step's targets" to a per-token
         # mean over this micro-batch's own targets (the only host syncs: once per logged step).
-        sq = [p.grad.detach().float().pow(2).sum() for p in trainer.params if p.grad is not None]
+        sq = [p.grad.detach().float().pow(2).sum() for p in ctx.params if p.grad is not None]
         g = float(torch.stack(sq).sum()) if sq else 0.0
         n = max(1, int(n_tokens))
-        self._small = (g * (total_targets / (trainer.dist.world * n)) ** 2, n)
+        self._small = (g * (total_targets / (ctx.dist.world * n)) ** 2, n)
 
-    def on_before_update(self, trainer, step: int, metrics: dict) -> None:
+    def on_before_update(self, ctx, step: int, metrics: dict) -> None:
         if self._small is None:
             return
         small, self._small = self._small, None

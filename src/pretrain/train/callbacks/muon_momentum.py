@@ -9,7 +9,7 @@ keeps no state: a resumed run computes the same values.
 
 from __future__ import annotations
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 def muon_momentum_at(step0: int, lr_factor: float, *, peak: float, start: float, warmup: int, final: float,
@@ -27,15 +27,16 @@ def muon_momentum_at(step0: int, lr_factor: float, *, peak: float, start: float,
 class MuonMomentum(Callback):
     order = 5  # before anything reads the optimizer on this step
 
-    def __init__(self, peak: float, start: float, warmup: int, final: float):
+    def __init__(self, peak: float, start: float, warmup: int, final: float, group: str = "muon"):
         self.peak, self.start, self.warmup, self.final = peak, start, warmup, final
+        self.group = group  # the param groups Muon updates (named by MuonConfig)
 
-    def on_step_start(self, trainer, step: int, metrics: dict) -> None:
-        m = muon_momentum_at(step - 1, trainer.plan.lr_factor(step - 1), peak=self.peak, start=self.start,
-                             warmup=self.warmup, final=self.final, lr_warmup=trainer.t.warmup_steps,
-                             min_lr_ratio=trainer.t.min_lr_ratio)
-        for g in trainer.opt.param_groups:
-            if g.get("name") == "muon":
+    def on_step_start(self, ctx, step: int, metrics: dict) -> None:
+        m = muon_momentum_at(step - 1, ctx.stage_plan.lr_factor(step - 1), peak=self.peak, start=self.start,
+                             warmup=self.warmup, final=self.final, lr_warmup=ctx.config.warmup_steps,
+                             min_lr_ratio=ctx.config.min_lr_ratio)
+        for g in ctx.optimizer.param_groups:
+            if g.get("name") == self.group:
                 g["momentum"] = m
-        if trainer.is_log_step(step):
+        if ctx.is_log_step(step):
             metrics["muon_momentum"] = m

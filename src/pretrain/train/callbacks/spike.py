@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from pretrain.train import checkpoint as ckpt
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 from pretrain.train.lineage import lineage_summary, step_batches
 from pretrain.train.stability import SpikeDetector, TrainingDiverged
 
@@ -31,51 +31,51 @@ class SpikeGuard(Callback):
         self._pending: list[tuple[int, object, object]] = []  # policy log: (step, loss, grad norm) to judge
         self._trainer = None
 
-    def on_train_start(self, trainer) -> None:
-        self._trainer = trainer
+    def on_train_start(self, ctx) -> None:
+        self._trainer = ctx
 
-    def on_step_start(self, trainer, step: int, metrics: dict) -> None:
+    def on_step_start(self, ctx, step: int, metrics: dict) -> None:
         if step in self.skip_steps:
-            trainer.control.skip_batches = True
+            ctx.control.skip_batches = True
 
-    def on_before_update(self, trainer, step: int, metrics: dict) -> None:
+    def on_before_update(self, ctx, step: int, metrics: dict) -> None:
         if self.cfg.policy == "off":
             return
         if self.cfg.policy == "log":
             self._pending.append((step, metrics["loss"], metrics["grad_norm"]))
             return
-        loss, grad_norm = (float(v) for v in trainer.read_scalars(metrics["loss"], metrics["grad_norm"]))
-        if trainer.scaler is not None and not math.isfinite(grad_norm):
+        loss, grad_norm = (float(v) for v in ctx.read_scalars(metrics["loss"], metrics["grad_norm"]))
+        if ctx.scaler is not None and not math.isfinite(grad_norm):
             return  # fp16: the loss scaler skips non-finite steps itself and lowers its scale
         verdict = self.detector.check(loss, grad_norm)
         if not verdict.spike:
             return
-        lineage, n_docs = lineage_summary(step_batches(trainer))
+        lineage, n_docs = lineage_summary(step_batches(ctx))
         # Logged under the step's own number, like the skip row that follows it.
-        trainer.event("spike", f"step {step}: {verdict.reason}; {n_docs} documents in the step", step=step,
+        ctx.event("spike", f"step {step}: {verdict.reason}; {n_docs} documents in the step", step=step,
                       lineage=lineage, loss=loss, grad_norm=grad_norm)
         metrics["spike"] = verdict.reason
         if self.cfg.policy in ("skip", "rewind"):
-            trainer.control.skip_update = True
+            ctx.control.skip_update = True
             metrics["lineage"] = lineage
 
-    def _judge_pending(self, trainer) -> None:
+    def _judge_pending(self, ctx) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        values = trainer.read_scalars(*(v for _, loss, gn in pending for v in (loss, gn)))
+        values = ctx.read_scalars(*(v for _, loss, gn in pending for v in (loss, gn)))
         for i, (step, _, _) in enumerate(pending):
             loss, grad_norm = values[2 * i], values[2 * i + 1]
             verdict = self.detector.check(loss, grad_norm)
             if verdict.spike:
-                trainer.event("spike", f"step {step}: {verdict.reason}", step=step, loss=loss, grad_norm=grad_norm)
+                ctx.event("spike", f"step {step}: {verdict.reason}", step=step, loss=loss, grad_norm=grad_norm)
 
-    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
-        if self._pending and trainer.is_log_step(step):
-            self._judge_pending(trainer)
-        if trainer.control.skip_batches:
-            lineage, n_docs = lineage_summary(step_batches(trainer))
-            trainer.event("skip", f"batches of step {step} skipped after a rewind ({n_docs} documents)",
+    def on_step_end(self, ctx, step: int, metrics: dict) -> None:
+        if self._pending and ctx.is_log_step(step):
+            self._judge_pending(ctx)
+        if ctx.control.skip_batches:
+            lineage, n_docs = lineage_summary(step_batches(ctx))
+            ctx.event("skip", f"batches of step {step} skipped after a rewind ({n_docs} documents)",
                           lineage=lineage)
             return
         if not (metrics.get("skipped") and "spike" in metrics):
@@ -87,17 +87,17 @@ class SpikeGuard(Callback):
                                f"(train.spike.max_consecutive_skips={self.cfg.max_consecutive_skips})")
         lineage = metrics.pop("lineage", [])
         if self.cfg.policy == "rewind":
-            if self._rewind(trainer, step):
+            if self._rewind(ctx, step):
                 return
-            trainer.event("skip", f"no checkpoint at or before step {step} to rewind to; update skipped",
+            ctx.event("skip", f"no checkpoint at or before step {step} to rewind to; update skipped",
                           lineage=lineage)
         else:
-            trainer.event("skip", f"update of step {step} skipped", lineage=lineage)
+            ctx.event("skip", f"update of step {step} skipped", lineage=lineage)
 
-    def _rewind(self, trainer, step: int) -> bool:
+    def _rewind(self, ctx, step: int) -> bool:
         """Reload the last checkpoint before the spike and mark the spike's batches to be skipped."""
-        trainer.wait_for_save()
-        target = ckpt.latest_checkpoint(trainer.run.checkpoints)
+        ctx.wait_for_save()
+        target = ckpt.latest_checkpoint(ctx.run_dir.checkpoints)
         if target is None or ckpt.read_meta(target)["step"] >= step:
             return False
         self.rewinds += 1
@@ -105,9 +105,9 @@ class SpikeGuard(Callback):
             raise TrainingDiverged(f"loss spikes: {self.rewinds} rewinds exceed train.spike.max_rewinds="
                                f"{self.cfg.max_rewinds}; the run is diverging (lower train.lr?)")
         keep = (self.skip_steps | {step}, self.rewinds, self.consecutive_skips)
-        trainer.rewind_to(target)  # restores every callback's state, this one's included ...
+        ctx.rewind_to(target)  # restores every callback's state, this one's included ...
         self.skip_steps, self.rewinds, self.consecutive_skips = keep  # ... except what the rewind learnt
-        trainer.event("rewind", f"to {target.name} after a spike at step {step}; its batches will be skipped")
+        ctx.event("rewind", f"to {target.name} after a spike at step {step}; its batches will be skipped")
         return True
 
     def state_dict(self) -> dict:

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import torch
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
-def shared_now(trainer) -> float:
+def shared_now(ctx) -> float:
     """The training clock, rank 0's on every rank (a collective: every rank must call it)."""
-    now = trainer.now()
-    if trainer.dist.enabled:
+    now = ctx.now()
+    if ctx.dist.enabled:
         import torch.distributed as dist
 
-        t = torch.tensor([now], dtype=torch.float64, device=trainer.device)
+        t = torch.tensor([now], dtype=torch.float64, device=ctx.device)
         dist.broadcast(t, src=0)
-        now = trainer.train_time = float(t.item())
+        now = ctx.state.train_time_s = float(t.item())
     return now
 
 
@@ -48,57 +48,57 @@ class TimeBudget(Callback):
         self.replan_at = [0.25, 0.6]
         self.last_replan = 0
 
-    def on_train_start(self, trainer) -> None:
+    def on_train_start(self, ctx) -> None:
         if self.measure_from is None:  # a fresh run (a resumed one restored these)
-            self.measure_from = trainer.step + 1
-            self.measuring = trainer.plan_total is None
-        if trainer.train_time >= self.limit:
-            self._stop(trainer)
+            self.measure_from = ctx.state.step + 1
+            self.measuring = ctx.state.total_steps is None
+        if ctx.state.train_time_s >= self.limit:
+            self._stop(ctx)
 
-    def _stop(self, trainer) -> None:
-        trainer.control.stop = "time_limit"
-        trainer.event("time_limit", f"{trainer.train_time:.1f}s of training wall time spent")
+    def _stop(self, ctx) -> None:
+        ctx.control.stop = "time_limit"
+        ctx.event("time_limit", f"{ctx.state.train_time_s:.1f}s of training wall time spent")
 
-    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+    def on_step_end(self, ctx, step: int, metrics: dict) -> None:
         measure_step = self.measuring and (step == self.measure_from or (
             self.measure_t0 is not None and step == self.measure_from + self.measure_steps))
-        if trainer.dist.enabled:
-            if not (measure_step or trainer.is_log_step(step)):
-                metrics["total_steps"] = trainer.plan.total
+        if ctx.dist.enabled:
+            if not (measure_step or ctx.is_log_step(step)):
+                metrics["total_steps"] = ctx.stage_plan.total
                 return
-            now = shared_now(trainer)
+            now = shared_now(ctx)
         else:  # now() waits for the device, so a measurement is not ahead of it; elsewhere no sync
-            now = trainer.now() if measure_step else trainer.train_time
+            now = ctx.now() if measure_step else ctx.state.train_time_s
         if self.measuring and step == self.measure_from:
             self.measure_t0 = now
         elif self.measuring and self.measure_t0 is not None and step == self.measure_from + self.measure_steps:
             per_step = (now - self.measure_t0) / self.measure_steps
-            total = self._fit(trainer, step, now, per_step, 0.97)
+            total = self._fit(ctx, step, now, per_step, 0.97)
             self.measuring = False
             self.replan = [float(self.measure_from), self.measure_t0]
-            trainer.event("time_budget", f"{per_step * 1000:.1f} ms/step measured over {self.measure_steps} steps: "
+            ctx.event("time_budget", f"{per_step * 1000:.1f} ms/step measured over {self.measure_steps} steps: "
                           f"{total} steps fit in {self.limit:.0f}s", total_steps=total)
         elif self.replan is not None and self.replan_at and (
-                now >= self.replan_at[0] * self.limit or self._ending_early(trainer, step)):
+                now >= self.replan_at[0] * self.limit or self._ending_early(ctx, step)):
             if now >= self.replan_at[0] * self.limit:
                 self.replan_at.pop(0)
             self.last_replan = step
             per_step = (now - self.replan[1]) / max(1, step - int(self.replan[0]))
-            total = self._fit(trainer, step, now, per_step, 0.99)
-            trainer.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step over {step} steps: "
+            total = self._fit(ctx, step, now, per_step, 0.99)
+            ctx.event("time_budget", f"re-planned: {per_step * 1000:.1f} ms/step over {step} steps: "
                           f"{total} steps fit in {self.limit:.0f}s", total_steps=total)
-        metrics["total_steps"] = trainer.plan.total
-        if now >= self.limit and step < trainer.plan.total:
-            self._stop(trainer)
+        metrics["total_steps"] = ctx.stage_plan.total
+        if now >= self.limit and step < ctx.stage_plan.total:
+            self._stop(ctx)
 
-    def _ending_early(self, trainer, step: int) -> bool:
+    def _ending_early(self, ctx, step: int) -> bool:
         """90% of the planned steps done before the next re-plan point's time: steps got faster."""
-        return step >= 0.9 * trainer.plan.total and step - self.last_replan >= self.measure_steps
+        return step >= 0.9 * ctx.stage_plan.total and step - self.last_replan >= self.measure_steps
 
-    def _fit(self, trainer, step: int, now: float, per_step: float, margin: float) -> int:
+    def _fit(self, ctx, step: int, now: float, per_step: float, margin: float) -> int:
         left = self.limit - now
         total = max(min(self.max_steps, step + max(1, int(margin * left / per_step))), step + 1)
-        trainer.set_total_steps(total)
+        ctx.set_total_steps(total)
         return total
 
     def state_dict(self) -> dict:
