@@ -140,6 +140,7 @@ def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
 
     out: list[Callback] = [SpikeGuard(tcfg.spike), FinalModel(tcfg.averaging), MetricsWriter(tcfg.log_interval),
                            Evaluation(eval_interval), LongContextGate(), Checkpointing(tcfg)]
+    out += _lineage_callbacks()
     if tcfg.time_limit_s > 0:
         out.append(TimeBudget(tcfg.time_limit_s, tcfg.max_steps, tcfg.warmup_steps))
     if tcfg.gns:
@@ -150,6 +151,14 @@ def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
         out.append(MuonMomentum(tcfg.muon_momentum, tcfg.muon_momentum_start, tcfg.muon_momentum_warmup,
                                 tcfg.muon_momentum_final))
     return out
+
+
+def _lineage_callbacks() -> list[Callback]:
+    """The step log (pretrain trace) and the training manifest (pretrain verify)."""
+    from pretrain.train.callbacks.lineage import StepLineage
+    from pretrain.train.callbacks.manifest import TrainManifest
+
+    return [StepLineage(), TrainManifest()]
 
 
 def build_callbacks(tcfg, eval_interval: int, control: Control, extra: list[Callback] | None = None) -> CallbackList:
