@@ -65,6 +65,8 @@ def _find(shard_sets: list[ShardSet], key: str) -> tuple[ShardSet, int] | None:
 
 def _covers(stream, doc: int, a: tuple, b: tuple, inverse: dict) -> list[int]:
     """Epochs in which the stream span [a, b) holds tokens of ``doc``."""
+    if not a < b:  # the step drew no row of this domain
+        return []
     n = len(stream.docs)
     out = []
     for e in range(a[0], b[0] + 1):
