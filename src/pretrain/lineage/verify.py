@@ -74,27 +74,31 @@ def _check_prefix(entry: dict, stage: str, where: Path) -> list[str]:
     return [] if digest == entry["sha256"] else [f"{f}: content changed since stage {stage} recorded it ({where})"]
 
 
+def check_link(path: Path, m: dict) -> list[str]:
+    """The broken links of one manifest: its outputs, inputs, consumed manifests (and checkpoints)."""
+    stage = m.get("stage", "?")
+    broken = _check_files(path.parent, m.get("outputs", {}), stage, "output", path)
+    for entry in m.get("inputs", []):
+        broken += _check_files(Path(entry["root"]), entry.get("files", {}), stage, f"{entry.get('role', 'input')} input",
+                               path)
+    for c in m.get("consumed", []):
+        f = Path(c["path"])
+        if not f.is_file():
+            broken.append(f"{f}: missing (manifest consumed by stage {stage}, {path})")
+        elif sha256_file(f) != c["sha256"]:
+            broken.append(f"{f}: manifest consumed by stage {stage} changed since ({path})")
+    if stage == "train":
+        for rel in m.get("outputs", {}):
+            broken += _check_checkpoint(path.parent / rel, stage)
+        if m.get("step_log"):
+            broken += _check_prefix(m["step_log"], stage, path)
+    return broken
+
+
 def verify(run: str | Path) -> tuple[list[str], list[tuple[Path, dict]]]:
     """(broken links, the chain checked): an empty first list means every hash still holds."""
     links = chain(run)
-    broken: list[str] = []
-    for path, m in links:
-        stage = m.get("stage", "?")
-        broken += _check_files(path.parent, m.get("outputs", {}), stage, "output", path)
-        for entry in m.get("inputs", []):
-            broken += _check_files(Path(entry["root"]), entry.get("files", {}), stage, f"{entry.get('role', 'input')} input", path)
-        for c in m.get("consumed", []):
-            f = Path(c["path"])
-            if not f.is_file():
-                broken.append(f"{f}: missing (manifest consumed by stage {stage}, {path})")
-            elif sha256_file(f) != c["sha256"]:
-                broken.append(f"{f}: manifest consumed by stage {stage} changed since ({path})")
-        if stage == "train":
-            for rel in m.get("outputs", {}):
-                broken += _check_checkpoint(path.parent / rel, stage)
-            if m.get("step_log"):
-                broken += _check_prefix(m["step_log"], stage, path)
-    return broken, links
+    return [line for path, m in links for line in check_link(path, m)], links
 
 
 def _flat(d, prefix: str = "") -> dict:
