@@ -12,6 +12,14 @@ trace_app = typer.Typer(help="Which documents a step trained on, and which steps
                         no_args_is_help=True)
 
 
+def _where(d: dict) -> str:
+    """The raw input of a traced document, with its line or byte offset (a URL as it is)."""
+    raw = (d.get("origin") or {}).get("raw") or {}
+    if raw.get("url"):
+        return raw["url"]
+    return d["source"] + (f":{raw['line']}" if "line" in raw else f"@{raw['offset']}" if "offset" in raw else "")
+
+
 def _run(run: Path) -> Path:
     if not run.is_dir():
         raise FileNotFoundError(f"run directory not found: {run}")
@@ -36,7 +44,7 @@ def trace_step(
     for d in out["documents"]:
         where = f"rank {d['rank']} micro-batch {d['micro_batch']} row {d['row']}"
         span = f"tokens {d['first']}..{d['last']}" if d["first"] >= 0 else f"{d['tokens']} tokens"
-        print(f"  {d['id']}  {d['domain']:10s} {where:28s} {span:18s} {d['source']}")
+        print(f"  {d['id']}  {d['domain']:10s} {where:28s} {span:18s} {_where(d)}")
 
 
 @trace_app.command("doc")
@@ -52,14 +60,17 @@ def trace_doc(
     if as_json:
         print(json.dumps(out, indent=1))
         return
-    print(f"document {out['id']}  source {out['source']}")
+    print(f"document {out['id']}  source {_where(out)}")
     if out.get("never_trained"):
         print(f"  never trained on: {out['never_trained']}")
         return
     for s in out["steps"]:
         mark = "" if s["trained"] else " (skipped)"
         print(f"  step {s['step']:>7d}  epoch {s['epoch']}  {s['tokens']:>6d} tokens in {len(s['rows'])} row(s){mark}")
-    print(f"  {out['tokens_trained']} tokens trained; in checkpoints: {', '.join(out['checkpoints']) or 'none'}; "
+    if not out["checkpoints"]:
+        print(f"  {out['tokens_trained']} tokens trained; no checkpoint holds it yet")
+        return
+    print(f"  {out['tokens_trained']} tokens trained; in checkpoints: {', '.join(out['checkpoints'])}; "
           f"last checkpoint without it: {out['last_checkpoint_before'] or 'none (it was in the first steps)'}")
 
 
