@@ -7,6 +7,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # consumed.py: the callback torchrun's processes import by name
 
@@ -16,4 +19,12 @@ sys.modules["train_conftest"] = train_conftest
 _spec.loader.exec_module(train_conftest)
 
 tiny_data = train_conftest.tiny_data
-_threads = train_conftest._threads
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tests share 2 cores with other work; one thread keeps runs deterministic and polite.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

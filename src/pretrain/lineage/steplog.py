@@ -92,9 +92,11 @@ class StepLog:
         return (step - 1) / max(1, self.plan_of(step)[2])
 
     def check_step(self, step: int) -> None:
-        if not 1 <= step <= self.last_step:
+        if step < 1:
+            raise LineageError(f"step {step}: steps are numbered from 1 (as in metrics.jsonl)")
+        if step > self.last_step:
             raise LineageError(f"step {step} is beyond the steps run in {self.path.parent.parent} "
-                               f"(steps 1..{self.last_step})")
+                               f"(steps 1..{self.last_step}, up to its last checkpoint)")
 
 
 def _apply(log: StepLog, obj: dict) -> None:
