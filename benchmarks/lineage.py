@@ -14,8 +14,8 @@ of lineage a run stores per trained token.
    step with origins (the curated record of each document is looked up), and ``trace doc`` of a
    document trained in the middle of the run (every step is recomputed to find its steps).
 4. Bytes: the step log of this run per trained token, and a synthetic step log of a 1e9-token run at
-   the same 4,096 tokens a step (244,141 steps, a checkpoint every 1,000), both against the token
-   shards' 2 bytes a token.
+   the same 4,096 tokens a step (244,140 steps, a checkpoint every 1,000), built in --work/synthetic
+   and read back, both against the token shards' 2 bytes a token.
 """
 
 from __future__ import annotations
@@ -88,15 +88,26 @@ def best(fn, repeat: int = 3) -> tuple[float, object]:
     return min(times), out
 
 
-def synthetic_bytes(work: Path, tokens: float = 1e9, per_step: int = 4096, every: int = 1000) -> dict:
-    """A step log of a 1e9-token run: what the callback writes (no line per step)."""
-    src = (work / "run" / "lineage" / "steps.jsonl").read_text().splitlines()
-    header, start, plan, reached = src[0], src[1], src[2], src[3]
+def synthetic_log(work: Path, tokens: float = 1e9, per_step: int = 4096, every: int = 1000) -> dict:
+    """Build the step log of a 1e9-token run as the callback writes it (no line per step: the loader's
+    segment, start and batch plan once, a position per checkpoint), read it back, and measure it."""
+    from pretrain.lineage.steplog import log_path, read_log
+
+    src = log_path(work / "run").read_text().splitlines()
+    header, start, plan, reached = src[0], src[1], src[2], json.loads(src[3])
     steps = int(tokens // per_step)
-    lines = [header, start, plan] + [reached] * (steps // every + 1)
-    size = sum(len(x) + 1 for x in lines)
-    return {"tokens": tokens, "steps": steps, "log_bytes": size, "bytes_per_token": size / tokens,
-            "fraction_of_shards": size / (2 * tokens)}
+    lines = [header, start, plan.replace(f'"total":{json.loads(plan)["total"]}', f'"total":{steps}')]
+    lines += [json.dumps({"reached": s, "position": reached["position"]}, separators=(",", ":"))
+              for s in [*range(every, steps + 1, every), steps]]
+    path = log_path(work / "synthetic")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    t0 = time.perf_counter()
+    log = read_log(work / "synthetic")
+    read_s = time.perf_counter() - t0
+    size = path.stat().st_size
+    return {"tokens": tokens, "steps": log.last_step, "log_bytes": size, "read_s": round(read_s, 4),
+            "bytes_per_token": size / tokens, "fraction_of_shards": size / (2 * tokens)}
 
 
 def main() -> None:
@@ -124,7 +135,7 @@ def main() -> None:
     log = run / "lineage" / "steps.jsonl"
     trained = args.steps * 4096
     out.update(log_bytes=log.stat().st_size, log_bytes_per_token=log.stat().st_size / trained,
-               synthetic_1e9=synthetic_bytes(work))
+               synthetic_1e9=synthetic_log(work))
     print(json.dumps(out, indent=1 if args.json else None))
 
 

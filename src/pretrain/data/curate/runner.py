@@ -274,7 +274,8 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
                       "steps_config": [dict(x) for x in (cfg.steps or [])] or "default"})
         out.write_json("stats.json", stats)  # last: a reader that sees it sees the whole output
         if local_out is not None:  # the lineage manifest: raw inputs -> curated output (pretrain verify)
-            write_manifest(local_out, "curate", inputs=[("raw", Path(f)) for f in files if not storage.is_remote(f)], config=configlib.to_dict(cfg),
+            raw = [("raw", Path(f)) for f in files if not storage.is_remote(f)]
+            write_manifest(local_out, "curate", inputs=raw, config=configlib.to_dict(cfg),
                            outputs=["data", "removed", "quarantine", "stats.json"])
         if not cfg.keep_work:
             out.remove("work")
