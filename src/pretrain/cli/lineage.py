@@ -14,6 +14,8 @@ trace_app = typer.Typer(help="Which documents a step trained on, and which steps
 
 def _where(d: dict) -> str:
     """The raw input of a traced document, with its line or byte offset (a URL as it is)."""
+    if "source" not in d:  # --no-origins: what the shard index holds
+        return d["record_source"]
     raw = (d.get("origin") or {}).get("raw") or {}
     if raw.get("url"):
         return raw["url"]
@@ -31,11 +33,13 @@ def trace_step(
     step: int = typer.Argument(..., help="Optimizer step (1-based, as in metrics.jsonl)."),
     run: Path = typer.Argument(..., help="Run directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    origins: bool = typer.Option(True, "--origins/--no-origins", help="Look up each document's curated record "
+                                 "and raw input (reads the curated files once); --no-origins: shard index only."),
 ) -> None:
     """The documents of optimizer step N: id, domain, tokens of it, micro-batch, row and rank, origin."""
     from pretrain.lineage.trace import trace_step as trace
 
-    out = trace(_run(run), step)
+    out = trace(_run(run), step, origins=origins)
     if as_json:
         print(json.dumps(out, indent=1))
         return

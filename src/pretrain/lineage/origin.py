@@ -38,7 +38,7 @@ def find_records(files: Iterable[Path], ids: set[str]) -> dict[str, tuple[Path, 
     for f in files:
         with open_bytes(f, "rb") as fh:
             for n, line in enumerate(fh, 1):
-                m = _ID.search(line, 0, 200)
+                m = _ID.search(line)  # the first "id" key: a record's own (JSON escapes quotes in text)
                 if m is None or m.group(1).decode("utf-8", "replace") not in ids:
                     continue
                 rec = json.loads(line)
