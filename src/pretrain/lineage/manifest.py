@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,15 @@ def files_under(root: Path, names: list[str] | None = None) -> list[Path]:
 
 
 def hash_files(root: Path, files: list[Path]) -> dict[str, dict]:
-    """{path relative to root: {"sha256", "bytes"}}."""
-    return {str(f.relative_to(root)): {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files}
+    """{path relative to root: {"sha256", "bytes"}}; a file that cannot be read (curation quarantines
+    those) is listed with its error and no hash."""
+    out: dict[str, dict] = {}
+    for f in files:
+        try:
+            out[str(f.relative_to(root))] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}
+        except OSError as exc:
+            out[str(f.relative_to(root))] = {"sha256": None, "bytes": None, "error": exc.strerror or str(exc)}
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,15 +100,19 @@ def write_manifest(out_dir: str | Path, stage: str, *, inputs: list[tuple[str, P
     ups = {m.resolve() for m in consumed or []}
     entries = []
     for role, p in inputs:
-        p = Path(p)
+        p = Path(os.path.abspath(p))  # not resolve(): an input may be a symlink loop (curation quarantines it)
         root = p if p.is_dir() else p.parent
-        entries.append({"role": role, "path": str(p.resolve()), "root": str(root.resolve()),
-                        "files": hash_files(root, files_under(p) if p.is_dir() else [p])})
+        entry = {"role": role, "path": str(p), "root": str(root)}
+        if not (p.is_dir() or p.is_file()):
+            entries.append({**entry, "files": {p.name: {"sha256": None, "bytes": None, "error": "not a readable file"}}})
+            continue
+        entries.append({**entry, "files": hash_files(root, files_under(p) if p.is_dir() else [p])})
         up = manifest_beside(p)
         if up is not None and up.resolve() != (out / name).resolve():
             ups.add(up.resolve())
     manifest = {
-        "version": VERSION, "stage": stage, "created": time.time(), "cwd": os.getcwd(), "code": code_version(),
+        # no timestamp: the same inputs, config and code give the same manifest, byte for byte
+        "version": VERSION, "stage": stage, "cwd": os.getcwd(), "code": code_version(),
         "config": config or {}, "seed": seed, "inputs": entries,
         "outputs": hash_files(out, files_under(out, outputs)),
         "consumed": [consumed_entry(m) for m in sorted(ups)], **(extra or {}),
