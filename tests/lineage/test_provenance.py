@@ -162,9 +162,20 @@ def test_bad_input_is_one_line(curated_run, tmp_path):
              (["trace", "step", "1", str(old)], "no lineage step log"),
              (["verify", str(old)], "no stage manifests")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    for args, want in cases:
+
+    def one_line_error(args: list[str], want: str) -> None:
         proc = subprocess.run([sys.executable, "-c", "from pretrain.cli import main; main()", *args],
                               capture_output=True, text=True, env=env)
         assert proc.returncode == 2, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and want in lines[0], (args, proc.stderr)
+
+    for args, want in cases:
+        one_line_error(args, want)
+    manifest = run / "tokens" / "manifest.json"  # the shards re-made after training: trace refuses them
+    original = manifest.read_bytes()
+    manifest.write_bytes(original + b" ")
+    try:
+        one_line_error(["trace", "step", "1", str(run)], "not the ones this run trained on")
+    finally:
+        manifest.write_bytes(original)

@@ -23,6 +23,7 @@ from pretrain.data.loader_config import LoaderConfig, MixtureConfig
 from pretrain.data.mixture import Mixture
 from pretrain.data.shards import ShardSet
 from pretrain.data.stream import DomainStream, SpecialIds
+from pretrain.lineage.manifest import sha256_file
 from pretrain.lineage.steplog import LineageError, StepLog, read_log
 
 
@@ -31,7 +32,9 @@ def describe(loader) -> dict | None:
     if not isinstance(loader, PackedLoader):
         return None
     sp = loader.special
-    return {"seed": loader.seed, "seq_len": loader.seq_len, "micro_batch": loader.micro_batch,
+    tokens = Path(next(iter(loader.streams.values())).shards.dir).resolve().parent.parent
+    manifest = tokens / "manifest.json"
+    return {"tokens_manifest": sha256_file(manifest) if manifest.is_file() else None, "seed": loader.seed, "seq_len": loader.seq_len, "micro_batch": loader.micro_batch,
             "loader": to_dict(loader.cfg), "mixture": to_dict(loader.mixture.cfg),
             "domain_tokens": dict(loader.mixture.domain_tokens),
             "special": {k: getattr(sp, k) for k in ("bos", "eos", "pad", "fim_prefix", "fim_middle", "fim_suffix")},
@@ -49,6 +52,12 @@ def position(loader: PackedLoader) -> dict:
 def build(header: dict, cache: dict | None = None) -> PackedLoader:
     """A loader built as the header describes (shard sets are shared through ``cache``)."""
     cache = {} if cache is None else cache
+    want = header.get("tokens_manifest")
+    if want:
+        manifest = Path(next(iter(header["shards"].values()))).parent.parent / "manifest.json"
+        if not manifest.is_file() or sha256_file(manifest) != want:
+            raise LineageError(f"{manifest}: the token shards are not the ones this run trained on (their manifest "
+                               "changed or is missing; `pretrain verify` names the files)")
     shards = {}
     for d, path in header["shards"].items():
         if path not in cache:
@@ -184,6 +193,7 @@ class Replay:
         seek(loader, start)
         for s in range(first, n):
             self.advance(loader, s)
+            self.check(s, loader)
         micro, world, _ = self.log.plan_of(n)
         loader.set_progress(self.log.progress_of(n))
         return batches(loader, n, micro), world

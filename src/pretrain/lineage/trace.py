@@ -56,10 +56,19 @@ def _find(shard_sets: list[ShardSet], key: str) -> tuple[ShardSet, int] | None:
             if len(hit):
                 return sh, base + int(hit[0])
             base += shard.header.num_docs
-    for sh in shard_sets:
-        for i in range(sh.num_docs):
-            if sh.doc_source(i).source == key:
-                return sh, i
+    want = key.encode("utf-8", "surrogatepass")
+    for sh in shard_sets:  # a find in each shard's .src bytes, then the exact match of that document
+        base = 0
+        for shard in sh.shards:
+            data = shard.src_path.read_bytes()
+            offs = np.asarray(shard.index["src_off"])
+            at = data.find(want)
+            while at >= 0:
+                j = int(np.searchsorted(offs, at, side="right")) - 1
+                if shard.source(j).source == key:
+                    return sh, base + j
+                at = data.find(want, at + 1)
+            base += shard.header.num_docs
     return None
 
 
