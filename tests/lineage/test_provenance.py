@@ -179,3 +179,23 @@ def test_bad_input_is_one_line(curated_run, tmp_path):
         one_line_error(["trace", "step", "1", str(run)], "not the ones this run trained on")
     finally:
         manifest.write_bytes(original)
+
+
+def test_diff_names_a_changed_input_and_verify_a_missing_manifest(tmp_path):
+    from pretrain.lineage.manifest import write_manifest
+    from pretrain.lineage.verify import diff, verify
+
+    for name, text in (("a", "one\n"), ("b", "two\n")):
+        raw = tmp_path / name / "raw.txt"
+        raw.parent.mkdir()
+        raw.write_text(text)
+        (tmp_path / name / "curated").mkdir()
+        (tmp_path / name / "curated" / "stats.json").write_text("{}")
+        write_manifest(tmp_path / name / "curated", "curate", inputs=[("raw", raw)], config={"steps": []})
+    got = diff(tmp_path / "a", tmp_path / "b")
+    assert got == {"stage": "curate", "differences": ["input raw raw.txt: differs"]}
+    write_manifest(tmp_path / "a" / "tokens", "tokenize", inputs=[("records", tmp_path / "a" / "curated" / "stats.json")])
+    (tmp_path / "a" / "curated" / "manifest.json").unlink()
+    broken, _ = verify(tmp_path / "a")
+    assert broken == [f"{tmp_path / 'a' / 'curated' / 'manifest.json'}: missing (manifest consumed by stage tokenize, "
+                      f"{tmp_path / 'a' / 'tokens' / 'manifest.json'})"]

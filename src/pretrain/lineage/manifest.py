@@ -118,6 +118,7 @@ def write_manifest(out_dir: str | Path, stage: str, *, inputs: list[tuple[str, P
         "consumed": [consumed_entry(m) for m in sorted(ups)], **(extra or {}),
     }
     path = out / name
+    out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     tmp.replace(path)
