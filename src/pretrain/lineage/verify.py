@@ -31,8 +31,8 @@ def chain(run: str | Path) -> list[tuple[Path, dict]]:
         seen[p] = read_manifest(p)
         todo += [Path(c["path"]) for c in seen[p].get("consumed", [])]
     if not seen:
-        raise LineageError(f"{run}: no stage manifests (no manifest.json under {', '.join(_PLACES)}: the run was made "
-                           "by a version of pretrain without lineage)")
+        raise LineageError(f"{run}: no stage manifests (no manifest.json under {', '.join(_PLACES)}: no stage has "
+                           "written into it, or a version of pretrain without lineage did)")
     order = {s: i for i, s in enumerate(STAGES)}
     return sorted(seen.items(), key=lambda kv: (order.get(kv[1].get("stage"), 99), str(kv[0])))
 
