@@ -80,7 +80,8 @@ def run_quickstart(cfg: RunConfig, run_dir: str | Path, fresh: bool = False, pro
     def tokenizer() -> None:
         # Train on the training side of the split only, so validation text stays unseen. read_dir reads
         # the curated output in either format (data.curate.output_format), as tokenize_corpus does.
-        train_tokenizer(read_dir(rd.curated / "data"), cfg.tokenizer, rd.tokenizer, val_fraction=val_fraction)
+        train_tokenizer(read_dir(rd.curated / "data"), cfg.tokenizer, rd.tokenizer, val_fraction=val_fraction,
+                        inputs=[rd.curated / "data"])
 
     def tokenize() -> None:
         tok = load_tokenizer(rd.tokenizer / "tokenizer.json")

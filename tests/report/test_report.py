@@ -18,6 +18,7 @@ from pretrain.report.html import fmt_num
 FULL_SECTIONS = {
     "summary": 0, "loss": 3, "heldout": 1, "data": 3, "tokenizer": 1, "mixture": 1, "optimisation": 1,
     "interventions": 0, "moe": 2, "needle": 1, "samples": 0, "audits": 1, "scaling": 1,
+    "provenance": 0,  # the fixture's spike lists its documents; it has no stage manifests
 }
 
 

@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # One module per stage; each defines register(app).
-_MODULES = ["corpus", "config", "curate", "tokenizer", "model", "train", "eval", "scaling", "report", "quickstart"]
+_MODULES = ["corpus", "config", "curate", "tokenizer", "model", "train", "eval", "scaling", "report", "quickstart", "lineage"]
 for _name in _MODULES:
     _mod = importlib.import_module(f"pretrain.cli.{_name}")
     _mod.register(app)

@@ -43,7 +43,7 @@ def train(
     if vocab_size:
         cfg.tokenizer.vocab_size = vocab_size
     vf = cfg.data.val_fraction if val_fraction < 0 else val_fraction
-    tok = train_tokenizer(read_documents(inputs), cfg.tokenizer, out, val_fraction=vf)
+    tok = train_tokenizer(read_documents(inputs), cfg.tokenizer, out, val_fraction=vf, inputs=list(inputs))
     sample = getattr(tok, "sample_bytes", {})
     print(f"wrote {tok.path} (vocab {tok.vocab_size}, sha256 {tok.hash[:16]})")
     for domain, n in sorted(sample.items()):

@@ -196,6 +196,13 @@ class PackedLoader:
         self.round_targets = others + targets
         return batch
 
+    def skip_batches(self, n: int) -> None:
+        """Move past ``n`` global micro-batches without building them (document lengths only): a fast
+        forward to a known step, as lineage tracing does (pretrain.lineage.replay)."""
+        for _ in range(n):
+            self._skip_batch()
+        self._flush()
+
     def _skip_batch(self) -> None:
         """Another rank's micro-batch: draw its domains (the mixture weights of now), defer the reading."""
         self._pending += np.bincount(self._draw_domains(), minlength=len(self.domains))

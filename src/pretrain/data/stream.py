@@ -136,6 +136,11 @@ class DomainStream:
             self._perm_epoch = epoch
         return self._perm_cache
 
+    def order(self, epoch: int) -> np.ndarray:
+        """The documents (ShardSet indices) of ``epoch`` in stream order: permutation position -> document.
+        Lineage tracing (pretrain.lineage) maps positions to documents and back with it."""
+        return self._perm(epoch)
+
     def _fim_chosen(self, ppos: np.ndarray, epoch: int) -> np.ndarray:
         return hash_uniform(ppos, self.seed, self.key, epoch, 0) < self.fim_rate
 

@@ -168,8 +168,7 @@ def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_di
     from pretrain.tokenizer import Tokenizer, load_tokenizer
 
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1) (got {val_fraction})")
     cores = os.cpu_count() or 1
@@ -264,4 +263,19 @@ def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_di
                        for (s2, d) in sorted(metas) if s2 == s} for s in ("train", "val")},
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    _manifest(out, inputs, tok, val_fraction, shard_tokens)
     return stats
+
+
+def _manifest(out: Path, inputs: list, tok, val_fraction: float, shard_tokens: int) -> None:
+    """The lineage manifest: record files + tokenizer -> shards (a curated directory counts by its data/)."""
+    from pretrain.lineage.manifest import write_manifest
+
+    records = []
+    for i in inputs:
+        p = Path(i)
+        records.append(p / "data" if (p / "data").is_dir() and (p / "stats.json").is_file() else p)
+    tokenizer = [("tokenizer", Path(tok.path))] if tok.path is not None else []
+    write_manifest(out, "tokenize", inputs=[("records", p) for p in records] + tokenizer,
+                   outputs=["train", "val", "stats.json"],
+                   config={"val_fraction": val_fraction, "shard_tokens": shard_tokens, "tokenizer_hash": tok.hash})

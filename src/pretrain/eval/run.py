@@ -161,7 +161,19 @@ def run_eval(
         res = run_lm_eval(model, tok, list(cfg.lm_eval_tasks), batch_size=cfg.batch_size, device=dev)
         written["lm_eval"] = _write(out / "lm_eval.json", {**header, **res})
         say(f"lm-eval: {', '.join(res.get('results', {}))}")
+    _manifest(out, ckpt, tokens, cfg)
     return written
+
+
+def _manifest(out: Path, ckpt: Path, tokens: Path, cfg: EvalConfig) -> None:
+    """The lineage manifest of the results: the checkpoint (by its meta.json) and the shards evaluated on."""
+    from pretrain.configlib import to_dict
+    from pretrain.lineage.manifest import MANIFEST, write_manifest
+
+    inputs = [("checkpoint", ckpt / "meta.json")] if (ckpt / "meta.json").is_file() else []
+    write_manifest(out, "eval", inputs=inputs, config=to_dict(cfg), seed=cfg.seed,
+                   consumed=[m for m in (tokens / MANIFEST,) if m.is_file()],
+                   extra={"checkpoint": str(ckpt.resolve())})
 
 
 def _contamination(tok: Any, tokens: Path, docs: dict | None, cfg: EvalConfig, out: Path, header: dict,

@@ -81,11 +81,12 @@ def domain_balanced_sample(docs: Iterable[Document], bytes_per_domain: int, val_
 
 
 def train_tokenizer(docs: Iterable[Document], cfg: TokenizerConfig, out_dir: str | Path,
-                    val_fraction: float = 0.0) -> Tokenizer:
+                    val_fraction: float = 0.0, inputs: list[str | Path] | None = None) -> Tokenizer:
     """Train on a domain-balanced sample of ``docs`` and save ``out_dir/tokenizer.json``.
 
     ``val_fraction``: documents held out by id hash (the same rule as `pretrain tokenize`) are left out
-    of the sample. Returns the loaded wrapper (its ``hash`` is that of the saved file).
+    of the sample. Returns the loaded wrapper (its ``hash`` is that of the saved file). ``inputs``: the
+    files or directories ``docs`` were read from, for the lineage manifest beside tokenizer.json.
     """
     validate(cfg, "tokenizer")
     tok = build_untrained(cfg)
@@ -111,6 +112,11 @@ def train_tokenizer(docs: Iterable[Document], cfg: TokenizerConfig, out_dir: str
     tmp = out / ".tokenizer.json.tmp"
     tmp.write_text(tok.to_str(pretty=True), encoding="utf-8")
     tmp.replace(path)
+    from pretrain.configlib import to_dict
+    from pretrain.lineage.manifest import write_manifest
+
+    write_manifest(out, "tokenizer", inputs=[("records", Path(i)) for i in inputs or []], outputs=["tokenizer.json"],
+                   config={**to_dict(cfg), "val_fraction": val_fraction})
     wrapped = load_tokenizer(path)
     wrapped.sample_bytes = counts  # type: ignore[attr-defined]  # informational, for the CLI summary
     return wrapped

@@ -47,6 +47,7 @@ from pretrain.data.curate.readers import Cuts, Shard, expand_inputs, file_format
 from pretrain.data.curate.rechunk import INPUTS_DIR, rechunk
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.shardrun import ShardRun
+from pretrain.lineage.manifest import write_manifest
 from pretrain.writable import ensure_writable
 
 _PIPELINES: dict[str, tuple[list[Step], set[str]]] = {}
@@ -288,6 +289,10 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
                       "seconds": round(time.perf_counter() - t0, 2),
                       "steps_config": [dict(x) for x in (cfg.steps or [])] or "default"})
         out.write_json("stats.json", stats)  # last: a reader that sees it sees the whole output
+        if local_out is not None:  # the lineage manifest: raw inputs -> curated output (pretrain verify)
+            raw = [("raw", Path(f)) for f in files if not storage.is_remote(f)]
+            write_manifest(local_out, "curate", inputs=raw, config=configlib.to_dict(cfg),
+                           outputs=["data", "removed", "quarantine", "stats.json"])
         if not cfg.keep_work:
             out.remove("work")
         if out.remote:  # every node's cache of the work files

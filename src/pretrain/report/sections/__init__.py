@@ -21,12 +21,13 @@ from pretrain.report.sections.evaluation import (
     samples,
     scaling,
 )
+from pretrain.report.sections.lineage import provenance
 from pretrain.report.sections.run import interventions, param_count, summary
 from pretrain.report.sections.training import loss, moe, optimisation
 
 SECTIONS: list[Callable[[RunData, ImageSink], Section | None]] = [
     summary, loss, heldout, funnel, tokenizer, mixture, optimisation, interventions, moe, needle, samples,
-    audits, scaling,
+    audits, scaling, provenance,
 ]
 
 __all__ = ["SECTIONS", "bits_per_byte_of", "heldout_parts", "param_count"]

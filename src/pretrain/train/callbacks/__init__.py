@@ -30,6 +30,8 @@ from pretrain.train.callbacks.console import MetricsWriter
 from pretrain.train.callbacks.evaluation import Evaluation
 from pretrain.train.callbacks.gate import LongContextGate
 from pretrain.train.callbacks.gns import NoiseScale
+from pretrain.train.callbacks.lineage import StepLineage
+from pretrain.train.callbacks.manifest import TrainManifest
 from pretrain.train.callbacks.spike import SpikeGuard
 from pretrain.train.callbacks.time_budget import TimeBudget
 
@@ -37,12 +39,14 @@ from pretrain.train.callbacks.time_budget import TimeBudget
 def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
     out: list[Callback] = [SpikeGuard(tcfg.spike), FinalModel(tcfg.averaging), MetricsWriter(),
                            Evaluation(eval_interval), LongContextGate(), Checkpointing(tcfg)]
+    out += [StepLineage(), TrainManifest()]  # the step log (pretrain trace), the manifest (pretrain verify)
     if tcfg.time_limit_s > 0:
         out.append(TimeBudget(tcfg.time_limit_s, tcfg.max_steps, tcfg.warmup_steps))
     if tcfg.gns:
         out.append(NoiseScale())
     out += tcfg.optimizer_config().callbacks(tcfg)  # what the optimizer needs (Muon's momentum schedule)
     return out
+
 
 
 def build_callbacks(tcfg, eval_interval: int, control: Control, extra: list[Callback] | None = None) -> CallbackList:
