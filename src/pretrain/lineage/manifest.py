@@ -83,10 +83,13 @@ def consumed_entry(manifest: Path) -> dict:
 
 def manifest_beside(path: Path) -> Path | None:
     """The manifest of the stage that wrote ``path`` (in its directory or a parent, up to three levels)."""
-    p = path.resolve()
-    for d in [p if p.is_dir() else p.parent, *list((p if p.is_dir() else p.parent).parents)[:3]]:
-        if (d / MANIFEST).is_file():
-            return d / MANIFEST
+    try:
+        p = path.resolve()
+        for d in [p if p.is_dir() else p.parent, *list((p if p.is_dir() else p.parent).parents)[:3]]:
+            if (d / MANIFEST).is_file():
+                return d / MANIFEST
+    except OSError:  # a folder this process may not search (curation quarantines what is in it)
+        return None
     return None
 
 
@@ -103,7 +106,11 @@ def write_manifest(out_dir: str | Path, stage: str, *, inputs: list[tuple[str, P
         p = Path(os.path.abspath(p))  # not resolve(): an input may be a symlink loop (curation quarantines it)
         root = p if p.is_dir() else p.parent
         entry = {"role": role, "path": str(p), "root": str(root)}
-        if not (p.is_dir() or p.is_file()):
+        try:
+            readable = p.is_dir() or p.is_file()
+        except OSError:
+            readable = False
+        if not readable:
             entries.append({**entry, "files": {p.name: {"sha256": None, "bytes": None, "error": "not a readable file"}}})
             continue
         entries.append({**entry, "files": hash_files(root, files_under(p) if p.is_dir() else [p])})

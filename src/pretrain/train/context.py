@@ -114,6 +114,17 @@ class LoopContext:
         return self._trainer.per_rank_data
 
     @property
+    def loader(self):
+        """The current stage's data loader (a new object at each stage start, resume and rewind); its
+        ``state_dict()`` is the position the checkpoint keeps."""
+        return self._trainer.loader
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        """The tokenizer file the run trains with (copied into checkpoints), when known."""
+        return self._trainer.tokenizer_path
+
+    @property
     def control(self) -> Control:
         return self._trainer.control
 

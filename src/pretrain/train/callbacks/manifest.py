@@ -17,32 +17,32 @@ from pretrain.train.callbacks.base import Callback
 class TrainManifest(Callback):
     order = 1010  # after the checkpointing callback: the manifest lists the checkpoint it just wrote
 
-    def on_save(self, trainer, path) -> None:
-        self._write(trainer)
+    def on_save(self, ctx, path) -> None:
+        self._write(ctx)
 
-    def on_train_end(self, trainer) -> None:
-        self._write(trainer)
+    def on_train_end(self, ctx) -> None:
+        self._write(ctx)
 
-    def _write(self, trainer) -> None:
-        if not trainer.dist.is_main or not trainer.run.checkpoints.is_dir():
+    def _write(self, ctx) -> None:
+        if not ctx.dist.is_main or not ctx.run_dir.checkpoints.is_dir():
             return
         from pretrain.configlib import to_dict
         from pretrain.lineage.manifest import MANIFEST, sha256_file, write_manifest
 
-        cfg, root = trainer.cfg, trainer.run.root
+        cfg, root = ctx.run_config, ctx.run_dir.root
         tokens = Path(cfg.data.tokens) if getattr(cfg, "data", None) is not None and cfg.data.tokens else root / "tokens"
         inputs = []
-        if trainer.tokenizer_path is not None and Path(trainer.tokenizer_path).is_file():
-            inputs.append(("tokenizer", Path(trainer.tokenizer_path)))
-        if trainer.t.init_from:
-            inputs.append(("init_from", Path(trainer.t.init_from) / "meta.json"))
-        ckpts = sorted(p.name + "/meta.json" for p in trainer.run.checkpoints.iterdir() if (p / "meta.json").is_file())
+        if ctx.tokenizer_path is not None and Path(ctx.tokenizer_path).is_file():
+            inputs.append(("tokenizer", Path(ctx.tokenizer_path)))
+        if ctx.config.init_from:
+            inputs.append(("init_from", Path(ctx.config.init_from) / "meta.json"))
+        ckpts = sorted(p.name + "/meta.json" for p in ctx.run_dir.checkpoints.iterdir() if (p / "meta.json").is_file())
         log = root / "lineage" / "steps.jsonl"
         # The step log only grows (a resume appends): its hash covers the bytes written so far.
         step_log = {"path": str(log.resolve()), "bytes": log.stat().st_size, "sha256": sha256_file(log)} \
             if log.is_file() else None
-        write_manifest(trainer.run.checkpoints, "train", inputs=[(r, p) for r, p in inputs if p.is_file()],
-                       outputs=ckpts, config=to_dict(cfg), seed=trainer.t.seed,
+        write_manifest(ctx.run_dir.checkpoints, "train", inputs=[(r, p) for r, p in inputs if p.is_file()],
+                       outputs=ckpts, config=to_dict(cfg), seed=ctx.config.seed,
                        consumed=[m for m in (tokens / MANIFEST,) if m.is_file()],
-                       extra={"step": trainer.step, "tokens": trainer.tokens, "step_log": step_log,
+                       extra={"step": ctx.state.step, "tokens": ctx.state.tokens, "step_log": step_log,
                               "tokens_dir": str(tokens.resolve())})
