@@ -137,6 +137,7 @@ def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
     from pretrain.train.callbacks.gns import NoiseScale
     from pretrain.train.callbacks.spike import SpikeGuard
     from pretrain.train.callbacks.time_budget import TimeBudget
+    from pretrain.train.callbacks.trackers import build_trackers
 
     out: list[Callback] = [SpikeGuard(tcfg.spike), FinalModel(tcfg.averaging), MetricsWriter(tcfg.log_interval),
                            Evaluation(eval_interval), LongContextGate(), Checkpointing(tcfg)]
@@ -144,6 +145,7 @@ def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
         out.append(TimeBudget(tcfg.time_limit_s, tcfg.max_steps, tcfg.warmup_steps))
     if tcfg.gns:
         out.append(NoiseScale())
+    out += build_trackers(tcfg)
     if tcfg.optimizer == "muon" and (tcfg.muon_momentum_warmup > 0 or tcfg.muon_momentum_final > 0):
         from pretrain.train.callbacks.muon_momentum import MuonMomentum
 

@@ -1,0 +1,201 @@
+"""Experiment trackers: each is a callback that mirrors metrics.jsonl to one service.
+
+``train.trackers`` names them (default ``["tensorboard"]``); ``TRACKERS`` maps a name to the module that
+holds its class, so adding a tracker is one file and one line here. Every tracker gets the resolved config
+as flat ``section.field`` params, every row the trainer logs (train and eval rows as metrics keyed
+``train/...`` and ``eval/...``, events as ``event/<name>`` markers), the final numbers as a summary and,
+through ``attach_report``, the HTML report. The run id is in the callback's ``state_dict`` and so in the
+checkpoint: a resumed run continues the same tracker run. Only rank 0 logs.
+
+A tracker never stops training: metrics.jsonl is written before any tracker sees a row, and the first
+error (network down, bad credentials, a missing package) prints one warning line, logs a
+``tracker_failed`` event and turns that tracker off. Credentials come from each service's own environment
+variables or login files (``WANDB_API_KEY``, ``MLFLOW_TRACKING_TOKEN``, ``HF_TOKEN`` ...); no config
+field holds one, so none reaches config.toml, metrics.jsonl, a checkpoint or the report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from pretrain.train.callbacks import Callback
+
+TRACKERS: dict[str, str] = {
+    "tensorboard": "pretrain.train.callbacks.trackers.tensorboard:TensorBoardTracker",
+    "wandb": "pretrain.train.callbacks.trackers.wandb:WandbTracker",
+    "mlflow": "pretrain.train.callbacks.trackers.mlflow:MlflowTracker",
+    "trackio": "pretrain.train.callbacks.trackers.trackio:TrackioTracker",
+}
+
+# Keys that every service accepts in a param name; a dict with other keys ("*.py") stays one JSON value.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+IDS_FILE = "trackers.json"
+"""<run>/trackers.json: {tracker name: run id}, for ``attach_report`` after training."""
+
+
+def flat_params(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """A (nested) config -> {"train.lr": 0.001, ...}; lists and dicts of leaves become JSON strings."""
+    from pretrain.configlib import to_dict
+
+    data = to_dict(obj) if not isinstance(obj, dict) else obj
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and all(_PLAIN_KEY.fullmatch(str(k)) for k in value):
+            out.update(flat_params(value, name + "."))
+        elif isinstance(value, (list, tuple, dict)):
+            out[name] = json.dumps(value, default=str)
+        else:
+            out[name] = value
+    return out
+
+
+def row_metrics(row: dict) -> dict[str, float]:
+    """A metrics.jsonl row -> the numbers a tracker plots at the row's step."""
+    kind = row.get("type")
+    if kind == "event":
+        return {f"event/{row.get('event', 'event')}": 1.0}
+    prefix = "train/" if kind == "train" else f"eval/{row['model']}/" if row.get("model") else "eval/"
+    return {prefix + k: float(v) for k, v in row.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+
+
+class Tracker(Callback):
+    """The shared part: start or resume on rank 0, forward rows, survive failures, finish.
+    Subclasses implement ``start(run_root, name, params, run_id) -> run id``, ``log(step, metrics)``,
+    ``event(step, name, detail)``, ``finish(summary)`` and ``upload(path, name)``."""
+
+    name = ""
+    order = 3  # lowest: subscribes before other callbacks log at start; finishes last (after the final eval)
+
+    def __init__(self, project: str = ""):
+        self.project = project
+        self.run_id = ""
+        self.last_step = 0
+        self.active = False
+        self._trainer = None
+        self._log = None
+
+    # ---- what each service implements
+    def start(self, run_root: Path, name: str, params: dict[str, Any], run_id: str) -> str:
+        raise NotImplementedError
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        raise NotImplementedError
+
+    def event(self, step: int, name: str, detail: str) -> None:
+        self.log(step, {f"event/{name}": 1.0})
+
+    def finish(self, summary: dict[str, float]) -> None: ...
+
+    def upload(self, path: Path, name: str) -> None: ...
+
+    # ---- the callback
+    def on_train_start(self, trainer) -> None:
+        if not trainer.dist.is_main:
+            return
+        self._trainer = trainer
+        name = str(getattr(trainer.cfg, "name", "") or trainer.run.root.name)
+        self.active = self._guard(lambda: self._open(trainer.run.root, name, flat_params(trainer.cfg)))
+        self._attach()
+
+    def _open(self, run_root: Path, name: str, params: dict) -> None:
+        self.run_id = str(self.start(run_root, name, params, self.run_id))
+        record_run_id(run_root, self.name, self.run_id, self.project)
+
+    def _attach(self) -> None:
+        """(Re)subscribe: a rewind or resume replaces the trainer's metrics logger."""
+        tr = self._trainer
+        if self.active and tr is not None and tr.log is not self._log:
+            self._log = tr.log
+            tr.log.subscribe(self._row)
+
+    def _row(self, row: dict) -> None:
+        if not self.active:
+            return
+        step = self.last_step = int(row.get("step", 0))
+        if row.get("type") == "event":
+            self.active = self._guard(lambda: self.event(step, str(row.get("event")), str(row.get("detail", ""))))
+        else:
+            self.active = self._guard(lambda: self.log(step, row_metrics(row)))
+
+    def _guard(self, fn) -> bool:
+        try:
+            fn()
+            return True
+        except Exception as exc:  # any failure of the service: warn once, train on
+            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            print(f"warning: tracker {self.name!r} failed ({detail}); training goes on, "
+                  "metrics.jsonl keeps every row", file=sys.stderr)
+            self.active = False
+            if self._trainer is not None:
+                self._trainer.event("tracker_failed", f"{self.name}: {detail}")
+            return False
+
+    def on_step_start(self, trainer, step: int, metrics: dict) -> None:
+        self._attach()
+
+    def on_stage_start(self, trainer, stage) -> None:
+        self._attach()
+
+    def on_eval(self, trainer, row: dict) -> None:
+        self._attach()
+
+    def on_train_end(self, trainer) -> None:
+        self._attach()
+        if self.active:
+            summary = {f"final/{k}": float(v) for k, v in trainer.final_losses.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self._guard(lambda: self.finish(summary))
+        self.active = False
+
+    def state_dict(self) -> dict:
+        return {"run_id": self.run_id}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.run_id = str(state.get("run_id", ""))
+
+
+def record_run_id(run_root: Path, name: str, run_id: str, project: str) -> None:
+    path = run_root / IDS_FILE
+    ids = json.loads(path.read_text()) if path.is_file() else {}
+    ids[name] = {"run_id": run_id, "project": project}
+    path.write_text(json.dumps(ids, indent=1) + "\n")
+
+
+def load_tracker_class(name: str) -> type[Tracker]:
+    module, _, attr = TRACKERS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_trackers(tcfg) -> list[Tracker]:
+    """``train.trackers`` -> tracker callbacks (names were checked by TrainConfig.validate)."""
+    return [load_tracker_class(n)(tcfg.tracker_project) for n in tcfg.trackers]
+
+
+def attach_report(run_root: Path, report_dir: Path) -> list[str]:
+    """Upload ``report_dir`` to each tracker run recorded in <run>/trackers.json; returns the names it
+    reached (a failure warns in one line, like during training)."""
+    path = Path(run_root) / IDS_FILE
+    if not path.is_file():
+        return []
+    done = []
+    for name, rec in json.loads(path.read_text()).items():
+        run_id = rec.get("run_id", "") if isinstance(rec, dict) else ""
+        if name not in TRACKERS or not run_id:
+            continue
+        tracker = load_tracker_class(name)(rec.get("project", ""))
+        ok = tracker._guard(lambda t=tracker, n=name, r=run_id: (
+            t.start(Path(run_root), Path(run_root).name, {}, r), t.upload(Path(report_dir), "report"), t.finish({})))
+        if ok:
+            done.append(name)
+    return done
+
+
+__all__ = ["TRACKERS", "Tracker", "attach_report", "build_trackers", "flat_params", "row_metrics"]
