@@ -1,0 +1,55 @@
+"""Benchmarks during training (``eval.tasks``): lm-eval multiple-choice scores in the eval rows.
+
+At the evaluation cadence (every ``eval.interval`` steps and at each stage end) every process scores its
+share of the documents and the shares are gathered (pretrain.eval.intrain.TaskScorer); the trainer's
+evaluator is wrapped so the eval row it logs carries the scores (``task/<name>/acc`` ...). Other
+evaluations (the final model's candidates, the long-context gate) score the model they are given in
+full, on the process that evaluates. Under FSDP, where a forward pass is collective, every process
+scores every document in step.
+"""
+
+from __future__ import annotations
+
+from pretrain.train.callbacks import Callback
+
+
+class Benchmarks(Callback):
+    order = 945  # before the evaluation callback (950): the scores are ready when its row is built
+
+    def __init__(self, scorer, interval: int):
+        self.scorer, self.interval = scorer, interval
+        self.pending: tuple | None = None  # ((step, id(model)), scores) from the shared scoring
+
+    def on_train_start(self, trainer) -> None:
+        inner = trainer.evaluator
+
+        def evaluate(model, seq_len: int) -> dict:
+            row = inner(model, seq_len) if inner is not None else {}
+            key = (trainer.step, id(model))
+            if self.pending is not None and self.pending[0] == key:
+                scores = self.pending[1]
+            else:
+                scores = self._score(trainer, model, share=False)
+            self.pending = None
+            return {**row, **scores}
+
+        trainer.evaluator = evaluate
+
+    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+        if self.interval and step % self.interval == 0 and step != trainer.stage.end:
+            self._prepare(trainer)
+
+    def on_stage_end(self, trainer, stage) -> None:
+        self._prepare(trainer)
+
+    def _prepare(self, trainer) -> None:
+        self.pending = ((trainer.step, id(trainer.raw)), self._score(trainer, trainer.raw, share=True))
+
+    def _score(self, trainer, model, share: bool) -> dict:
+        was = model.training
+        try:
+            if share and trainer.dist.enabled and not trainer.parallel.collective_forward:
+                return self.scorer.score(model, trainer.dist.rank, trainer.dist.world)
+            return self.scorer.score(model)
+        finally:
+            model.train(was)
