@@ -91,6 +91,11 @@ def test_task_scores_at_the_interval_equal_scoring_the_checkpoint(tiny_data, tmp
     final = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert any(x.get("model") and "task/local_mc/acc" in x for x in final)  # the final model is scored too
 
+    from pretrain.report import build_report
+
+    html = Path(build_report(run)).read_text()
+    assert "Benchmarks during training" in html and "local_mc" in html
+
 
 def test_two_gloo_ranks_score_like_one_process(tiny_data, tmp_path):
     run = tmp_path / "ddp"

@@ -136,12 +136,13 @@ def test_mlflow_sqlite_store_read_back_and_resumed(tiny_data, tmp_path, monkeypa
     assert {r["step"] for r in _rows(run, "eval") if not r.get("model")} <= set(val)
     assert json.loads((run / "trackers.json").read_text())["mlflow"]["run_id"] == mrun.info.run_id
 
-    # The report goes up as an artifact of the same run.
-    from pretrain.report import build_report
-    from pretrain.train.callbacks.trackers import attach_report
+    # `pretrain report` attaches the report to the same run as an artifact.
+    from typer.testing import CliRunner
 
-    report = build_report(run)
-    assert attach_report(run, Path(report).parent) == ["mlflow"]
+    from pretrain.cli import app
+
+    res = CliRunner().invoke(app, ["report", str(run)])
+    assert res.exit_code == 0 and "report attached to: mlflow" in res.output, res.output
     assert any(a.path.endswith("index.html") for a in client.list_artifacts(mrun.info.run_id, "report"))
 
 

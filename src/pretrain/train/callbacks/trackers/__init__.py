@@ -179,7 +179,7 @@ def build_trackers(tcfg) -> list[Tracker]:
     return [load_tracker_class(n)(tcfg.tracker_project) for n in tcfg.trackers]
 
 
-def attach_report(run_root: Path, report_dir: Path) -> list[str]:
+def attach_report(run_root: Path, report_dir: Path, skip: tuple[str, ...] = ("tensorboard",)) -> list[str]:
     """Upload ``report_dir`` to each tracker run recorded in <run>/trackers.json; returns the names it
     reached (a failure warns in one line, like during training)."""
     path = Path(run_root) / IDS_FILE
@@ -188,12 +188,16 @@ def attach_report(run_root: Path, report_dir: Path) -> list[str]:
     done = []
     for name, rec in json.loads(path.read_text()).items():
         run_id = rec.get("run_id", "") if isinstance(rec, dict) else ""
-        if name not in TRACKERS or not run_id:
+        if name not in TRACKERS or not run_id or name in skip:
             continue
         tracker = load_tracker_class(name)(rec.get("project", ""))
-        ok = tracker._guard(lambda t=tracker, n=name, r=run_id: (
-            t.start(Path(run_root), Path(run_root).name, {}, r), t.upload(Path(report_dir), "report"), t.finish({})))
-        if ok:
+
+        def send(t=tracker, r=run_id) -> None:  # reopen the training's run, attach, close it again
+            t.start(Path(run_root), Path(run_root).name, {}, r)
+            t.upload(Path(report_dir), "report")
+            t.finish({})
+
+        if tracker._guard(send):
             done.append(name)
     return done
 
