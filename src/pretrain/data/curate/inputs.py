@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from pretrain.data.curate import storage
+from pretrain.data.curate.hfdatasets import dataset_files
 
 
 def _walk(root: Path) -> list[Path]:
@@ -71,7 +72,10 @@ def expand_inputs(inputs: list[str | Path]) -> list:
     out: list = []
     for item in inputs:
         p = storage.as_path(item)
-        if storage.is_remote(p):
+        hf = dataset_files(p) if p.is_dir() else None  # a `datasets` folder: its record files only
+        if hf is not None:
+            out.extend(hf)
+        elif storage.is_remote(p):
             if p.is_dir():
                 out.extend(sorted((f for f in p.rglob("*") if f.is_file()
                                    and not any(part.startswith(".") for part in f.relative_to(p).parts)),
