@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from pretrain.model.hf import archs
+from pretrain.model.hf.card import write_card
 from pretrain.model.hf.hfconfig import config_from_hf, hf_config
 from pretrain.model.hf.tokenizer import copy_hf_tokenizer, export_tokenizer
 from pretrain.model.hf.weights import (
@@ -69,6 +70,7 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
     gen = {k.replace("_token", "_token_id"): v for k, v in token_ids.items() if v is not None}
     (out / "generation_config.json").write_text(json.dumps(gen | {"do_sample": False}, indent=2) + "\n",
                                                encoding="utf-8")
+    write_card(None if isinstance(source, Transformer) else ckpt, out, arch.model_type)  # README.md
     return out
 
 
