@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -71,10 +72,21 @@ def _wandb_records(path: str):
             buf = b""
 
 
+def _wandb_complete(path: str, timeout: float = 60.0) -> list:
+    """The records of a .wandb file once W&B's service has written its exit record (it writes
+    asynchronously: finish() can return before the file is complete)."""
+    deadline = time.time() + timeout
+    while True:
+        recs = list(_wandb_records(path))
+        if any(r.WhichOneof("record_type") == "exit" for r in recs) or time.time() > deadline:
+            return recs
+        time.sleep(0.2)
+
+
 def _wandb_read(run: Path):
     ids, config, history = set(), {}, {}
     for f in sorted(glob.glob(str(run / "wandb" / "offline-run-*" / "run-*.wandb"))):
-        for rec in _wandb_records(f):
+        for rec in _wandb_complete(f):
             kind = rec.WhichOneof("record_type")
             if kind == "run":
                 ids.add(rec.run.run_id)
@@ -146,14 +158,19 @@ def test_mlflow_sqlite_store_read_back_and_resumed(tiny_data, tmp_path, monkeypa
     assert any(a.path.endswith("index.html") for a in client.list_artifacts(mrun.info.run_id, "report"))
 
 
-def test_trackio_local_store_read_back(tiny_data, tmp_path, monkeypatch):
+def test_trackio_local_store_read_back_and_resumed(tiny_data, tmp_path, monkeypatch):
     from trackio import SQLiteStorage
 
     project = f"pretrain-test-{tmp_path.name}"
-    cfg = tiny_cfg(tiny_data, "train.max_steps=4", 'train.trackers=["trackio", "tensorboard"]',
-                   f'train.tracker_project="{project}"')
+    cfg = tiny_cfg(tiny_data, "train.max_steps=4", "train.checkpoint_interval=2",
+                   'train.trackers=["trackio", "tensorboard"]', f'train.tracker_project="{project}"')
+    restore = _crash_at(monkeypatch, 4)  # during step 4: the last checkpoint is step 2
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path, progress=False)
+    restore()
     train(cfg, tmp_path, progress=False)
     name = json.loads((tmp_path / "trackers.json").read_text())["trackio"]["run_id"]
+    assert SQLiteStorage.get_runs(project) == [name]  # the resumed run continued the same trackio run
     logs = SQLiteStorage.get_logs(project, name)
     got = {r["step"]: r["train/loss"] for r in logs if "train/loss" in r}
     assert got == {r["step"]: pytest.approx(r["loss"]) for r in _rows(tmp_path, "train")}
@@ -195,3 +212,42 @@ def test_credentials_reach_none_of_the_run_files(tiny_data, tmp_path, monkeypatc
     assert {"config.toml", "metrics.jsonl", "trainer_state.pt", "index.html"} <= {p.name for p in checked}
     leaks = [str(p) for p in checked if marker.encode() in p.read_bytes()]
     assert not leaks
+
+
+def test_rows_after_a_rewind_still_reach_the_tracker(tmp_path, monkeypatch):
+    """A rewind replaces the trainer's metrics logger; the tracker follows it (the rewind and skip events
+    logged after it, and the retrained steps)."""
+    import torch
+    from mlflow.tracking import MlflowClient
+    from torch import nn
+    from trainkit import make_trainer, toy_cfg
+
+    from pretrain.model import Transformer
+
+    class Spiky(nn.Module):  # forward 5 (step 6) returns a 100x loss
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, input_ids, targets=None, doc_ids=None):
+            out = self.inner(input_ids, targets, doc_ids)
+            if self.calls == 5:
+                out.ce_sum = out.ce_sum * 100.0
+            self.calls += 1
+            return out
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg = toy_cfg("train.max_steps=8", "train.spike.min_history=3", "train.spike.window=8", "train.spike.sigma=10",
+                  'train.spike.policy="rewind"', "train.checkpoint_interval=4", 'train.trackers=["mlflow"]')
+    torch.manual_seed(0)
+    make_trainer(cfg, tmp_path / "run", model=Spiky(Transformer(cfg.model))).fit()
+    events = [r["event"] for r in _rows(tmp_path / "run", "event")]
+    assert "rewind" in events and "skip" in events
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("pretrain").experiment_id])
+    for name in ("rewind", "skip"):
+        assert client.get_metric_history(run.info.run_id, f"event/{name}"), name
+    steps = {m.step for m in client.get_metric_history(run.info.run_id, "train/loss")}
+    logged = {r["step"] for r in _rows(tmp_path / "run", "train") if isinstance(r["loss"], float)}
+    assert steps == logged and max(steps) == 8  # (a skipped step's loss is not a number)
