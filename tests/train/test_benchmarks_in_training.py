@@ -4,6 +4,7 @@ same checkpoint afterwards, and the same on 2 gloo ranks as in one process."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -100,10 +101,19 @@ def test_task_scores_at_the_interval_equal_scoring_the_checkpoint(tiny_data, tmp
 def test_two_gloo_ranks_score_like_one_process(tiny_data, tmp_path):
     run = tmp_path / "ddp"
     cmd = torchrun_cmd(tiny_data, run, "train.max_steps=3", "train.micro_batch=2", "train.checkpoint_interval=3",
-                       'eval.tasks=["pretrain_offline_mc"]', "train.distributed=ddp")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                       'eval.tasks=["pretrain_offline_mc"]', "train.distributed=ddp", 'train.trackers=["mlflow"]')
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": uri})
     assert proc.returncode == 0, proc.stderr[-3000:]
     (row,) = _evals(run)
+    # Only rank 0 tracks: one MLflow run, holding the task scores of the eval row.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (mrun,) = client.search_runs([client.get_experiment_by_name("pretrain").experiment_id])
+    hist = client.get_metric_history(mrun.info.run_id, "eval/task/pretrain_offline_mc/acc")
+    assert [(m.step, m.value) for m in hist] == [(3, row["task/pretrain_offline_mc/acc"])]
     ref = _score_checkpoint(run / "checkpoints" / "step_00000003", ["pretrain_offline_mc"], 0, [])
     assert row["task/pretrain_offline_mc/acc"] == pytest.approx(ref["pretrain_offline_mc"]["acc,none"])
     assert row["task/pretrain_offline_mc/acc_norm"] == pytest.approx(ref["pretrain_offline_mc"]["acc_norm,none"])

@@ -112,7 +112,7 @@ def test_wandb_offline_gets_config_and_every_row_and_resumes_the_same_run(tiny_d
     train(cfg, tmp_path, progress=False)
     ids, config, history = _wandb_read(tmp_path)
     assert len(ids) == 1 and len(glob.glob(str(tmp_path / "wandb" / "offline-run-*"))) == 2  # one run, resumed
-    assert config["value"]["train.max_steps"] == 6 if "value" in config else config["train.max_steps"] == 6
+    assert config["train.max_steps"] == 6 and config["model.dim"] == 32
     for r in _rows(tmp_path, "train"):
         assert history[r["step"]]["train/loss"] == pytest.approx(r["loss"])
     evals = _rows(tmp_path, "eval")
@@ -147,6 +147,7 @@ def test_mlflow_sqlite_store_read_back_and_resumed(tiny_data, tmp_path, monkeypa
     val = {m.step: m.value for m in client.get_metric_history(mrun.info.run_id, "eval/val_loss")}
     assert {r["step"] for r in _rows(run, "eval") if not r.get("model")} <= set(val)
     assert json.loads((run / "trackers.json").read_text())["mlflow"]["run_id"] == mrun.info.run_id
+    assert mrun.data.metrics["final/val_loss"] == pytest.approx(_rows(run, "eval")[-1]["val_loss"])
 
     # `pretrain report` attaches the report to the same run as an artifact.
     from typer.testing import CliRunner

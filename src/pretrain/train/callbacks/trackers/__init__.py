@@ -150,8 +150,9 @@ class Tracker(Callback):
     def on_train_end(self, trainer) -> None:
         self._attach()
         if self.active:
-            summary = {f"final/{k}": float(v) for k, v in trainer.final_losses.items()
-                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            summary = {f"final/{k}": float(v) for k, v in trainer.final_losses.items()  # (device scalars too)
+                       if (isinstance(v, (int, float)) and not isinstance(v, bool))
+                       or (hasattr(v, "numel") and v.numel() == 1)}
             self._guard(lambda: self.finish(summary))
         self.active = False
 
