@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import queue
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +68,47 @@ def row_metrics(row: dict) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
 
 
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+class _Worker:
+    """Runs a tracker's calls in order on one background thread, so a slow service (a remote MLflow
+    server, a sqlite store being created, W&B's service starting) never stalls a training step. The
+    first exception stops the calls; ``error`` says what it was."""
+
+    def __init__(self, name: str):
+        self.queue: queue.Queue = queue.Queue()
+        self.error = ""
+        self.thread = threading.Thread(target=self._run, name=f"tracker-{name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (fn := self.queue.get()) is not None:
+            if not self.error:
+                try:
+                    fn()
+                except Exception as exc:  # any failure of the service: reported by the main thread
+                    self.error = describe(exc)
+
+    def submit(self, fn) -> None:
+        self.queue.put(fn)
+
+    def close(self, timeout: float) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+
 class Tracker(Callback):
     """The shared part: start or resume on rank 0, forward rows, survive failures, finish.
     Subclasses implement ``start(run_root, name, params, run_id) -> run id``, ``log(step, metrics)``,
-    ``event(step, name, detail)``, ``finish(summary)`` and ``upload(path, name)``."""
+    ``event(step, name, detail)``, ``finish(summary)`` and ``upload(path, name)``; the base calls them
+    in order on a background thread (see _Worker)."""
 
     name = ""
     order = 3  # lowest: subscribes before other callbacks log at start; finishes last (after the final eval)
+    close_timeout_s = 300.0  # how long the end of training waits for the service to take the last rows
+    start_timeout_s = 120.0  # how long a checkpoint waits for the run id of a tracker still starting
 
     def __init__(self, project: str = ""):
         self.project = project
@@ -81,6 +117,8 @@ class Tracker(Callback):
         self.active = False
         self._trainer = None
         self._log = None
+        self._worker: _Worker | None = None
+        self._started = threading.Event()
 
     # ---- what each service implements
     def start(self, run_root: Path, name: str, params: dict[str, Any], run_id: str) -> str:
@@ -102,40 +140,57 @@ class Tracker(Callback):
             return
         self._trainer = trainer
         name = str(getattr(trainer.cfg, "name", "") or trainer.run.root.name)
-        self.active = self._guard(lambda: self._open(trainer.run.root, name, flat_params(trainer.cfg)))
+        params = flat_params(trainer.cfg)
+        self._worker, self.active = _Worker(self.name), True
+        self._worker.submit(lambda: self._open(trainer.run.root, name, params))
         self._attach()
 
     def _open(self, run_root: Path, name: str, params: dict) -> None:
-        self.run_id = str(self.start(run_root, name, params, self.run_id))
-        record_run_id(run_root, self.name, self.run_id, self.project)
+        try:
+            self.run_id = str(self.start(run_root, name, params, self.run_id))
+            record_run_id(run_root, self.name, self.run_id, self.project)
+        finally:
+            self._started.set()
 
     def _attach(self) -> None:
         """(Re)subscribe: a rewind or resume replaces the trainer's metrics logger."""
         tr = self._trainer
+        self._check()
         if self.active and tr is not None and tr.log is not self._log:
             self._log = tr.log
             tr.log.subscribe(self._row)
 
     def _row(self, row: dict) -> None:
-        if not self.active:
+        self._check()
+        if not self.active or self._worker is None:
             return
         step = self.last_step = int(row.get("step", 0))
         if row.get("type") == "event":
-            self.active = self._guard(lambda: self.event(step, str(row.get("event")), str(row.get("detail", ""))))
+            name, detail = str(row.get("event")), str(row.get("detail", ""))
+            self._worker.submit(lambda: self.event(step, name, detail))
         else:
-            self.active = self._guard(lambda: self.log(step, row_metrics(row)))
+            metrics = row_metrics(row)
+            self._worker.submit(lambda: self.log(step, metrics))
+
+    def _check(self) -> None:
+        """On the main thread: report (once) a failure the worker met."""
+        if self.active and self._worker is not None and self._worker.error:
+            self._fail(self._worker.error)
+
+    def _fail(self, detail: str) -> None:
+        print(f"warning: tracker {self.name!r} failed ({detail}); training goes on, "
+              "metrics.jsonl keeps every row", file=sys.stderr)
+        self.active = False
+        if self._trainer is not None:
+            self._trainer.event("tracker_failed", f"{self.name}: {detail}")
 
     def _guard(self, fn) -> bool:
+        """Run ``fn`` here and now (attach_report); a failure warns in one line."""
         try:
             fn()
             return True
-        except Exception as exc:  # any failure of the service: warn once, train on
-            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-            print(f"warning: tracker {self.name!r} failed ({detail}); training goes on, "
-                  "metrics.jsonl keeps every row", file=sys.stderr)
-            self.active = False
-            if self._trainer is not None:
-                self._trainer.event("tracker_failed", f"{self.name}: {detail}")
+        except Exception as exc:  # any failure of the service: warn once, go on
+            self._fail(describe(exc))
             return False
 
     def on_step_start(self, trainer, step: int, metrics: dict) -> None:
@@ -149,14 +204,22 @@ class Tracker(Callback):
 
     def on_train_end(self, trainer) -> None:
         self._attach()
+        if self._worker is None:
+            return
         if self.active:
             summary = {f"final/{k}": float(v) for k, v in trainer.final_losses.items()  # (device scalars too)
                        if (isinstance(v, (int, float)) and not isinstance(v, bool))
                        or (hasattr(v, "numel") and v.numel() == 1)}
-            self._guard(lambda: self.finish(summary))
-        self.active = False
+            self._worker.submit(lambda: self.finish(summary))
+        self._worker.close(self.close_timeout_s)
+        self._check()
+        if self.active and self._worker.thread.is_alive():
+            self._fail(f"still sending after {self.close_timeout_s:.0f} s; the rest is only in metrics.jsonl")
+        self.active, self._worker = False, None
 
     def state_dict(self) -> dict:
+        if self._worker is not None:  # a checkpoint needs the run id: wait for a tracker still starting
+            self._started.wait(self.start_timeout_s)
         return {"run_id": self.run_id}
 
     def load_state_dict(self, state: dict) -> None:
