@@ -204,13 +204,17 @@ def test_credentials_reach_none_of_the_run_files(tiny_data, tmp_path, monkeypatc
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = tmp_path / "run"
-    cfg = tiny_cfg(tiny_data, "train.max_steps=3", 'train.trackers=["wandb", "mlflow", "tensorboard"]')
+    cfg = tiny_cfg(tiny_data, "train.max_steps=3", 'train.trackers=["wandb", "mlflow", "trackio", "tensorboard"]',
+                   f'train.tracker_project="pretrain-test-{tmp_path.name}"')
     train(cfg, run, progress=False)
     from pretrain.report import build_report
 
     build_report(run)
-    checked = [p for p in run.rglob("*") if p.is_file() and "wandb" not in p.parts]
+    checked = [p for p in run.rglob("*") if p.is_file()]  # W&B's own files under run/wandb too
+    checked += [p for p in Path(os.environ["TRACKIO_DIR"]).rglob("*") if p.is_file()]
     assert {"config.toml", "metrics.jsonl", "trainer_state.pt", "index.html"} <= {p.name for p in checked}
+    assert any(p.suffix == ".wandb" for p in checked) and (tmp_path / "mlflow.db").is_file()
+    checked.append(tmp_path / "mlflow.db")
     leaks = [str(p) for p in checked if marker.encode() in p.read_bytes()]
     assert not leaks
 
