@@ -256,7 +256,7 @@ class TrainConfig:
     """Keyword arguments per callback, keyed by the same string: [train.callback_args."pkg.mod:Cls"]."""
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     """Experiment trackers that mirror metrics.jsonl: any of tensorboard, wandb, mlflow, trackio (each but
-    tensorboard an extra: pip install 'pretrain[wandb]'). Credentials come from their own environment."""
+    tensorboard is an extra of the same name). Credentials come from their own environment or login files."""
     tracker_project: str = ""
     """Project (W&B, trackio) or experiment (MLflow) name; empty = WANDB_PROJECT or "pretrain"."""
     init_from: str = ""
