@@ -121,6 +121,18 @@ def test_wandb_offline_gets_config_and_every_row_and_resumes_the_same_run(tiny_d
                          for r in evals if not r.get("model") or r.get("model") == "final")
     assert history[4].get("event/checkpoint") == 1.0
 
+    # The report goes to the same W&B run as an artifact (a third offline file of the same id).
+    from pretrain.train.callbacks.trackers import attach_report
+
+    rep = tmp_path.parent / f"{tmp_path.name}-report"
+    rep.mkdir()
+    (rep / "index.html").write_text("<html>report</html>")
+    assert attach_report(tmp_path, rep) == ["wandb"]
+    files = sorted(glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb")))
+    assert len(files) == 3 and len({Path(f).name for f in files}) == 1
+    arts = [r.artifact for f in files for r in _wandb_complete(f) if r.WhichOneof("record_type") == "artifact"]
+    assert [(a.name, a.type) for a in arts] == [("report", "report")]
+
 
 def test_mlflow_sqlite_store_read_back_and_resumed(tiny_data, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
@@ -171,10 +183,15 @@ def test_trackio_local_store_read_back_and_resumed(tiny_data, tmp_path, monkeypa
     restore()
     train(cfg, tmp_path, progress=False)
     name = json.loads((tmp_path / "trackers.json").read_text())["trackio"]["run_id"]
+    want = {r["step"]: r["loss"] for r in _rows(tmp_path, "train")}
+    deadline = time.time() + 30  # trackio writes its store from a background thread
+    while True:
+        got = {r["step"]: r["train/loss"] for r in SQLiteStorage.get_logs(project, name) if "train/loss" in r}
+        if set(got) >= set(want) or time.time() > deadline:
+            break
+        time.sleep(0.2)
     assert SQLiteStorage.get_runs(project) == [name]  # the resumed run continued the same trackio run
-    logs = SQLiteStorage.get_logs(project, name)
-    got = {r["step"]: r["train/loss"] for r in logs if "train/loss" in r}
-    assert got == {r["step"]: pytest.approx(r["loss"]) for r in _rows(tmp_path, "train")}
+    assert got == {k: pytest.approx(v) for k, v in want.items()}
     assert SQLiteStorage.get_run_config(project, name)["train.max_steps"] == 4
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))  # both trackers at once
 

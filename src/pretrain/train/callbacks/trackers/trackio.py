@@ -11,6 +11,8 @@ from typing import Any
 
 from pretrain.train.callbacks.trackers import Tracker
 
+_OPEN: dict[str, Any] = {}  # run name -> trackio run of this process not yet finished (a crashed fit)
+
 
 class TrackioTracker(Tracker):
     name = "trackio"
@@ -19,10 +21,15 @@ class TrackioTracker(Tracker):
         import trackio
 
         self._trackio = trackio
+        if run_id in _OPEN:  # finish it first: that writes what it still holds, so the resume finds it
+            _OPEN.pop(run_id).finish()
         # trackio resumes a run by its name: a fresh run gets a unique one (the run's name + 6 hex digits).
+        # "allow", not "must": trackio writes in the background, so a run that crashed early may not be
+        # in its store yet; the unique name makes "allow" safe.
         self._run = trackio.init(project=self.project or "pretrain", name=run_id or f"{name}-{uuid.uuid4().hex[:6]}",
-                                 config=params or None, resume="must" if run_id else "never", embed=False,
+                                 config=params or None, resume="allow" if run_id else "never", embed=False,
                                  auto_log_gpu=False, auto_log_cpu=False)
+        _OPEN[self._run.name] = self._run
         return self._run.name
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -34,4 +41,5 @@ class TrackioTracker(Tracker):
     def finish(self, summary: dict[str, float]) -> None:
         if summary:
             self._run.log(summary)
+        _OPEN.pop(self._run.name, None)
         self._run.finish()

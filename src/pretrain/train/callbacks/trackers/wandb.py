@@ -12,7 +12,7 @@ from typing import Any
 from pretrain.train.callbacks.trackers import Tracker
 
 STEP_KEY = "trainer/step"
-_OPEN: dict[str, object] = {}  # run id -> W&B run of this process not yet finished (a crashed fit)
+_OPEN: dict[str, Any] = {}  # run id -> W&B run of this process not yet finished (a crashed fit)
 
 
 class WandbTracker(Tracker):
