@@ -46,8 +46,9 @@ def report(
             if upload and (run_dir / "trackers.json").is_file():
                 from pretrain.train.callbacks.trackers import attach_report
 
-                reached = attach_report(run_dir, Path(path).parent)
-                typer.echo(f"report attached to: {', '.join(reached) or 'no tracker'}")
+                reached = attach_report(run_dir, Path(path).parent)  # a failure warns in its own line
+                if reached:
+                    typer.echo(f"report attached to: {', '.join(reached)}")
 
 
 def register(app: typer.Typer) -> None:
