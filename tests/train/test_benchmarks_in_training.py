@@ -98,10 +98,13 @@ def test_task_scores_at_the_interval_equal_scoring_the_checkpoint(tiny_data, tmp
     assert "Benchmarks during training" in html and "local_mc" in html
 
 
-def test_two_gloo_ranks_score_like_one_process(tiny_data, tmp_path):
-    run = tmp_path / "ddp"
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_gloo_ranks_score_like_one_process(tiny_data, tmp_path, mode):
+    """Each rank scores its share (padded to equal batches under FSDP, whose forward is collective)."""
+    run = tmp_path / mode
     cmd = torchrun_cmd(tiny_data, run, "train.max_steps=3", "train.micro_batch=2", "train.checkpoint_interval=3",
-                       'eval.tasks=["pretrain_offline_mc"]', "train.distributed=ddp", 'train.trackers=["mlflow"]')
+                       'eval.tasks=["pretrain_offline_mc"]', f"train.distributed={mode}", 'train.trackers=["mlflow"]',
+                       "eval.task_limit=7")  # 7 questions: the two shares differ in length
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "MLFLOW_TRACKING_URI": uri})
@@ -114,7 +117,8 @@ def test_two_gloo_ranks_score_like_one_process(tiny_data, tmp_path):
     (mrun,) = client.search_runs([client.get_experiment_by_name("pretrain").experiment_id])
     hist = client.get_metric_history(mrun.info.run_id, "eval/task/pretrain_offline_mc/acc")
     assert [(m.step, m.value) for m in hist] == [(3, row["task/pretrain_offline_mc/acc"])]
-    ref = _score_checkpoint(run / "checkpoints" / "step_00000003", ["pretrain_offline_mc"], 0, [])
+    # (an FSDP step checkpoint has no safetensors; final/ holds the same weights: no averaging here)
+    ref = _score_checkpoint(run / "checkpoints" / "final", ["pretrain_offline_mc"], 7, [])
     assert row["task/pretrain_offline_mc/acc"] == pytest.approx(ref["pretrain_offline_mc"]["acc,none"])
     assert row["task/pretrain_offline_mc/acc_norm"] == pytest.approx(ref["pretrain_offline_mc"]["acc_norm,none"])
 

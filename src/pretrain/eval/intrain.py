@@ -98,16 +98,27 @@ class TaskScorer:
                 d.requests.sort(key=lambda r: r.idx)
             self.tasks.append(_Task(name, task, docs))
 
-    def score(self, model: torch.nn.Module, rank: int = 0, world: int = 1) -> dict[str, float]:
+    def score(self, model: torch.nn.Module, rank: int = 0, world: int = 1,
+              collective: bool = False) -> dict[str, float]:
         """Score this process's share of every task's documents; with ``world > 1`` gather the shares
-        (every process must call this) and return the full metrics on each."""
+        (every process must call this) and return the full metrics on each. ``collective``: a forward
+        pass needs every process (FSDP), so every share is padded to the same number of requests and
+        the processes run the same number of batches."""
         from pretrain.eval.lm_harness import PretrainLM
 
         lm = PretrainLM(model=model, tokenizer=self.tokenizer, device=str(next(model.parameters()).device),
                         batch_size=self.batch_size)
         mine = [(t, d) for t in self.tasks for d in t.docs[rank::world]]
         requests = [r for _, d in mine for r in d.requests]
-        results = iter(lm.loglikelihood(requests) if requests else [])
+        n = len(requests)
+        if collective and world > 1:
+            import torch.distributed as dist
+
+            counts: list = [None] * world
+            dist.all_gather_object(counts, n)
+            filler = next(r for t in self.tasks for d in t.docs for r in d.requests)
+            requests += [filler] * (max(counts) - n)  # scored and dropped: the same batches on every rank
+        results = iter(lm.loglikelihood(requests)[:n] if requests else [])
         rows = []  # (task name, doc id, {metric: value}, choices)
         for t, d in mine:
             res = [next(results) for _ in d.requests]

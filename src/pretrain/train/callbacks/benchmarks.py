@@ -1,11 +1,11 @@
 """Benchmarks during training (``eval.tasks``): lm-eval multiple-choice scores in the eval rows.
 
 At the evaluation cadence (every ``eval.interval`` steps and at each stage end) every process scores its
-share of the documents and the shares are gathered (pretrain.eval.intrain.TaskScorer); the trainer's
-evaluator is wrapped so the eval row it logs carries the scores (``task/<name>/acc`` ...). Other
-evaluations (the final model's candidates, the long-context gate) score the model they are given in
-full, on the process that evaluates. Under FSDP, where a forward pass is collective, every process
-scores every document in step.
+share of the documents and the shares are gathered (pretrain.eval.intrain.TaskScorer); under FSDP,
+where a forward pass is collective, the shares are padded to the same length so every process runs the
+same batches. The trainer's evaluator is wrapped so the eval row it logs carries the scores
+(``task/<name>/acc`` ...). Other evaluations (the final model's candidates, the long-context gate) score
+the model they are given in full, on the process that evaluates (on every process in step under FSDP).
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class Benchmarks(Callback):
     def _score(self, trainer, model, share: bool) -> dict:
         was = model.training
         try:
-            if share and trainer.dist.enabled and not trainer.parallel.collective_forward:
-                return self.scorer.score(model, trainer.dist.rank, trainer.dist.world)
+            if share and trainer.dist.enabled:
+                return self.scorer.score(model, trainer.dist.rank, trainer.dist.world,
+                                         collective=trainer.parallel.collective_forward)
             return self.scorer.score(model)
         finally:
             model.train(was)
