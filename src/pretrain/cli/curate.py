@@ -11,7 +11,8 @@ def curate_cmd(
     # str, not Path: a Path would fold 's3://bucket' into 's3:/bucket'
     inputs: list[str] = typer.Argument(..., help="Files, directories (recursive) or fsspec URLs (s3://...); format "
                                        "by extension: .jsonl[.gz|.zst], .parquet, .html, .warc[.gz], .wet[.gz], "
-                                       "anything else as one text file."),
+                                       "anything else as one text file; a datasets save_to_disk folder or Hub "
+                                       "Parquet layout: its record files."),
     out: str = typer.Option(..., "--out", "-o", help="Output directory or URL: data/, removed/, quarantine/, "
                             "stats.json."),
     config: Path = typer.Option(None, "--config", "-c", help="Run config (TOML/YAML) whose data.curate section is used."),

@@ -20,6 +20,8 @@ def report(
                                           "scalars; no HTML."),
     images_beside: bool = typer.Option(False, "--images-beside", help="Write PNGs next to index.html "
                                        "instead of embedding them in the page."),
+    upload: bool = typer.Option(True, "--upload/--no-upload", help="Attach the report to the run's tracker "
+                                "runs (W&B, MLflow, trackio; recorded in RUN_DIR/trackers.json) as an artifact."),
 ) -> None:
     """Build the self-contained HTML report of a run (or compare runs); optionally TensorBoard scalars."""
     from pretrain.report import build_report, compare_runs
@@ -43,7 +45,14 @@ def report(
             typer.echo(f"tensorboard scalars: {write_scalars(run_dir)}  (tensorboard --logdir {run_dir})")
         if not tensorboard_only:
             target = out / run_dir.name if out is not None and len(run_dirs) > 1 else out
-            typer.echo(f"report: {build_report(run_dir, target, embed_images=embed)}")
+            path = build_report(run_dir, target, embed_images=embed)
+            typer.echo(f"report: {path}")
+            if upload and (run_dir / "trackers.json").is_file():
+                from pretrain.train.callbacks.trackers import attach_report
+
+                reached = attach_report(run_dir, Path(path).parent)  # a failure warns in its own line
+                if reached:
+                    typer.echo(f"report attached to: {', '.join(reached)}")
 
 
 def register(app: typer.Typer) -> None:

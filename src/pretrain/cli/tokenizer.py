@@ -23,7 +23,8 @@ def _run_config(config: str | None, overrides: list[str] | None):
 
 @tokenizer_app.command("train")
 def train(
-    inputs: list[Path] = typer.Argument(..., help="Curated directory, or JSONL(.gz/.zst) / Parquet files or dirs."),
+    inputs: list[Path] = typer.Argument(..., help="Curated directory, JSONL(.gz/.zst) / Parquet files or "
+                                  "dirs, or a datasets folder (save_to_disk, Hub Parquet layout)."),
     out: Path = typer.Option(Path("tokenizer"), "--out", "-o", help="Output directory for tokenizer.json."),
     vocab_size: int = typer.Option(0, help="Vocabulary size (0 = from the config, tokenizer.vocab_size)."),
     val_fraction: float = typer.Option(-1.0, help="Held-out fraction left out of training (-1 = data.val_fraction)."),
@@ -87,7 +88,8 @@ def stats(
 
 
 def tokenize(
-    inputs: list[Path] = typer.Argument(..., help="Curated directory, or JSONL(.gz/.zst) / Parquet files or dirs."),
+    inputs: list[Path] = typer.Argument(..., help="Curated directory, JSONL(.gz/.zst) / Parquet files or "
+                                  "dirs, or a datasets folder (save_to_disk, Hub Parquet layout)."),
     tokenizer: Path = typer.Option(Path("tokenizer"), "--tokenizer", "-t", help="tokenizer.json or its directory."),
     out: Path = typer.Option(Path("tokens"), "--out", "-o", help="Output directory (train/ and val/ shards)."),
     val_fraction: float = typer.Option(0.05, help="Fraction of documents held out for validation, by id hash."),

@@ -28,12 +28,15 @@ from pretrain.data.split import doc_is_heldout
 
 
 def _parquet_docs(path: Path) -> Iterator[Document]:
+    """Rows of a Parquet file or of a `datasets` save_to_disk .arrow file."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    from pretrain.data.curate.hfdatasets import ArrowFile
+
+    pf = ArrowFile(path) if path.suffix == ".arrow" else pq.ParquetFile(path)
     names = set(pf.schema_arrow.names)
     if "text" not in names:
-        raise ValueError(f"{path}: Parquet file has no 'text' column (columns: {', '.join(sorted(names))})")
+        raise ValueError(f"{path}: {path.suffix[1:]} file has no 'text' column (columns: {', '.join(sorted(names))})")
     cols = [c for c in ("text", "id", "source", "domain", "lang") if c in names]
     row = 0
     for batch in pf.iter_batches(columns=cols, batch_size=4096):
@@ -49,12 +52,17 @@ def _parquet_docs(path: Path) -> Iterator[Document]:
 
 
 def input_files(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand inputs: a curated directory means its ``data/``; directories are searched for
-    ``*.jsonl*`` and ``*.parquet`` files (sorted)."""
+    """Expand inputs: a curated directory means its ``data/``; a `datasets` folder (save_to_disk or the
+    Hub's Parquet layout) its record files; other directories are searched for ``*.jsonl*`` and
+    ``*.parquet`` files (sorted)."""
+    from pretrain.data.curate.hfdatasets import dataset_files
+
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        if p.is_dir() and dataset_files(p):
+            files.extend(dataset_files(p) or [])
+        elif p.is_dir():
             root = p / "data" if (p / "data").is_dir() and (p / "stats.json").is_file() else p
             found = sorted(x for x in root.rglob("*") if x.is_file() and (".jsonl" in x.name or x.suffix == ".parquet"))
             if not found:
@@ -70,7 +78,7 @@ def input_files(inputs: Iterable[str | Path]) -> list[Path]:
 def read_documents(inputs: Iterable[str | Path]) -> Iterator[Document]:
     """Every document of the inputs, in order (see :func:`input_files`)."""
     for f in input_files(inputs):
-        yield from (_parquet_docs(f) if f.suffix == ".parquet" else read_jsonl(f))
+        yield from (_parquet_docs(f) if f.suffix in (".parquet", ".arrow") else read_jsonl(f))
 
 
 # -- encoding workers ---------------------------------------------------------------------------------

@@ -107,6 +107,13 @@ class EvalConfig:
     """Verbatim memorization audit of training documents."""
     lm_eval_tasks: list[str] = field(default_factory=list)
     """lm-evaluation-harness tasks to run in `pretrain eval` (needs the `eval` extra; [] = none)."""
+    tasks: list[str] = field(default_factory=list)
+    """lm-eval multiple-choice tasks scored during training at `interval` and at stage ends (acc,
+    acc_norm into the eval rows as task/<name>/...): bundled ones (pretrain_offline_mc) or from task_paths."""
+    task_limit: int = 0
+    """Documents per task scored during training (0 = all): bounds the cost of each evaluation."""
+    task_paths: list[str] = field(default_factory=list)
+    """Folders of lm-eval task YAML files (local copies of hellaswag, arc_easy ...) for `tasks`."""
 
     def validate(self) -> None:
         check(self.batch_size > 0, "batch_size", "must be > 0")
@@ -114,6 +121,7 @@ class EvalConfig:
         check(self.max_docs_per_domain >= 0, "max_docs_per_domain", "must be >= 0")
         check(self.max_tokens_per_domain >= 0, "max_tokens_per_domain", "must be >= 0")
         check(self.interval >= 0, "interval", "must be >= 0")
+        check(self.task_limit >= 0, "task_limit", "must be >= 0")
         check(self.sample_tokens >= 0, "sample_tokens", "must be >= 0")
         check(self.sample_temperature > 0, "sample_temperature", "must be > 0")
         check(self.sample_top_k >= 0, "sample_top_k", "must be >= 0")

@@ -101,6 +101,18 @@ def build_evaluator(cfg: RunConfig, tokens_dir: Path, tokenizer):
     return evaluate, needle
 
 
+def benchmark_callbacks(cfg: RunConfig, tokenizer) -> list:
+    """eval.tasks -> the callback that scores them at the evaluation cadence (none when empty)."""
+    if not cfg.eval.tasks:
+        return []
+    from pretrain.eval.intrain import TaskScorer
+    from pretrain.train.callbacks.benchmarks import Benchmarks
+
+    scorer = TaskScorer(list(cfg.eval.tasks), tokenizer, cfg.eval.task_limit, list(cfg.eval.task_paths),
+                        cfg.eval.batch_size)
+    return [Benchmarks(scorer, cfg.eval.interval)]
+
+
 def train(cfg: RunConfig, run_dir: RunDir | Path, fresh: bool = False, progress: bool = True) -> TrainResult:
     """Train ``cfg`` in ``run_dir`` (resuming from its latest valid checkpoint unless ``fresh``)."""
     import os
@@ -144,7 +156,8 @@ def _train(cfg: RunConfig, run: RunDir, fresh: bool, progress: bool) -> TrainRes
     make_loader = build_loader_factory(cfg, tokens_dir, tokenizer)
     evaluator, needle = build_evaluator(cfg, tokens_dir, tokenizer)
     trainer = Trainer(cfg, run, model, make_loader, evaluator=evaluator, needle=needle,
-                      tokenizer_path=tok_path, fresh=fresh, progress=progress)
+                      tokenizer_path=tok_path, fresh=fresh, progress=progress,
+                      callbacks=benchmark_callbacks(cfg, tokenizer))
     try:
         return trainer.fit()
     finally:

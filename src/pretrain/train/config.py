@@ -238,6 +238,11 @@ class TrainConfig:
     """User callbacks by import path, "package.module:ClassName" (subclasses of pretrain.train.Callback)."""
     callback_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Keyword arguments per callback, keyed by the same string: [train.callback_args."pkg.mod:Cls"]."""
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers that mirror metrics.jsonl: any of tensorboard, wandb, mlflow, trackio (each but
+    tensorboard is an extra of the same name). Credentials come from their own environment or login files."""
+    tracker_project: str = ""
+    """Project (W&B, trackio) or experiment (MLflow) name; empty = WANDB_PROJECT or "pretrain"."""
     init_from: str = ""
     """Start from these weights (a checkpoint or run directory, e.g. one written by `pretrain import hf`)
     instead of a random initialisation; the model shape must match. Ignored when the run resumes."""
@@ -288,6 +293,11 @@ class TrainConfig:
         check(self.checkpoint_interval >= 0, "checkpoint_interval", "must be >= 0")
         check(self.keep_last >= 1, "keep_last", "must be >= 1")
         check(self.peak_flops >= 0, "peak_flops", "must be >= 0")
+        from pretrain.train.callbacks.trackers import TRACKERS
+
+        for i, name in enumerate(self.trackers):
+            check(name in TRACKERS, f"trackers[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+        check(len(set(self.trackers)) == len(self.trackers), "trackers", "lists a tracker twice")
         prev = -1
         for i, p in enumerate(self.batch_ramp):
             check(p.tokens > prev, f"batch_ramp[{i}].tokens", "must increase along the ramp")

@@ -36,6 +36,11 @@ class MetricsSink:
     def log(self, row: dict) -> None:
         self.logger.log(row)
 
+    def subscribe(self, fn) -> None:
+        """``fn(row)`` for every row written from now on (and those written before, replayed): how a
+        tracker mirrors metrics.jsonl. A rewind or resume opens a new logger; subscribe again then."""
+        self.logger.subscribe(fn)
+
     def event(self, name: str, detail: str = "", step: int | None = None, **extra) -> None:
         self.logger.log({"type": "event", "step": self._state.step if step is None else step,
                          "tokens": self._state.tokens, "event": name, "detail": detail, **extra})
@@ -170,6 +175,16 @@ class LoopContext:
     @property
     def evaluator(self):
         return self._trainer.evaluator
+
+    @evaluator.setter
+    def evaluator(self, fn) -> None:
+        """Wrap the held-out evaluator (``fn(model, seq_len) -> row``): e.g. to add task scores to the row."""
+        self._trainer.evaluator = fn
+
+    @property
+    def final_losses(self) -> dict:
+        """The final model's numbers, once the callback that writes checkpoints/final has reported them."""
+        return self._trainer.final_losses
 
     @property
     def needle(self):

@@ -1,4 +1,5 @@
-"""Metrics sinks: metrics.jsonl (the contract other stages read), TensorBoard, and a live console line.
+"""Metrics sinks: metrics.jsonl (the contract other stages read), a live console line, and subscribers
+(the trackers in pretrain.train.callbacks.trackers: TensorBoard, W&B, MLflow, trackio).
 
 Rows follow docs/architecture.md: ``{"type": "train", "step", "tokens", "loss", "lr", "grad_norm",
 "tokens_per_s", "mfu", ...}``, ``{"type": "eval", ...}`` and ``{"type": "event", "step", "event",
@@ -11,8 +12,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# Rows kept for subscribers that arrive late: the few events logged before training starts.
+_EARLY_ROWS = 1000
 
 
 def _clean(v: Any) -> Any:
@@ -44,25 +49,29 @@ def truncate_metrics(path: Path, step: int, keep_events: bool = False) -> int:
 
 
 class MetricsLogger:
-    def __init__(self, run_root: Path, enabled: bool = True, tensorboard: bool = True, progress: bool = True):
+    """Writes rows to metrics.jsonl first (nothing a subscriber does can lose a row), then hands each row
+    to the subscribers. Rows logged before the first subscription are kept, so a tracker that subscribes
+    when training starts still sees the start and resume events logged before it."""
+
+    def __init__(self, run_root: Path, enabled: bool = True, progress: bool = True):
         self.enabled = enabled
         self.path = run_root / "metrics.jsonl"
         self._fh = None
-        self._tb = None
         self._live = None
+        self._subscribers: list[Callable[[dict], None]] = []
+        self._early: list[dict] = []
         if not enabled:
             return
         run_root.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(run_root / "tensorboard"))
-            except ImportError:  # tensorboard is a declared dependency; degrade to jsonl only if absent
-                self._tb = None
         if progress:
             self._live = LiveLine()
+
+    def subscribe(self, fn: Callable[[dict], None]) -> None:
+        """Call ``fn(row)`` for the rows logged so far before any subscription, then for every new row."""
+        for row in self._early:
+            fn(row)
+        self._subscribers.append(fn)
 
     def log(self, row: dict) -> None:
         if not self.enabled or self._fh is None:
@@ -70,15 +79,10 @@ class MetricsLogger:
         row = {k: _clean(v) for k, v in row.items()}
         self._fh.write(json.dumps(row) + "\n")  # type: ignore[union-attr]
         self._fh.flush()  # type: ignore[union-attr]
-        if self._tb is not None:
-            step = int(row.get("step", 0))
-            prefix = {"train": "train/", "eval": "eval/"}.get(row.get("type", ""), "")
-            if row.get("type") == "event":
-                self._tb.add_text("events", f"step {step}: {row.get('event')} {row.get('detail', '')}", step)
-            else:
-                for k, v in row.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step",):
-                        self._tb.add_scalar(prefix + k, v, step)
+        if not self._subscribers and len(self._early) < _EARLY_ROWS:
+            self._early.append(row)
+        for fn in list(self._subscribers):
+            fn(row)
         if self._live is not None:
             self._live.show(row)
 
@@ -86,9 +90,7 @@ class MetricsLogger:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        self._subscribers = []
         if self._fh is not None:
             self._fh.close()
             self._fh = None

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from pretrain.data.curate import storage
+from pretrain.data.curate.hfdatasets import dataset_files
 
 
 def _walk(root: Path) -> list[Path]:
@@ -142,7 +143,12 @@ def expand_inputs(inputs: list[str | Path]) -> list:
     out: list = []
     for item in inputs:
         p = storage.as_path(item)
-        if storage.is_remote(p):
+        if not storage.is_remote(p):
+            _refuse(p)  # one line for what cannot be read, before anything looks inside it
+        hf = dataset_files(p) if p.is_dir() else None  # a `datasets` folder: its record files only
+        if hf is not None:
+            out.extend(hf)
+        elif storage.is_remote(p):
             if p.is_dir():
                 out.extend(sorted((f for f in p.rglob("*") if f.is_file()
                                    and not any(part.startswith(".") for part in f.relative_to(p).parts)),
@@ -152,7 +158,6 @@ def expand_inputs(inputs: list[str | Path]) -> list:
             else:
                 raise FileNotFoundError(f"input not found: {item}")
         else:
-            _refuse(p)
             out.extend(_walk(p) if p.is_dir() else [p])
     seen: set[str] = set()
     return [f for f in out if not (str(f) in seen or seen.add(str(f)))]

@@ -1,6 +1,7 @@
 """Input discovery, sharding and reading: every input record becomes a Document or a quarantine record.
 
-Formats by extension: ``.jsonl`` / ``.jsonl.gz`` / ``.jsonl.zst`` (and ``.json`` lines), ``.parquet``,
+Formats by extension: ``.jsonl`` / ``.jsonl.gz`` / ``.jsonl.zst`` (and ``.json`` lines), ``.parquet``, ``.arrow``
+(a ``datasets`` save_to_disk file: :mod:`.hfdatasets`),
 ``.html`` / ``.htm`` (domain 'web' and ``meta.format = 'html'``), ``.warc`` / ``.warc.gz`` / ``.wet`` /
 ``.wet.gz`` (see :mod:`pretrain.data.curate.warc`), and anything else read as one text document per file
 (source code, Markdown, plain text). Inputs may be local paths or fsspec URLs (:mod:`.storage`). Reading never raises on bad data: invalid UTF-8,
@@ -24,6 +25,7 @@ from typing import Any
 
 from pretrain.data.curate import payload as pl
 from pretrain.data.curate import storage
+from pretrain.data.curate.hfdatasets import ARROW_SUFFIX, ArrowFile
 from pretrain.data.curate.inputs import expand_inputs, input_problem, link_problem
 from pretrain.data.curate.lines import PREFIX_BYTES, TruncatedInput, compression, iter_lines, read_head
 from pretrain.data.curate.warc import is_warc, read_warc_records
@@ -80,6 +82,8 @@ def file_format(path: str | Path) -> str:
         return "jsonl"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
+    if name.endswith(ARROW_SUFFIX):
+        return "arrow"  # a `datasets` save_to_disk file (hfdatasets.py)
     if name.endswith(HTML_SUFFIXES):
         return "html"
     if is_warc(name):
@@ -99,6 +103,13 @@ def domain_for(path: str | Path, globs: dict[str, str], default: str = "prose") 
 
 def _parquet_source(path):
     return storage.open_binary(path) if storage.is_remote(path) else path
+
+
+def _table_file(path):
+    """A Parquet file, or a `datasets` .arrow file behind the same interface."""
+    import pyarrow.parquet as pq
+
+    return ArrowFile(path) if file_format(path) == "arrow" else pq.ParquetFile(_parquet_source(path))
 
 
 @dataclass
@@ -129,10 +140,8 @@ def record_cuts(path: Path, max_bytes: int, records_per_shard: int, bytes_per_sh
     uncompressed one. When that leaves a shard over twice the limits (one long frame: plain ``gzip`` /
     ``zstd`` output), ``fine`` holds the cuts it should have, for :func:`.rechunk.rechunk`."""
     try:
-        if file_format(path) == "parquet":
-            import pyarrow.parquet as pq
-
-            n = pq.ParquetFile(_parquet_source(path)).metadata.num_rows
+        if file_format(path) in ("parquet", "arrow"):
+            n = _table_file(path).metadata.num_rows
             pcuts = list(range(0, n, records_per_shard)) + [n] if n else [0, 0]
             return Cuts(pcuts, [-1] * len(pcuts), [0] * len(pcuts))
         compressed = bool(compression(path))
@@ -194,7 +203,7 @@ def plan_shards(files: list[Path], records_per_shard: int, files_per_shard: int,
         if file_format(f) == "warc" and not input_problem(f):
             flush()
             shards.append(Shard(len(shards), "records", [str(f)], 0, -1))
-        elif file_format(f) in ("jsonl", "parquet") and not input_problem(f):
+        elif file_format(f) in ("jsonl", "parquet", "arrow") and not input_problem(f):
             flush()
             got = cuts[str(f)] if cuts and str(f) in cuts else record_cuts(
                 f, max_bytes, records_per_shard, bytes_per_shard)
@@ -341,13 +350,12 @@ def read_jsonl_records(path: Path, start: int, stop: int, text_field: str, domai
 
 
 def read_parquet_records(path: Path, start: int, stop: int, text_field: str, domain: str) -> Iterator[Document | Quarantined]:
-    import pyarrow.parquet as pq
-
+    kind = "Arrow" if file_format(path) == "arrow" else "Parquet"
     try:
-        pf = pq.ParquetFile(_parquet_source(path))
+        pf = _table_file(path)
         names = pf.schema_arrow.names
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-        yield Quarantined(str(path), f"unreadable Parquet: {str(exc).splitlines()[0][:200]}", domain,
+        yield Quarantined(str(path), f"unreadable {kind}: {str(exc).splitlines()[0][:200]}", domain,
                           payload=pl.whole_file(path))
         return
     if text_field not in names:
@@ -367,7 +375,7 @@ def read_parquet_records(path: Path, start: int, stop: int, text_field: str, dom
                 if stop >= 0 and row >= stop:
                     return
     except Exception as exc:  # noqa: BLE001
-        yield Quarantined(f"{path}@{row}", f"unreadable Parquet data: {str(exc).splitlines()[0][:200]}", domain)
+        yield Quarantined(f"{path}@{row}", f"unreadable {kind} data: {str(exc).splitlines()[0][:200]}", domain)
 
 
 def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: int,
@@ -382,7 +390,7 @@ def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: 
             except OSError as exc:  # gone or unreadable since the run was planned
                 yield Quarantined(shard.files[0], "vanished (no such file)" if isinstance(exc, FileNotFoundError)
                                   else f"unreadable: {(exc.strerror or str(exc)).lower()}", "web")
-        elif file_format(path) == "parquet":
+        elif file_format(path) in ("parquet", "arrow"):
             yield from read_parquet_records(path, shard.start, shard.stop, text_field, domain)
         else:
             yield from read_jsonl_records(path, shard.start, shard.stop, text_field, domain, max_bytes,

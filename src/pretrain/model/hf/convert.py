@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from pretrain.model.hf import archs, custom
+from pretrain.model.hf.card import write_card
 from pretrain.model.hf.hfconfig import config_from_hf, hf_config
 from pretrain.model.hf.source import checked_checkpoint
 from pretrain.model.hf.tokenizer import copy_hf_tokenizer, export_tokenizer
@@ -40,6 +41,7 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"output folder {out} exists and is not empty (choose a new --out, or empty it)")
+    ckpt = None
     if isinstance(source, Transformer):
         model = source
     else:
@@ -53,6 +55,7 @@ def export_hf(source: str | Path | Transformer, out_dir: str | Path, tokenizer: 
     out.mkdir(parents=True, exist_ok=True)
     try:
         _write_export(model, arch, out, tokenizer, dtype)
+        write_card(ckpt, out, arch.model_type)  # README.md: the data, the training config, the scores
     except BaseException:  # a half-written folder would look like an export (and block the next try)
         for path in [out] if created else list(out.iterdir()):
             if path.is_dir():

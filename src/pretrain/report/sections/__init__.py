@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from pretrain.report.html import ImageSink, Section
 from pretrain.report.rundata import RunData
+from pretrain.report.sections.benchmarks import benchmarks
 from pretrain.report.sections.data import funnel, mixture, tokenizer
 from pretrain.report.sections.evaluation import (
     audits,
@@ -26,8 +27,8 @@ from pretrain.report.sections.run import interventions, param_count, summary
 from pretrain.report.sections.training import loss, moe, optimisation
 
 SECTIONS: list[Callable[[RunData, ImageSink], Section | None]] = [
-    summary, loss, heldout, funnel, tokenizer, mixture, optimisation, interventions, moe, needle, samples,
-    audits, scaling, provenance,
+    summary, loss, benchmarks, heldout, funnel, tokenizer, mixture, optimisation, interventions, moe, needle,
+    samples, audits, scaling, provenance,
 ]
 
 __all__ = ["SECTIONS", "bits_per_byte_of", "heldout_parts", "param_count"]

@@ -52,7 +52,8 @@ def loss(run: RunData, sink: ImageSink) -> Section | None:
         body += sink.img("bits_per_byte", png, "validation bits per byte")
         n_img += 1
     # Any other eval field (e.g. the long-context gate's needle_accuracy) gets its own small panel.
-    other = [k for k in m.keys("eval") if not k.startswith(("val_loss", "val_bpb")) and not k.endswith("seq_len")]
+    other = [k for k in m.keys("eval") if not k.startswith(("val_loss", "val_bpb", "task/", "tasks/"))
+             and not k.endswith("seq_len")]  # benchmark scores have their own section
     png = plots.panel_grid([Panel(k, [Series(k, *m.series("eval", k), style="points", color=plots.color(i))], k)
                             for i, k in enumerate(other[:9])], ncols=3, stages=stages, panel_size=(4.0, 2.8))
     if png:

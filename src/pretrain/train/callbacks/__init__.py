@@ -34,6 +34,7 @@ from pretrain.train.callbacks.lineage import StepLineage
 from pretrain.train.callbacks.manifest import TrainManifest
 from pretrain.train.callbacks.spike import SpikeGuard
 from pretrain.train.callbacks.time_budget import TimeBudget
+from pretrain.train.callbacks.trackers import build_trackers
 
 
 def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
@@ -44,6 +45,7 @@ def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
         out.append(TimeBudget(tcfg.time_limit_s, tcfg.max_steps, tcfg.warmup_steps))
     if tcfg.gns:
         out.append(NoiseScale())
+    out += build_trackers(tcfg)
     out += tcfg.optimizer_config().callbacks(tcfg)  # what the optimizer needs (Muon's momentum schedule)
     return out
 
