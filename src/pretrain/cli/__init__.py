@@ -33,6 +33,7 @@ class UserError(Exception):
 
 def main() -> None:
     from pretrain.configlib import ConfigError
+    from pretrain.train.checkpoint import CheckpointSaveError
     from pretrain.train.stability import TrainingDiverged
 
     try:
@@ -43,6 +44,9 @@ def main() -> None:
     except ValueError as exc:  # data and shard errors name their file in the message
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except CheckpointSaveError as exc:  # disk full: the newest valid checkpoint is named; exit as a failed run
+        print(f"error: training stopped: {exc}", file=sys.stderr)
+        sys.exit(1)
     except TrainingDiverged as exc:  # the run stopped itself (spikes); its checkpoints are kept
         print(f"error: training stopped: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -38,6 +38,7 @@ from pretrain.train.schedule import batch_at, check_batch_split, lr_batch_scale
 from pretrain.train.stages import Plan, Stage, apply_stage_context
 from pretrain.train.state import TrainState
 from pretrain.train.step import StepInputs, StepResult, TrainStep
+from pretrain.train.watchdog import beat, process_group_timeout, resolve_timeout
 
 
 @dataclass
@@ -76,7 +77,8 @@ class Trainer:
 
         # ---- devices, processes, precision
         self.device = resolve_device(self.t.device)  # refuses a missing device before any process group
-        self.dist = distlib.init(self.t.distributed, self.device.type)
+        self.watchdog_s = resolve_timeout(self.t.watchdog_timeout, self.device.type)
+        self.dist = distlib.init(self.t.distributed, self.device.type, process_group_timeout(self.watchdog_s))
         self.device = resolve_device(self.t.device, self.dist.local_rank)
         self.precision = resolve_precision(self.t.precision, self.device)
         check_fp8(self.t.fp8, self.device)  # before anything is written
@@ -121,7 +123,8 @@ class Trainer:
         self.final_checkpoint: Path | None = None
         self.final_losses: dict = {}
         eval_interval = int(getattr(getattr(cfg, "eval", None), "interval", 0) or 0)
-        self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks)
+        self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks, self.watchdog_s)
+        self.resume_load_s = 0.0  # seconds the resume spent verifying and loading its checkpoint
         self.history: list[float] = []  # train loss of every step run (floats, read on logged steps)
         self.unread_losses: list = []  # ... and the device scalars of the steps since the last logged one
         self.pending_save: Callable[[], Path] | None = None  # finishes a background checkpoint
@@ -232,8 +235,10 @@ class Trainer:
             return None
         everywhere = self.parallel.collective_forward
         if not (self.dist.is_main or everywhere):
+            beat("evaluation")
             self.dist.barrier()
             return None
+        beat("evaluation")
         was = self.raw.training
         self.raw.eval()
         try:
@@ -313,6 +318,8 @@ class Trainer:
         try:
             return self._fit()
         finally:
+            for cb in self.callbacks:  # threads and signal handlers end with the loop, also on an exception
+                getattr(cb, "close", lambda: None)()
             if self.lock is not None:
                 self.lock.release()
 

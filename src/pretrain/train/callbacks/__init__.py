@@ -154,18 +154,26 @@ def load_callback(spec: str, kwargs: dict | None = None) -> Callback:
         raise ConfigError(f"train.callback_args.{spec}", str(exc)) from None
 
 
-def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
+def builtin_callbacks(tcfg, eval_interval: int, watchdog_s: float = 0.0) -> list[Callback]:
     from pretrain.train.callbacks.averaging import FinalModel
     from pretrain.train.callbacks.checkpointing import Checkpointing
     from pretrain.train.callbacks.console import MetricsWriter
     from pretrain.train.callbacks.evaluation import Evaluation
     from pretrain.train.callbacks.gate import LongContextGate
     from pretrain.train.callbacks.gns import NoiseScale
+    from pretrain.train.callbacks.goodput import GoodputMeter
+    from pretrain.train.callbacks.preemption import Preemption
     from pretrain.train.callbacks.spike import SpikeGuard
     from pretrain.train.callbacks.time_budget import TimeBudget
 
     out: list[Callback] = [SpikeGuard(tcfg.spike), FinalModel(tcfg.averaging), MetricsWriter(),
-                           Evaluation(eval_interval), LongContextGate(), Checkpointing(tcfg)]
+                           Evaluation(eval_interval), LongContextGate(), Checkpointing(tcfg), GoodputMeter()]
+    if tcfg.preempt_signals:
+        out.append(Preemption(list(tcfg.preempt_signals)))
+    if watchdog_s > 0:
+        from pretrain.train.callbacks.watchdog import HangWatchdog
+
+        out.append(HangWatchdog(watchdog_s))
     if tcfg.time_limit_s > 0:
         out.append(TimeBudget(tcfg.time_limit_s, tcfg.max_steps, tcfg.warmup_steps))
     if tcfg.gns:
@@ -174,7 +182,8 @@ def builtin_callbacks(tcfg, eval_interval: int) -> list[Callback]:
     return out
 
 
-def build_callbacks(tcfg, eval_interval: int, control: Control, extra: list[Callback] | None = None) -> CallbackList:
+def build_callbacks(tcfg, eval_interval: int, control: Control, extra: list[Callback] | None = None,
+                    watchdog_s: float = 0.0) -> CallbackList:
     """Built-ins, then those named in train.callbacks (with train.callback_args), then ``extra``."""
     user = [load_callback(spec, tcfg.callback_args.get(spec)) for spec in tcfg.callbacks]
     unknown = sorted(set(tcfg.callback_args) - set(tcfg.callbacks))
@@ -182,7 +191,7 @@ def build_callbacks(tcfg, eval_interval: int, control: Control, extra: list[Call
         from pretrain.configlib import ConfigError
 
         raise ConfigError("train.callback_args", f"{unknown[0]!r} is not listed in train.callbacks")
-    return CallbackList(builtin_callbacks(tcfg, eval_interval) + user + list(extra or []), control)
+    return CallbackList(builtin_callbacks(tcfg, eval_interval, watchdog_s) + user + list(extra or []), control)
 
 
 __all__ = ["Callback", "CallbackList", "Control", "build_callbacks", "load_callback"]

@@ -1,0 +1,47 @@
+"""Fault injection for tests and ``benchmarks/faults.py``: a callback that, at one step of one attempt,
+kills its own rank (SIGKILL, as a lost machine would), hangs it (sleeps in a phase, as a stuck collective
+or a dead mount would) or raises. Use it by import path:
+
+    train.callbacks=["pretrain.train.callbacks.faults:InjectFault"]
+    train.callback_args."pretrain.train.callbacks.faults:InjectFault"={kind="kill", step=5, rank=1}
+
+It acts only in the torchrun attempt it names (``TORCHELASTIC_RESTART_COUNT``, default 0), so the
+restarted job trains through the same step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from pretrain.train.callbacks import Callback
+from pretrain.train.distributed import restart_attempt
+
+KINDS = ("kill", "hang", "raise", "term")
+
+
+class InjectFault(Callback):
+    order = 5  # before the other callbacks: the fault hits before the step's checkpoint
+
+    def __init__(self, kind: str = "kill", step: int = 1, rank: int = 0, attempt: int = 0, seconds: float = 3600.0):
+        if kind not in KINDS:
+            from pretrain.configlib import ConfigError
+
+            raise ConfigError("train.callback_args", f"InjectFault kind must be one of {', '.join(KINDS)} (got {kind!r})")
+        self.kind, self.step, self.rank, self.attempt, self.seconds = kind, int(step), int(rank), int(attempt), seconds
+
+    def _mine(self, trainer, step: int) -> bool:
+        return step == self.step and trainer.dist.rank == self.rank and restart_attempt() == self.attempt
+
+    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+        if not self._mine(trainer, step):
+            return
+        if self.kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif self.kind == "term":
+            os.kill(os.getpid(), signal.SIGTERM)
+        elif self.kind == "hang":
+            time.sleep(self.seconds)  # the watchdog sees no progress and ends the process
+        else:
+            raise RuntimeError(f"injected fault at step {step} on rank {self.rank}")
