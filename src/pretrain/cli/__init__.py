@@ -41,6 +41,9 @@ def main() -> None:
     except (ConfigError, UserError, FileNotFoundError, NotADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # disk full, permissions: the error names the file
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except ValueError as exc:  # data and shard errors name their file in the message
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -79,8 +79,8 @@ class Ledger:
         return self.parts["productive"] / self.total if self.total > 0 else 0.0
 
     def summary(self) -> dict:
-        return {"goodput": round(self.goodput, 4), "wall_s": round(self.total, 2), "launches": self.launches,
-                **{f"{k}_s": round(v, 2) for k, v in self.parts.items()}}
+        return {"goodput": round(self.goodput, 4), "wall_s": round(self.total, 3), "launches": self.launches,
+                **{f"{k}_s": round(v, 3) for k, v in self.parts.items()}}
 
     @classmethod
     def load(cls, path: Path) -> Ledger | None:

@@ -35,6 +35,25 @@ def trainer_state(tr) -> dict:
 
 
 def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
+    """``_save``, with a failed write raised as an OSError: a full disk reaches us as safetensors'
+    SafetensorError, torch.save's RuntimeError (its zip writer) or, inside torch.distributed.checkpoint,
+    a CheckpointException (a BaseException wrapping each rank's error)."""
+    from safetensors import SafetensorError
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    try:
+        return _save(tr, name, milestone, model_state, extra_meta)
+    except (CheckpointException, SafetensorError, RuntimeError) as exc:
+        inner = next((e for e, _trace in exc.failures.values()), exc) if isinstance(exc, CheckpointException) else exc
+        if isinstance(inner, OSError):
+            raise inner from None
+        first = (str(inner).strip().splitlines() or [""])[0]
+        if isinstance(inner, RuntimeError) and not any(w in first for w in ("inline_container", "StreamWriter")):
+            raise  # not a write error
+        raise OSError(f"{type(inner).__name__} while writing the checkpoint: {first[:200]}") from None
+
+
+def _save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
     """Write checkpoint ``name`` (default: this step's). With ``train.async_save`` a step checkpoint's
     model + optimizer state is written in the background and the directory becomes valid later
     (``wait_pending``); everything else is written now."""

@@ -5,7 +5,8 @@ or a dead mount would) or raises. Use it by import path:
     train.callbacks=["pretrain.train.callbacks.faults:InjectFault"]
     train.callback_args."pretrain.train.callbacks.faults:InjectFault"={kind="kill", step=5, rank=1}
 
-It acts only in the torchrun attempt it names (``TORCHELASTIC_RESTART_COUNT``, default 0), so the
+A hang sleeps at the start of step ``step`` (the loop's phase is then "data"); the others act at the
+end of step ``step``. It acts only in the torchrun attempt it names (``TORCHELASTIC_RESTART_COUNT``, default 0), so the
 restarted job trains through the same step.
 """
 
@@ -31,17 +32,19 @@ class InjectFault(Callback):
             raise ConfigError("train.callback_args", f"InjectFault kind must be one of {', '.join(KINDS)} (got {kind!r})")
         self.kind, self.step, self.rank, self.attempt, self.seconds = kind, int(step), int(rank), int(attempt), seconds
 
-    def _mine(self, trainer, step: int) -> bool:
-        return step == self.step and trainer.dist.rank == self.rank and restart_attempt() == self.attempt
+    def _mine(self, ctx, step: int) -> bool:
+        return step == self.step and ctx.dist.rank == self.rank and restart_attempt() == self.attempt
 
-    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
-        if not self._mine(trainer, step):
+    def on_step_start(self, ctx, step: int, metrics: dict) -> None:
+        if self.kind == "hang" and self._mine(ctx, step):
+            time.sleep(self.seconds)  # before the step's batches: a stuck data worker or a dead mount
+
+    def on_step_end(self, ctx, step: int, metrics: dict) -> None:
+        if self.kind == "hang" or not self._mine(ctx, step):
             return
         if self.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         elif self.kind == "term":
             os.kill(os.getpid(), signal.SIGTERM)
-        elif self.kind == "hang":
-            time.sleep(self.seconds)  # the watchdog sees no progress and ends the process
         else:
             raise RuntimeError(f"injected fault at step {step} on rank {self.rank}")
