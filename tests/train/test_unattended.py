@@ -100,6 +100,10 @@ def test_goodput_parts_add_up_to_the_wall_time(tiny_data, tmp_path):
     assert event["goodput"] == pytest.approx(parts["productive_s"] / event["wall_s"], abs=0.01)  # parts are rounded
     logged = [r["goodput"] for r in _rows(tmp_path / "run", "train")]
     assert len(logged) == 12 and all(0 < g <= 1 for g in logged)
+    from pretrain.report import build_report
+
+    html = build_report(tmp_path / "run").read_text()
+    assert "Where the time went" in html and "steps recomputed after a restart" in html
 
 
 def _file_limit(nbytes: int):

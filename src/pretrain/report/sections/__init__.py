@@ -21,11 +21,12 @@ from pretrain.report.sections.evaluation import (
     samples,
     scaling,
 )
+from pretrain.report.sections.reliability import goodput
 from pretrain.report.sections.run import interventions, param_count, summary
 from pretrain.report.sections.training import loss, moe, optimisation
 
 SECTIONS: list[Callable[[RunData, ImageSink], Section | None]] = [
-    summary, loss, heldout, funnel, tokenizer, mixture, optimisation, interventions, moe, needle, samples,
+    summary, loss, heldout, funnel, tokenizer, mixture, optimisation, goodput, interventions, moe, needle, samples,
     audits, scaling,
 ]
 
