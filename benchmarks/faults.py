@@ -161,6 +161,18 @@ def signal_latency(args, tokens: Path, tok: Path, preset: str, ranks: int) -> di
             "signal_to_checkpoint_s": saved, "step": ev["stop_step"]}
 
 
+def calibrate(args, tokens: Path, tok: Path, log) -> int:
+    """Steps that fill ``--minutes`` of the uninterrupted job, from a 200-step run's productive time."""
+    calib = args.work / "calibrate"
+    shutil.rmtree(calib, ignore_errors=True)
+    subprocess.run(command(args, tokens, tok, calib, 200, None), env=dict(os.environ, OMP_NUM_THREADS="1"),
+                   stdout=log, stderr=subprocess.STDOUT, check=True)
+    per_step = events(calib, "goodput")[-1]["productive_s"] / 200
+    steps = max(200, int(args.minutes * 60 / per_step))
+    print(f"calibration: {per_step * 1000:.1f} ms/step -> {steps} steps", flush=True)
+    return steps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=3.0, help="length of the uninterrupted run")
@@ -170,6 +182,8 @@ def main() -> None:
     ap.add_argument("--checkpoint-interval", type=int, default=100)
     ap.add_argument("--watchdog", type=float, default=5.0, help="train.watchdog_timeout of the job")
     ap.add_argument("--work", type=Path, default=Path("runs/faults-bench"))
+    ap.add_argument("--steps", type=int, default=0, help="skip the calibration; an existing reference run of "
+                    "this many steps in --work is reused")
     ap.add_argument("--signal-latency", default="", help="instead: time SIGTERM -> exit for these presets "
                     "(e.g. tiny,quickstart), in one process and in 2 torchrun ranks")
     ap.add_argument("overrides", nargs="*", help="config overrides for both runs")
@@ -185,29 +199,21 @@ def main() -> None:
     log = open(args.work / "jobs.log", "w")  # noqa: SIM115 - every launch appends to it
     print(f"load at start: {os.getloadavg()}", flush=True)
 
-    # Calibrate: steps per second of the uninterrupted job, then a reference run filling --minutes.
-    calib = args.work / "calibrate"
-    shutil.rmtree(calib, ignore_errors=True)
-    t = time.time()
-    subprocess.run(command(args, tokens, tok, calib, 200, None), env=dict(os.environ, OMP_NUM_THREADS="1"),
-                   stdout=log, stderr=subprocess.STDOUT, check=True)
-    first = events(calib, "goodput")[-1]
-    per_step = (first["productive_s"]) / 200
-    steps = max(200, int(args.minutes * 60 / per_step))
-    print(f"calibration: {per_step * 1000:.1f} ms/step ({time.time() - t:.0f}s with start-up) -> {steps} steps", flush=True)
-
+    steps = args.steps or calibrate(args, tokens, tok, log)
     ref = args.work / "reference"
-    shutil.rmtree(ref, ignore_errors=True)
-    t = time.time()
-    subprocess.run(command(args, tokens, tok, ref, steps, None), env=dict(os.environ, OMP_NUM_THREADS="1"),
-                   stdout=log, stderr=subprocess.STDOUT, check=True)
-    ref_wall = time.time() - t
+    final = ref / "checkpoints" / "final" / "meta.json"
+    if not (final.is_file() and json.loads(final.read_text())["step"] == steps):
+        shutil.rmtree(ref, ignore_errors=True)
+        subprocess.run(command(args, tokens, tok, ref, steps, None), env=dict(os.environ, OMP_NUM_THREADS="1"),
+                       stdout=log, stderr=subprocess.STDOUT, check=True)
     ref_good = events(ref, "goodput")[-1]
-    print(f"reference: {ref_wall:.0f}s, goodput {ref_good['goodput']:.1%}", flush=True)
+    print(f"reference: {ref_good['wall_s']:.0f}s, goodput {ref_good['goodput']:.1%}", flush=True)
 
     run = args.work / "faulted"
     shutil.rmtree(run, ignore_errors=True)
     trigger = args.work / "hang-trigger"
+    for stale in args.work.glob("hang-trigger.rank*"):  # a hang asked for after an earlier run had ended
+        stale.unlink()
     t = time.time()
     faults = faulted_run(args, command(args, tokens, tok, run, steps, trigger), run, trigger, log)
     wall = time.time() - t

@@ -45,10 +45,10 @@ def take_start(default: float) -> float:
     return default if t is None else t
 
 
-def process_start_time() -> float:
-    """Wall-clock creation time of this process (Linux /proc), else now."""
+def process_start_time(pid: int | str = "self") -> float:
+    """Wall-clock creation time of a process (this one by default; Linux /proc), else now."""
     try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
         boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                     if line.startswith("btime "))
         return boot + ticks / os.sysconf("SC_CLK_TCK")
@@ -112,12 +112,14 @@ class Clock:
         return spent
 
 
-def open_ledger(path: Path, started: float) -> tuple[Ledger, float]:
+def open_ledger(path: Path, started: float, launcher_started: float | None = None) -> tuple[Ledger, float]:
     """This launch's ledger (the run's so far, if any; --fresh deletes it) and the seconds it counts as
-    lost: from the previous launch's last record to this process's start, when that launch did not finish."""
+    lost: from the previous launch's last record to this process's start, when that launch did not finish.
+    A new ledger starts at ``launcher_started`` when given (torchrun's own start-up is the run's too)."""
     old = Ledger.load(path)
     if old is None:
-        return Ledger(first_start=started, last_seen=started, launches=1), 0.0
+        first = min(started, launcher_started or started)
+        return Ledger(first_start=first, last_seen=first, launches=1), 0.0
     lost = max(0.0, started - old.last_seen) if old.ended in ("", "preempted") else 0.0
     old.parts["lost"] += lost
     old.launches += 1

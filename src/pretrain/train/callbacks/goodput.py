@@ -9,6 +9,7 @@ puts ``goodput`` into each logged train row and ends with a ``goodput`` event ho
 
 from __future__ import annotations
 
+import os
 import time
 
 from pretrain.train import goodput as gp
@@ -29,9 +30,11 @@ class GoodputMeter(Callback):
         if not ctx.dist.is_main:
             return
         path = ctx.run_dir.root / "goodput.json"
-        ledger, lost = gp.open_ledger(path, self.started)
+        # Under torchrun the launcher (this process's parent) started first: a new run counts its start-up.
+        launcher = gp.process_start_time(os.getppid()) if "TORCHELASTIC_RUN_ID" in os.environ else None
+        ledger, lost = gp.open_ledger(path, self.started, launcher)
         previous_max = ledger.max_step
-        self.ledger, self.clock = ledger, gp.Clock(ledger, self.started)
+        self.ledger, self.clock = ledger, gp.Clock(ledger, ledger.last_seen)
         load_s = min(ctx.resume_load_s, max(0.0, time.time() - self.started))
         self.clock.mark("startup")
         ledger.parts["startup"] -= load_s

@@ -31,6 +31,7 @@ class Preemption(Callback):
         self.received: list[tuple[int, float]] = []  # (signal number, time) in arrival order
         self._previous: dict[signal.Signals, object] = {}
         self.stop_step = 0
+        self.signum = 0  # the signal the ranks agreed on (the largest number any rank received first)
 
     def _handler(self, signum, frame) -> None:
         self.received.append((signum, time.time()))  # only a flag: the loop acts at the step's end
