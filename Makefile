@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test lint clean
+.PHONY: install quickstart test lint lint-imports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# The import contracts in pyproject.toml ([tool.importlinter]): no cycles in train/ and model/, the
+# trainer below the composition root. .ci/run runs it before the tests.
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs

@@ -135,3 +135,20 @@ def test_the_context_refuses_names_the_trainer_does_not_have_either(tmp_path):
     tr = make_trainer(toy_cfg("train.max_steps=1"), tmp_path)
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         _ = tr.ctx.nonsense
+
+
+def test_the_callback_example_in_the_docs_runs_against_the_loop_context(tmp_path):
+    """docs/training.md's UpdateRatio, executed as written: its key reaches the logged rows, no old name used."""
+    import re
+    import types
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "# mypkg/watch.py" in b]
+    module = types.ModuleType("watch")
+    exec(compile(code, "docs/training.md", "exec"), module.__dict__)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # an old Trainer name would be reported, and fail here
+        make_trainer(toy_cfg("train.max_steps=3"), tmp_path, callbacks=[module.UpdateRatio()]).fit()
+    ratios = [r["watch/update_ratio"] for r in _rows(tmp_path, "train")]
+    assert len(ratios) == 3 and all(0 < r < 1 for r in ratios)

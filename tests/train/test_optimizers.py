@@ -74,3 +74,35 @@ def test_parameter_groups_come_from_the_optimizers_config():
     assert {n for n, _ in muon["muon"]} == block_matrices
     assert {n for n, _ in adam["decay"]} >= block_matrices
     assert all(torch.is_tensor(p) for _, p in muon["no_decay"])
+
+
+@pytest.mark.slow
+def test_pretrain_train_cli_trains_with_an_optimizer_by_import_path_and_resumes_it(tiny_data, tmp_path):
+    """`pretrain train ... train.optimizer=optkit:SignMomentum`: the user's class trains from the command
+    line, its state goes into the checkpoint, and a longer second run resumes it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    over = [f'data.tokens="{tiny_data.tokens}"', f'tokenizer.path="{tiny_data.tokenizer}"', "model.dim=32",
+            "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.max_seq_len=32", "train.seq_len=32",
+            "train.micro_batch=4", "train.warmup_steps=2", "train.log_interval=1", "train.peak_flops=1e11",
+            "eval.batch_size=8", "eval.max_docs_per_domain=4", "eval.max_tokens_per_domain=512",
+            "train.optimizer=optkit:SignMomentum", "train.optimizer_args={lr = 0.003, momentum = 0.8}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    run = tmp_path / "run"
+    for steps in (4, 8):
+        subprocess.run([sys.executable, "-m", "pretrain.train", "tiny", *over, f"train.max_steps={steps}",
+                        "--run-dir", str(run), "--no-progress"], env=env, check=True, timeout=300,
+                       stdout=subprocess.DEVNULL)
+    losses = _losses(run)
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    events = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"event"' in x]
+    assert any(e["event"] == "resume" for e in events)
+    bad = subprocess.run([sys.executable, "-m", "pretrain.train", "tiny", *over, "train.optimizer=optkit:Nope",
+                          "--run-dir", str(tmp_path / "bad"), "--no-progress"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "train.optimizer" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

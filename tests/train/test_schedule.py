@@ -104,3 +104,17 @@ def test_config_rejects_bad_stage_tables():
         from pretrain.train.config import BatchRampPoint
 
         validate(TrainConfig(micro_batch=8, batch_ramp=[BatchRampPoint(100, 12)]), "train")
+
+
+def test_tokens_per_step_has_one_definition_the_trainer_trains(tmp_path):
+    from trainkit import make_trainer, toy_cfg
+
+    from pretrain.scaling.compute import tokens_per_step as budget_tokens_per_step
+    from pretrain.train.schedule import tokens_per_step
+
+    cfg = toy_cfg("train.max_steps=2", "train.global_batch=8")  # micro_batch 4: two micro-batches a step
+    res = make_trainer(cfg, tmp_path).fit()
+    assert res.tokens == 2 * tokens_per_step(cfg.train) == 2 * 8 * 16
+    assert budget_tokens_per_step(cfg) == tokens_per_step(cfg.train)  # scaling budgets what training trains
+    accum = toy_cfg("train.grad_accum=3")  # no global batch: processes multiply it
+    assert tokens_per_step(accum.train, world=2) == budget_tokens_per_step(accum, world=2) == 4 * 3 * 2 * 16

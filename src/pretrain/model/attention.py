@@ -19,8 +19,7 @@ from pretrain.model.config import ModelConfig
 from pretrain.model.layers import RMSNorm
 from pretrain.model.masking import AttentionPlan
 from pretrain.model.rope import apply_rotary
-
-VE_GATE_CHANNELS = 12  # input channels the value-embedding gate reads (nanochat's choice)
+from pretrain.model.size import VE_GATE_CHANNELS  # defined with the counts that depend on it
 
 
 class KVCache:

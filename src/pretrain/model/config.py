@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pretrain.configlib import check
+from pretrain.model.size import count_params, flops_per_token
 
 
 @dataclass
@@ -256,20 +257,14 @@ class ModelConfig:
     # Size helpers that need no model (the scaling-law code calls them); see pretrain.model.size.
     def num_params(self, exclude_embeddings: bool = False, include_mtp: bool = True) -> int:
         """Parameter count of the model this config builds (vocab_size must be set)."""
-        from pretrain.model.size import count_params
-
         return count_params(self, exclude_embeddings=exclude_embeddings, include_mtp=include_mtp)
 
     def num_active_params(self, exclude_embeddings: bool = False, include_mtp: bool = False) -> int:
         """Parameters one token passes through (MoE: top_k routed plus shared experts)."""
-        from pretrain.model.size import count_params
-
         return count_params(self, exclude_embeddings=exclude_embeddings, include_mtp=include_mtp, active=True)
 
     def flops_per_token(self, seq_len: int | None = None, include_mtp: bool = True) -> float:
         """Training FLOPs per token: 6 N (N = active non-embedding params + LM head) + 12 L H d_head T."""
-        from pretrain.model.size import flops_per_token
-
         return flops_per_token(self, seq_len or self.max_seq_len, include_mtp=include_mtp)
 
     def validate(self) -> None:

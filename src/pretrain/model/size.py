@@ -53,10 +53,11 @@ def _block_params(cfg: ModelConfig, moe: bool, active: bool) -> int:
     return norms * cfg.dim + _attention_params(cfg) + _ffn_params(cfg, moe, active)
 
 
+VE_GATE_CHANNELS = 12  # input channels the value-embedding gate reads (nanochat's choice; attention.py builds it)
+
+
 def _value_embedding_params(cfg: ModelConfig) -> int:
     """Value-embedding tables (looked up, no FLOPs) and their gates (a tiny matmul) of all layers."""
-    from pretrain.model.attention import VE_GATE_CHANNELS
-
     layers = sum(cfg.layer_value_embedding(i) for i in range(cfg.n_layers))
     return layers * (cfg.vocab_size * cfg.kv_heads * cfg.head_dim + min(VE_GATE_CHANNELS, cfg.dim) * cfg.kv_heads)
 

@@ -13,6 +13,7 @@ import copy
 from dataclasses import asdict, dataclass
 
 from pretrain.config import RunConfig
+from pretrain.train.schedule import tokens_per_step as train_tokens_per_step
 
 
 @dataclass
@@ -73,7 +74,8 @@ def steps_for_budget(cfg: RunConfig, flops_per_token: float, compute: float) -> 
     return max(1, round(tokens_for_budget(flops_per_token, compute) / tokens_per_step(cfg)))
 
 
-def tokens_per_step(cfg: RunConfig) -> int:
-    """Tokens per optimizer step: the global batch when set, else micro_batch x grad_accum (one process)."""
-    seqs = cfg.train.global_batch or cfg.train.micro_batch * cfg.train.grad_accum
-    return seqs * cfg.train.seq_len
+def tokens_per_step(cfg: RunConfig, world: int = 1) -> int:
+    """Tokens per optimizer step of ``cfg`` trained on ``world`` processes (pretrain.train.schedule's
+    definition, the one the trainer trains: train.global_batch when set, else micro_batch x grad_accum x
+    world, times seq_len)."""
+    return train_tokens_per_step(cfg.train, world)

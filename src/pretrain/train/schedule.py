@@ -78,6 +78,17 @@ class LRSchedule:
         return max(0.0, start_value * (n - j) / (n + 1)) if j < n else 0.0
 
 
+def base_global_batch(tcfg, world: int = 1) -> int:
+    """Sequences (at train.seq_len) per optimizer step before any batch ramp: train.global_batch, else
+    micro_batch x grad_accum x processes. The one definition: the trainer trains it, scaling budgets by it."""
+    return tcfg.global_batch or tcfg.micro_batch * tcfg.grad_accum * world
+
+
+def tokens_per_step(tcfg, world: int = 1) -> int:
+    """Input tokens per optimizer step before any batch ramp (``base_global_batch`` x train.seq_len)."""
+    return base_global_batch(tcfg, world) * tcfg.seq_len
+
+
 def batch_at(tokens_seen: int, base_batch: int, ramp: list[tuple[int, int]]) -> int:
     """Global batch (sequences) after ``tokens_seen`` tokens: the last ramp point reached, else the base."""
     batch = base_batch

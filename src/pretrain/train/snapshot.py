@@ -22,7 +22,7 @@ from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import RECORD_EVENTS, MetricsLogger, truncate_metrics
 from pretrain.train.safestate import from_safe, set_rng_state, to_safe
 from pretrain.train.stages import Plan
-from pretrain.train.state import TrainState
+from pretrain.train.state import TrainResult, TrainState
 from pretrain.train.watchdog import beat
 
 
@@ -73,9 +73,7 @@ def _save(tr, name: str | None, milestone: bool, model_state: dict | None, extra
         elif tr.base_model_cfg is not None:
             (tmp / "model_config.json").write_text(json.dumps(configlib.to_dict(tr.raw.cfg), indent=2))
         ckpt.save_trainer_state(state, tmp / "trainer_state.pt")
-        from pretrain.config import save as save_config
-
-        save_config(tr.cfg, tmp / "config.toml")
+        configlib.write_toml(configlib.to_dict(tr.cfg), tmp / "config.toml")  # as pretrain.config.save writes it
         if tr.tokenizer_path is not None and Path(tr.tokenizer_path).is_file():
             shutil.copyfile(tr.tokenizer_path, tmp / "tokenizer.json")
 
@@ -234,8 +232,6 @@ def resume(tr):
     tr.event("resume", f"from {loaded.name} (dropped {dropped} metrics rows logged after it)")
     final_dir = root / "final"
     if tr.step >= tr.plan.total and ckpt.is_valid(final_dir) and ckpt.read_meta(final_dir)["step"] == tr.step:
-        from pretrain.train.trainer import TrainResult
-
         meta = ckpt.read_meta(final_dir)
         return TrainResult(tr.step, tr.tokens, {"val_loss": meta.get("final_val_loss") or float("nan")},
                            final_dir, "done")

@@ -119,26 +119,31 @@ class Plan:
         return Plan(self.tcfg, self.base_total, ext)
 
 
-def apply_stage_context(model, base_cfg, stage: Stage, device) -> None:
-    """Set the model's max_seq_len and RoPE scaling for ``stage`` and rebuild its rotary tables (no
-    weights change). ``base_cfg`` is the model config the run started with."""
+def stage_rope_scaling(base_cfg, stage: Stage):
+    """The RoPE scaling ``stage`` trains with (a RopeScalingConfig): the stage's own, none, or the model's
+    original one; ``base_cfg`` is the model config the run started with."""
     import copy
 
     from pretrain import configlib
     from pretrain.model.config import RopeScalingConfig
-    from pretrain.model.rope import RotaryEmbedding
 
-    mcfg = model.cfg
     seq = stage.seq_len
     if stage.rope_scaling and stage.rope_scaling != "none":
         factor = stage.rope_factor or max(1.0, seq / base_cfg.max_seq_len)
-        mcfg.rope_scaling = RopeScalingConfig(**{
+        return RopeScalingConfig(**{
             **configlib.to_dict(base_cfg.rope_scaling), "type": stage.rope_scaling, "factor": factor,
             "original_max_position": base_cfg.rope_scaling.original_max_position or base_cfg.max_seq_len,
         })
-    elif stage.rope_scaling == "none":
-        mcfg.rope_scaling = RopeScalingConfig()
-    else:
-        mcfg.rope_scaling = copy.deepcopy(base_cfg.rope_scaling)
-    mcfg.max_seq_len = max(base_cfg.max_seq_len, seq)
-    model.rope = RotaryEmbedding(mcfg).to(device)
+    if stage.rope_scaling == "none":
+        return RopeScalingConfig()
+    scaling = copy.deepcopy(base_cfg.rope_scaling)
+    if scaling.type != "none" and not scaling.original_max_position:
+        # Unset, it means "the context in force": pin it, as the model's setter would pin the old one.
+        scaling.original_max_position = max(base_cfg.max_seq_len, seq)
+    return scaling
+
+
+def apply_stage_context(model, base_cfg, stage: Stage) -> None:
+    """Set the model's max_seq_len and RoPE scaling for ``stage`` through the model's own
+    ``set_rope_scaling`` (the one path that rebuilds rotary tables; no weights change)."""
+    model.set_rope_scaling(stage_rope_scaling(base_cfg, stage), max_seq_len=max(base_cfg.max_seq_len, stage.seq_len))

@@ -10,6 +10,7 @@ the loader and the generators on resume.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pretrain.train.safestate import rng_state, to_safe
@@ -56,4 +57,20 @@ class TrainState:
                    loader=fields.get("loader") or {}, rng=fields.get("rng") or {})
 
 
-__all__ = ["TrainState"]
+@dataclass
+class TrainResult:
+    step: int
+    """Optimizer steps completed."""
+    tokens: int
+    """Tokens trained on (inputs, all processes)."""
+    losses: dict[str, float] = field(default_factory=dict)
+    """Final numbers: train loss of the last step, val_loss of the final model, ..."""
+    final_checkpoint: Path | None = None
+    """checkpoints/final/ (None when the run stopped before finishing, e.g. on another rank)."""
+    stopped: str = "done"
+    """done, time_limit, or preempted (a signal: the checkpoint of ``step`` is written, final/ is not)."""
+    history: list[float] = field(default_factory=list)
+    """Train loss of every step run in this call (for tests and benchmarks)."""
+
+
+__all__ = ["TrainResult", "TrainState"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,28 +33,11 @@ from pretrain.train.precision import (
     resolve_precision,
 )
 from pretrain.train.safestate import from_safe
-from pretrain.train.schedule import batch_at, check_batch_split, lr_batch_scale
+from pretrain.train.schedule import base_global_batch, batch_at, check_batch_split, lr_batch_scale
 from pretrain.train.stages import Plan, Stage, apply_stage_context
-from pretrain.train.state import TrainState
+from pretrain.train.state import TrainResult, TrainState
 from pretrain.train.step import StepInputs, StepResult, TrainStep
 from pretrain.train.watchdog import beat, process_group_timeout, resolve_timeout
-
-
-@dataclass
-class TrainResult:
-    step: int
-    """Optimizer steps completed."""
-    tokens: int
-    """Tokens trained on (inputs, all processes)."""
-    losses: dict[str, float] = field(default_factory=dict)
-    """Final numbers: train loss of the last step, val_loss of the final model, ..."""
-    final_checkpoint: Path | None = None
-    """checkpoints/final/ (None when the run stopped before finishing, e.g. on another rank)."""
-    stopped: str = "done"
-    """done, time_limit, or preempted (a signal: the checkpoint of ``step`` is written, final/ is not)."""
-    history: list[float] = field(default_factory=list)
-    """Train loss of every step run in this call (for tests and benchmarks)."""
-
 
 # (stage) -> object with next_batch(), state_dict(), load_state_dict() and optionally set_progress().
 LoaderFactory = Callable[[Stage], Any]
@@ -219,8 +201,8 @@ class Trainer:
         return box[0]
 
     def base_global_batch(self) -> int:
-        """Sequences (at train.seq_len) per optimizer step before any ramp."""
-        return self.t.global_batch or self.t.micro_batch * self.t.grad_accum * self.dist.world
+        """Sequences (at train.seq_len) per optimizer step before any ramp (schedule.base_global_batch)."""
+        return base_global_batch(self.t, self.dist.world)
 
     def micro_steps(self, stage: Stage) -> tuple[int, int]:
         """(global micro-batches per step, global batch in sequences at train.seq_len) for the current step."""
@@ -258,8 +240,8 @@ class Trainer:
     def enter_stage(self, stage: Stage, loader_state: dict | None = None) -> None:
         """Apply a stage's model settings (context, RoPE scaling) and build its data stream."""
         self.stage = stage
-        if getattr(self.raw, "cfg", None) is not None and hasattr(self.raw, "rope") and self.base_model_cfg is not None:
-            apply_stage_context(self.raw, self.base_model_cfg, stage, self.device)
+        if hasattr(self.raw, "set_rope_scaling") and self.base_model_cfg is not None:
+            apply_stage_context(self.raw, self.base_model_cfg, stage)
         self.loader = self.make_loader(stage)
         # A loader that can serve one rank's share builds only this rank's micro-batches (step.py).
         self.per_rank_data = self.dist.enabled and hasattr(self.loader, "shard")

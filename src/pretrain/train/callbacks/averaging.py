@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.averaging import EMA
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 class FinalModel(Callback):

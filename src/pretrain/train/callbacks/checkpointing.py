@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from pretrain.train import checkpoint as ckpt
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 class Checkpointing(Callback):

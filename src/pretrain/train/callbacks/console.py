@@ -10,7 +10,7 @@ import resource
 
 import torch
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 class MetricsWriter(Callback):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 class Evaluation(Callback):

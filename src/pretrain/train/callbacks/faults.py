@@ -18,7 +18,7 @@ import signal
 import time
 from pathlib import Path
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 from pretrain.train.distributed import restart_attempt
 
 KINDS = ("kill", "hang", "raise", "term")

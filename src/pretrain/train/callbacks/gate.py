@@ -4,7 +4,7 @@ retrieval passes at the stage's length; give up after ``gate.max_extensions`` ch
 
 from __future__ import annotations
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 class LongContextGate(Callback):

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 from pretrain.train.gns import GradientNoiseScale
 
 

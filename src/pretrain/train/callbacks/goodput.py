@@ -13,7 +13,7 @@ import os
 import time
 
 from pretrain.train import goodput as gp
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 from pretrain.train.distributed import restart_attempt
 from pretrain.train.watchdog import beat
 

@@ -9,7 +9,7 @@ keeps no state: a resumed run computes the same values.
 
 from __future__ import annotations
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 def muon_momentum_at(step0: int, lr_factor: float, *, peak: float, start: float, warmup: int, final: float,

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 PREEMPTED_EXIT = 75
 """Exit status after a preemption checkpoint (EX_TEMPFAIL: try again; docs/training.md)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from pretrain.train import checkpoint as ckpt
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 from pretrain.train.lineage import lineage_summary, step_batches
 from pretrain.train.stability import SpikeDetector, TrainingDiverged
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 
 
 def shared_now(ctx) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pretrain.train.callbacks import Callback
+from pretrain.train.callbacks.base import Callback
 from pretrain.train.distributed import restart_attempt
 from pretrain.train.watchdog import Watchdog, beat
 
