@@ -147,3 +147,14 @@ def test_a_restart_without_a_valid_checkpoint_starts_over_and_says_why(tmp_path,
     (event,) = _rows(tmp_path / "run", "start_over")
     assert "unfinished save" in event["detail"]
     assert [r["step"] for r in _rows(tmp_path / "run", "train")] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("override, field", [('train.preempt_signals=["SIGKILL"]', "train.preempt_signals"),
+                                             ('train.preempt_signals=["SIGNOPE"]', "train.preempt_signals"),
+                                             ("train.watchdog_timeout=-5", "train.watchdog_timeout"),
+                                             ('train.on_save_error="maybe"', "train.on_save_error")])
+def test_bad_unattended_settings_name_their_field(override, field):
+    from pretrain.configlib import ConfigError
+
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        toy_cfg(override)
