@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -24,12 +25,19 @@ def train_command(
     from pretrain.config import resolve
     from pretrain.rundir import RunDir
     from pretrain.train import train
+    from pretrain.train.callbacks.preemption import PREEMPTED_EXIT
+    from pretrain.train.goodput import process_start_time
 
     cfg = resolve(config, overrides or [])
     run = RunDir(run_dir) if run_dir else RunDir.for_name(cfg.name)
     run.make()  # a run directory that cannot be written stops here, in one line
     _note_short_val(Path(cfg.data.tokens) if cfg.data.tokens else run.tokens, cfg.eval.seq_len or cfg.train.seq_len)
-    result = train(cfg, run, fresh=fresh, progress=progress)
+    result = train(cfg, run, fresh=fresh, progress=progress, started_at=process_start_time())
+    if result.stopped == "preempted":
+        if int(os.environ.get("RANK", "0")) == 0:
+            Console(stderr=True).print(f"preempted: checkpoint of step {result.step} written in {run.checkpoints}; "
+                                       f"run the same command again to continue (exit status {PREEMPTED_EXIT})")
+        raise typer.Exit(PREEMPTED_EXIT)
     if result.final_checkpoint is not None:
         losses = " ".join(f"{k}={v:.4f}" for k, v in result.losses.items() if isinstance(v, float))
         Console(stderr=True).print(f"trained {result.step} steps, {result.tokens:,} tokens ({result.stopped}); "

@@ -113,13 +113,18 @@ def benchmark_callbacks(cfg: RunConfig, tokenizer) -> list:
     return [Benchmarks(scorer, cfg.eval.interval)]
 
 
-def train(cfg: RunConfig, run_dir: RunDir | Path, fresh: bool = False, progress: bool = True) -> TrainResult:
-    """Train ``cfg`` in ``run_dir`` (resuming from its latest valid checkpoint unless ``fresh``)."""
+def train(cfg: RunConfig, run_dir: RunDir | Path, fresh: bool = False, progress: bool = True,
+          started_at: float | None = None) -> TrainResult:
+    """Train ``cfg`` in ``run_dir`` (resuming from its latest valid checkpoint unless ``fresh``).
+    ``started_at``: when the work began (the CLI passes its process start), for the goodput's start-up part."""
     import os
+    import time
 
+    from pretrain.train import goodput
     from pretrain.train.lock import RunLock
     from pretrain.train.precision import resolve_device
 
+    goodput.set_start(time.time() if started_at is None else started_at)
     resolve_device(cfg.train.device)  # a missing device fails before anything is written
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
     run.make()

@@ -35,6 +35,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used (corrupt file, bad checksum, non-finite weights); one line."""
 
 
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (disk full, file-size limit); one line naming the newest valid one."""
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -246,6 +246,16 @@ class TrainConfig:
     init_from: str = ""
     """Start from these weights (a checkpoint or run directory, e.g. one written by `pretrain import hf`)
     instead of a random initialisation; the model shape must match. Ignored when the run resumes."""
+    watchdog_timeout: float = -1.0
+    """Seconds without progress after which a rank dumps its stacks to RUN/watchdog/, logs a `hang` event and
+    exits (status 76) so torchrun restarts the job; 0 = off, -1 = auto (600 on GPU, 1800 on CPU). The
+    process group's collective timeout is set a minute longer."""
+    preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
+    """Signals that mean "save and stop": every rank finishes the step in flight, a checkpoint of it is
+    written, a `preempted` event is logged and the process exits with status 75. [] = default handling."""
+    on_save_error: Literal["stop", "continue"] = "stop"
+    """A step checkpoint that cannot be written (disk full): stop with one line, or log a `save_failed`
+    event and train on (the previous checkpoint stays valid either way)."""
 
     renamed_fields: ClassVar[dict[str, str]] = {
         "beta1": "adamw.beta1", "beta2": "adamw.beta2", "eps": "adamw.eps", "muon_lr": "muon.lr",
@@ -298,6 +308,14 @@ class TrainConfig:
         for i, name in enumerate(self.trackers):
             check(name in TRACKERS, f"trackers[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
         check(len(set(self.trackers)) == len(self.trackers), "trackers", "lists a tracker twice")
+        check(math.isfinite(self.watchdog_timeout) and (self.watchdog_timeout >= 0 or self.watchdog_timeout == -1),
+              "watchdog_timeout", f"must be >= 0 seconds (0 = off) or -1 (auto) (got {self.watchdog_timeout})")
+        import signal
+
+        for name in self.preempt_signals:
+            check(isinstance(getattr(signal, str(name), None), signal.Signals) and str(name).startswith("SIG")
+                  and name not in ("SIGKILL", "SIGSTOP"), "preempt_signals",
+                  f"{name!r} is not a signal a process can catch (e.g. SIGTERM, SIGUSR1)")
         prev = -1
         for i, p in enumerate(self.batch_ramp):
             check(p.tokens > prev, f"batch_ramp[{i}].tokens", "must increase along the ramp")

@@ -152,6 +152,11 @@ class LoopContext:
         return self._trainer.run
 
     @property
+    def resume_load_s(self) -> float:
+        """Seconds this launch spent verifying and loading the checkpoint it resumed from (0 when none)."""
+        return self._trainer.resume_load_s
+
+    @property
     def last_eval(self) -> dict | None:
         """The latest eval row."""
         return self._trainer.last_eval

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -37,8 +38,14 @@ class DistInfo:
             dist.barrier()
 
 
-def init(mode: str, device_type: str) -> DistInfo:
-    """Join the process group torchrun set up (RANK/WORLD_SIZE in the environment); no-op otherwise."""
+def restart_attempt() -> int:
+    """The torchrun restart count of this process (``TORCHELASTIC_RESTART_COUNT``; 0 outside torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def init(mode: str, device_type: str, timeout_s: float = 0.0) -> DistInfo:
+    """Join the process group torchrun set up (RANK/WORLD_SIZE in the environment); no-op otherwise.
+    ``timeout_s`` > 0 bounds every collective (the watchdog sets it); 0 keeps the backend's default."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -48,8 +55,27 @@ def init(mode: str, device_type: str) -> DistInfo:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend)
+        kwargs = {"timeout": timedelta(seconds=timeout_s)} if timeout_s > 0 else {}
+        dist.init_process_group(backend=backend, store=attempt_store(rank, world), rank=rank, world_size=world,
+                                **kwargs)
     return DistInfo(rank, world, local, "fsdp" if mode == "fsdp" else "ddp")
+
+
+def attempt_store(rank: int, world: int) -> dist.Store:
+    """The rendezvous store, its keys under this torchrun attempt's own prefix.
+
+    torchrun keeps one TCP store for the whole job and hands every restart attempt the same
+    MASTER_ADDR:MASTER_PORT, while ``init_process_group``'s env:// rendezvous writes its keys (each rank's
+    gloo address, the barrier counters) under fixed names. The ranks of attempt 1 then read the
+    addresses attempt 0's dead ranks left there and fail ("Gloo connectFullMesh failed ... Connection
+    refused") or wait for a peer that never answers, so the first restart died and only the second
+    trained. A prefix per attempt gives each attempt a clean namespace.
+    """
+    host, port = os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "29500"))
+    # Under torchrun the agent hosts the store; a plain env:// launch has rank 0 host it.
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(host, port, world, is_master=not agent and rank == 0, timeout=timedelta(minutes=10))
+    return dist.PrefixStore(f"pretrain/attempt_{restart_attempt()}", store)
 
 
 def shutdown(info: DistInfo) -> None:

@@ -26,9 +26,15 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def truncate_metrics(path: Path, step: int, keep_events: bool = False) -> int:
+RECORD_EVENTS = frozenset({"hang", "restart", "preempted", "save_failed", "start_over", "checkpoint_rejected"})
+"""Events that record what happened to the run itself (faults, restarts): a resume keeps them although
+they were logged after the checkpoint it resumes from."""
+
+
+def truncate_metrics(path: Path, step: int, keep_events: bool | frozenset[str] = False) -> int:
     """Drop rows logged after ``step`` (and a torn last line); returns how many lines were dropped.
-    ``keep_events`` keeps event rows (a rewind keeps the record of the spike that caused it)."""
+    ``keep_events`` keeps event rows (a rewind keeps the record of the spike that caused it); a set of
+    names keeps those events only."""
     if not path.is_file():
         return 0
     kept, dropped = [], 0
@@ -38,7 +44,8 @@ def truncate_metrics(path: Path, step: int, keep_events: bool = False) -> int:
         except json.JSONDecodeError:
             dropped += 1
             continue
-        if int(row.get("step", 0)) > step and not (keep_events and row.get("type") == "event"):
+        event = row.get("type") == "event" and (keep_events is True or row.get("event") in (keep_events or ()))
+        if int(row.get("step", 0)) > step and not event:
             dropped += 1
             continue
         kept.append(line)

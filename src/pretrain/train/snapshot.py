@@ -13,15 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from pretrain import configlib
 from pretrain.train import checkpoint as ckpt
-from pretrain.train.metrics import MetricsLogger, truncate_metrics
+from pretrain.train.metrics import RECORD_EVENTS, MetricsLogger, truncate_metrics
 from pretrain.train.safestate import from_safe, set_rng_state, to_safe
 from pretrain.train.stages import Plan
 from pretrain.train.state import TrainResult, TrainState
+from pretrain.train.watchdog import beat
 
 
 def trainer_state(tr) -> dict:
@@ -33,9 +35,29 @@ def trainer_state(tr) -> dict:
 
 
 def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
+    """``_save``, with a failed write raised as an OSError: a full disk reaches us as safetensors'
+    SafetensorError, torch.save's RuntimeError (its zip writer) or, inside torch.distributed.checkpoint,
+    a CheckpointException (a BaseException wrapping each rank's error)."""
+    from safetensors import SafetensorError
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    try:
+        return _save(tr, name, milestone, model_state, extra_meta)
+    except (CheckpointException, SafetensorError, RuntimeError) as exc:
+        inner = next((e for e, _trace in exc.failures.values()), exc) if isinstance(exc, CheckpointException) else exc
+        if isinstance(inner, OSError):
+            raise inner from None
+        first = (str(inner).strip().splitlines() or [""])[0]
+        if isinstance(inner, RuntimeError) and not any(w in first for w in ("inline_container", "StreamWriter")):
+            raise  # not a write error
+        raise OSError(f"{type(inner).__name__} while writing the checkpoint: {first[:200]}") from None
+
+
+def _save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
     """Write checkpoint ``name`` (default: this step's). With ``train.async_save`` a step checkpoint's
     model + optimizer state is written in the background and the directory becomes valid later
     (``wait_pending``); everything else is written now."""
+    beat("checkpoint")
     wait_pending(tr)
     name = name or ckpt.step_dir(tr.run.checkpoints, tr.step).name
     step_ckpt = name.startswith("step_")
@@ -149,7 +171,7 @@ def check_same_model(tr, path: Path) -> None:
                              f"{current.get(key)!r}; use --fresh or another --run-dir")
 
 
-def truncate_log(tr, step: int, keep_events: bool = False) -> int:
+def truncate_log(tr, step: int, keep_events: bool | frozenset[str] = RECORD_EVENTS) -> int:
     """Cut metrics.jsonl back to ``step`` (rank 0 reopens its log afterwards); returns rows dropped."""
     dropped = 0
     if tr.dist.is_main:
@@ -159,14 +181,28 @@ def truncate_log(tr, step: int, keep_events: bool = False) -> int:
     return dropped
 
 
+def start_over(tr, unfinished: list[Path]) -> None:
+    """A run that trained before but has no valid checkpoint starts at step 0: say why in one line."""
+    if not tr.dist.is_main:
+        return
+    rows = truncate_log(tr, 0)
+    if not (rows or unfinished):
+        return  # a new run: nothing to explain
+    why = (f"removed {len(unfinished)} unfinished save(s)" if unfinished else "none was ever written") + \
+        f"; {rows} metrics rows logged since are dropped"
+    msg = f"no valid checkpoint in {tr.run.checkpoints} ({why}): starting from step 0"
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+    tr.event("start_over", msg)
+
+
 def resume(tr):
     """Resume from the newest good checkpoint (or start fresh); returns a TrainResult if already finished."""
     root = tr.run.checkpoints
-    if tr.dist.is_main:
-        ckpt.clean_temporaries(root)
+    unfinished = ckpt.clean_temporaries(root) if tr.dist.is_main else []
     tr.dist.barrier()
     candidates = [] if tr.fresh else list(reversed(ckpt.list_checkpoints(root)))
     loaded = None
+    started = time.perf_counter()
     for path in candidates:
         try:
             load(tr, path)
@@ -178,11 +214,14 @@ def resume(tr):
     if loaded is None and candidates:  # never start over silently from a refused checkpoint's weights
         raise ckpt.CheckpointError(f"{root}: no checkpoint passed its checks (see the checkpoint_rejected "
                                    "events in metrics.jsonl); use --fresh to start over")
+    tr.resume_load_s = time.perf_counter() - started
     if loaded is None:
+        if not tr.fresh:
+            start_over(tr, unfinished)
         if tr.dist.is_main and tr.fresh and root.exists():
             shutil.rmtree(root)
-            if tr.run.metrics.exists():
-                tr.run.metrics.unlink()
+            for leftover in (tr.run.metrics, tr.run.root / "goodput.json"):
+                leftover.unlink(missing_ok=True)
             tr.log.close()
             tr.log = MetricsLogger(tr.run.root, enabled=True, progress=tr.progress)
         tr.dist.barrier()

@@ -68,7 +68,7 @@ class TrainResult:
     final_checkpoint: Path | None = None
     """checkpoints/final/ (None when the run stopped before finishing, e.g. on another rank)."""
     stopped: str = "done"
-    """done, or time_limit."""
+    """done, time_limit, or preempted (a signal: the checkpoint of ``step`` is written, final/ is not)."""
     history: list[float] = field(default_factory=list)
     """Train loss of every step run in this call (for tests and benchmarks)."""
 

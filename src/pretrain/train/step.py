@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pretrain.train.precision import autocast
+from pretrain.train.watchdog import beat
 
 
 @dataclass
@@ -88,6 +89,7 @@ class TrainStep:
 
     def run(self, inp: StepInputs) -> StepResult:
         metrics: dict[str, Any] = {"batch": inp.batch}
+        beat("data", inp.step)
         self.fire("on_step_start", inp.step, metrics)
         mine, total_targets = self._draw(inp)
         self.optimizer.set_lr_factor(inp.lr_factor)
@@ -102,6 +104,7 @@ class TrainStep:
         mcfg = getattr(self.model, "cfg", None)
         if mcfg is not None and getattr(getattr(mcfg, "mtp", None), "depth", 0) and hasattr(self.model, "set_mtp_weight"):
             self.model.set_mtp_weight(mcfg.mtp.weight_at(inp.progress))
+        beat("forward/backward")
         self._accumulate(inp, mine, total_targets, metrics)
         result.loss = metrics["loss"]
         result.grad_norm = metrics["grad_norm"] = self._clip()
@@ -110,6 +113,7 @@ class TrainStep:
             self.optimizer.zero_grad()
             metrics["skipped"] = True
             return result
+        beat("optimizer")
         self._apply()
         result.skipped = False
         return result
@@ -160,6 +164,7 @@ class TrainStep:
                 _domain_losses(out.logits, targets, b.domains, domain_sums)
             self.fire("on_micro_batch_end", inp.step, i, len(mine), n, total_targets)
             del out
+        beat("collective")
         sums = self.parallel.all_reduce_sum(sums)
         if inp.log_step and self.dist.enabled:
             domain_sums = _gather_domains(domain_sums, world)

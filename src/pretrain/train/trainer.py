@@ -37,6 +37,7 @@ from pretrain.train.schedule import base_global_batch, batch_at, check_batch_spl
 from pretrain.train.stages import Plan, Stage, apply_stage_context
 from pretrain.train.state import TrainResult, TrainState
 from pretrain.train.step import StepInputs, StepResult, TrainStep
+from pretrain.train.watchdog import beat, process_group_timeout, resolve_timeout
 
 # (stage) -> object with next_batch(), state_dict(), load_state_dict() and optionally set_progress().
 LoaderFactory = Callable[[Stage], Any]
@@ -58,7 +59,8 @@ class Trainer:
 
         # ---- devices, processes, precision
         self.device = resolve_device(self.t.device)  # refuses a missing device before any process group
-        self.dist = distlib.init(self.t.distributed, self.device.type)
+        self.watchdog_s = resolve_timeout(self.t.watchdog_timeout, self.device.type)
+        self.dist = distlib.init(self.t.distributed, self.device.type, process_group_timeout(self.watchdog_s))
         self.device = resolve_device(self.t.device, self.dist.local_rank)
         self.precision = resolve_precision(self.t.precision, self.device)
         check_fp8(self.t.fp8, self.device)  # before anything is written
@@ -103,7 +105,8 @@ class Trainer:
         self.final_checkpoint: Path | None = None
         self.final_losses: dict = {}
         eval_interval = int(getattr(getattr(cfg, "eval", None), "interval", 0) or 0)
-        self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks)
+        self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks, self.watchdog_s)
+        self.resume_load_s = 0.0  # seconds the resume spent verifying and loading its checkpoint
         self.history: list[float] = []  # train loss of every step run (floats, read on logged steps)
         self.unread_losses: list = []  # ... and the device scalars of the steps since the last logged one
         self.pending_save: Callable[[], Path] | None = None  # finishes a background checkpoint
@@ -214,8 +217,10 @@ class Trainer:
             return None
         everywhere = self.parallel.collective_forward
         if not (self.dist.is_main or everywhere):
+            beat("evaluation")
             self.dist.barrier()
             return None
+        beat("evaluation")
         was = self.raw.training
         self.raw.eval()
         try:
@@ -295,6 +300,8 @@ class Trainer:
         try:
             return self._fit()
         finally:
+            for cb in self.callbacks:  # threads and signal handlers end with the loop, also on an exception
+                getattr(cb, "close", lambda: None)()
             if self.lock is not None:
                 self.lock.release()
 

@@ -23,12 +23,13 @@ from pretrain.report.sections.evaluation import (
     scaling,
 )
 from pretrain.report.sections.lineage import provenance
+from pretrain.report.sections.reliability import goodput
 from pretrain.report.sections.run import interventions, param_count, summary
 from pretrain.report.sections.training import loss, moe, optimisation
 
 SECTIONS: list[Callable[[RunData, ImageSink], Section | None]] = [
-    summary, loss, benchmarks, heldout, funnel, tokenizer, mixture, optimisation, interventions, moe, needle,
-    samples, audits, scaling, provenance,
+    summary, loss, benchmarks, heldout, funnel, tokenizer, mixture, optimisation, goodput, interventions, moe,
+    needle, samples, audits, scaling, provenance,
 ]
 
 __all__ = ["SECTIONS", "bits_per_byte_of", "heldout_parts", "param_count"]

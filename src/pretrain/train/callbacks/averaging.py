@@ -28,6 +28,8 @@ class FinalModel(Callback):
             self.ema.update(ctx.model)
 
     def on_train_end(self, ctx) -> None:
+        if ctx.control.stop == "preempted":  # the run goes on later: the launch that finishes writes final/
+            return
         path, losses = self.finalize(ctx)
         ctx.set_final(path, losses)
         ctx.event("done", f"{ctx.state.step} steps, {ctx.state.tokens:,} tokens, {ctx.state.train_time_s:.1f}s; "

@@ -4,6 +4,9 @@ limit). How a checkpoint is written is the ctx's ``save`` and the parallel plan'
 
 from __future__ import annotations
 
+import sys
+
+from pretrain.train import checkpoint as ckpt
 from pretrain.train.callbacks.base import Callback
 
 
@@ -40,5 +43,25 @@ class Checkpointing(Callback):
             self._save(ctx, ctx.state.step, False)
 
     def _save(self, ctx, step: int, milestone: bool) -> None:
-        ctx.save(milestone=milestone)
+        try:
+            ctx.save(milestone=milestone)
+        except OSError as exc:  # disk full, quota, file-size limit: the directory was never renamed into place
+            self._failed(ctx, step, exc)
+            return
         self.last_saved = step
+
+    def _failed(self, ctx, step: int, exc: BaseException) -> None:
+        """Say in one line that the previous checkpoint is still the valid one; stop or go on as
+        train.on_save_error says."""
+        root = ctx.run_dir.checkpoints
+        if ctx.dist.is_main:
+            ckpt.clean_temporaries(root)  # the half-written .tmp- directory only takes space
+        newest = ckpt.latest_checkpoint(root)
+        keep = f"{newest.name} is still the newest valid checkpoint" if newest else "there is no valid checkpoint yet"
+        msg = f"checkpoint at step {step} could not be written ({getattr(exc, 'strerror', None) or exc}); {keep}"
+        ctx.event("save_failed", msg, error=type(exc).__name__)
+        if self.t.on_save_error == "stop":
+            raise ckpt.CheckpointSaveError(f"{msg} (train.on_save_error=stop)") from None
+        if ctx.dist.is_main:
+            print(f"warning: {msg}; training goes on (train.on_save_error=continue)", file=sys.stderr, flush=True)
+
