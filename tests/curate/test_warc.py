@@ -165,3 +165,29 @@ def test_cli_warc_with_blocklist(crawl: Path, tmp_path: Path):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["documents_in"] == stats["kept"] + stats["removed"] + stats["quarantined"] == 9
     assert stats["steps"][0]["reasons"]["blocklisted_domain"]["documents"] == 3
+
+
+def test_quarantined_captures_keep_their_content_block(tmp_path: Path, prose):
+    """A capture that is no document keeps its bytes: the HTTP body inline, or for one over the size
+    limit the record's offset, whose content block reads back byte for byte (gzip members included)."""
+    from pretrain.data.curate.payload import payload_bytes
+
+    png, big_body = b"\x89PNG\r\n\x1a\n" + bytes(range(256)), b"<html>" + b"y" * 6000 + b"</html>"
+    recs = [warc_record("response", "https://a.org/logo.png", "2024-01-01T00:00:00Z",
+                        http_response(png, "image/png"), "application/http", "img"),
+            warc_record("response", "https://a.org/gone", "2024-01-01T00:00:01Z",
+                        http_response(b"moved", "text/html", "301 Moved Permanently"), "application/http", "301"),
+            warc_record("response", "https://a.org/big", "2024-01-01T00:00:02Z",
+                        http_response(big_body), "application/http", "big")]
+    for name in ("c.warc", "c.warc.gz"):
+        write_warc(tmp_path / name, recs)
+        items = read([tmp_path / name], max_bytes=4000)
+        assert [q.reason for q in items] == ["content type image/png is not HTML or text", "HTTP status 301",
+                                             f"record payload too large ({len(big_body)} bytes > 4000)"]
+        assert [payload_bytes(q.payload) for q in items] == [png, b"moved", big_body]
+        assert "warc_offset" in items[2].payload and items[2].payload["length"] == len(big_body)
+        docs = [q.to_document() for q in items]
+        assert len({d.id for d in docs}) == 3 and all(d.meta["payload"] for d in docs)
+    (tmp_path / "notwarc.warc").write_bytes(b"hello, this is not a WARC file\n")
+    [q] = read([tmp_path / "notwarc.warc"])
+    assert q.reason.startswith("not a WARC file") and payload_bytes(q.payload) == b"hello, this is not a WARC file\n"

@@ -9,7 +9,10 @@ record itself, byte for byte, not a description. ``meta.payload`` of a quarantin
 - a reference, for a record over ``max_record_bytes`` (which is never held in memory):
   ``{"length": N, "file": PATH, "offset": O, "prefix_base64": "..."}`` with the first
   :data:`~pretrain.data.curate.lines.PREFIX_BYTES` bytes; in a compressed file the offset counts
-  decompressed bytes from the compressed byte ``frame_offset`` where its frame starts.
+  decompressed bytes from the compressed byte ``frame_offset`` where its frame starts;
+- a WARC capture over ``max_record_bytes``: ``{"length": N, "file": PATH, "warc_offset": O,
+  "prefix_base64": "..."}``, the record's offset in the stream (a gzip member start in a .warc.gz), the
+  length of its content block and that block's first bytes (a smaller capture's block is kept inline).
 
 :func:`payload_bytes` gives the bytes back (a reference is read back from its file, decompressing from
 its frame). A line read from a re-chunked copy of a compressed file (deleted after the run) is located
@@ -39,6 +42,13 @@ def reference(file: str, offset: int, length: int, prefix: bytes, frame_offset: 
     if frame_offset is not None:
         out["frame_offset"] = frame_offset
     return out
+
+
+def warc_reference(file: str, record_offset: int, length: int, prefix: bytes) -> dict[str, Any]:
+    """A WARC capture too large to keep: its file, the record's offset in the stream (a gzip member start
+    in a .warc.gz), the length of its content block and the block's first bytes."""
+    return {"length": length, "file": file, "warc_offset": record_offset,
+            "prefix_base64": base64.b64encode(prefix).decode("ascii")}
 
 
 def whole_file(path, prefix_bytes: int = 4096) -> dict[str, Any] | None:
@@ -85,6 +95,8 @@ def payload_bytes(payload: dict[str, Any]) -> bytes:
         return payload["utf8"].encode("utf-8")
     if "base64" in payload:
         return base64.b64decode(payload["base64"])
+    if "warc_offset" in payload:
+        return _warc_block(Path(payload["file"]), payload["warc_offset"])
     if payload.get("offset") is None:
         raise ValueError(f"payload in {payload['file']} is located by line {payload.get('line')} only")
     if "frame_offset" in payload:
@@ -92,6 +104,19 @@ def payload_bytes(payload: dict[str, Any]) -> bytes:
     with open(payload["file"], "rb") as f:
         f.seek(payload["offset"])
         return f.read(payload["length"])
+
+
+def _warc_block(path: Path, record_offset: int) -> bytes:
+    """The content block (an HTTP response's body) of the WARC record at ``record_offset``."""
+    from fastwarc.warc import ArchiveIterator
+
+    from pretrain.data.curate.storage import open_binary
+
+    with open_binary(path) as f:
+        f.seek(record_offset)
+        for rec in ArchiveIterator(f, parse_http=True):
+            return rec.reader.read()
+    raise ValueError(f"no WARC record at byte {record_offset} of {path}")
 
 
 def _decompressed(path: Path, frame_offset: int, skip: int, length: int) -> bytes:
@@ -112,4 +137,4 @@ def _decompressed(path: Path, frame_offset: int, skip: int, length: int) -> byte
     return b"".join(parts)
 
 
-__all__ = ["inline", "line_reference", "payload_bytes", "reference", "row", "whole_file"]
+__all__ = ["inline", "line_reference", "payload_bytes", "reference", "row", "warc_reference", "whole_file"]

@@ -386,7 +386,7 @@ def read_shard(shard: Shard, text_field: str, globs: dict[str, str], max_bytes: 
         if file_format(path) == "warc":
             try:
                 yield from read_warc_records(path, shard.files[0], max_bytes,
-                                             lambda src, why, url: Quarantined(src, why, "web", url))
+                                             lambda src, why, url, raw=None: Quarantined(src, why, "web", url, raw))
             except OSError as exc:  # gone or unreadable since the run was planned
                 yield Quarantined(shard.files[0], "vanished (no such file)" if isinstance(exc, FileNotFoundError)
                                   else f"unreadable: {(exc.strerror or str(exc)).lower()}", "web")

@@ -49,10 +49,14 @@ def _decode(payload: bytes, charset: str | None) -> str:
 
 
 def read_warc_records(path, source: str, max_bytes: int, quarantine) -> Iterator:
-    """Documents of one WARC/WET file; unusable captures go to ``quarantine(source, reason, snippet)``,
-    whose return value is yielded in their place (so the caller's stream keeps every capture)."""
+    """Documents of one WARC/WET file; unusable captures go to ``quarantine(source, reason, snippet,
+    payload)``, whose return value is yielded in their place (so the caller's stream keeps every capture).
+    ``payload`` (pretrain.data.curate.payload) holds the capture's content block as read (the HTTP body of
+    a response), or for one over ``max_bytes`` a reference: the file, the record's offset in the stream
+    (``warc_offset``; a gzip member start in a .warc.gz), its length and first bytes."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+    from pretrain.data.curate import payload as pl
     from pretrain.data.curate.storage import open_binary
 
     wanted = WarcRecordType.response | WarcRecordType.conversion | WarcRecordType.resource
@@ -67,30 +71,58 @@ def read_warc_records(path, source: str, max_bytes: int, quarantine) -> Iterator
                 pos = rec.stream_pos
                 if not rec.record_type & wanted:
                     continue
-                yield from _one(rec, f"{source}@{pos}", max_bytes, quarantine)
+                yield from _one(rec, f"{source}@{pos}", max_bytes, quarantine, str(path))
         except Exception as exc:  # noqa: BLE001 - fastwarc and the compressors raise several types
             why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             if seen_any:
-                yield quarantine(f"{source}@{pos}", f"corrupt WARC stream after this offset: {why}", "")
+                yield quarantine(f"{source}@{pos}", f"corrupt WARC stream after this offset: {why}", "",
+                                 _tail(path, pos))
             else:
-                yield quarantine(source, f"not a WARC file ({why})", "")
+                yield quarantine(source, f"not a WARC file ({why})", "", pl.whole_file(path))
             return
     if not seen_any:
-        yield quarantine(source, "not a WARC file (no WARC record found)", "")
+        yield quarantine(source, "not a WARC file (no WARC record found)", "", pl.whole_file(path))
 
 
-def _one(rec, src: str, max_bytes: int, quarantine) -> Iterator[Document]:
+def _tail(path, pos: int) -> dict | None:
+    """Where a stream stops parsing: the file's bytes from that record's offset on (length and prefix)."""
+    from pretrain.data.curate import payload as pl
+    from pretrain.data.curate.lines import PREFIX_BYTES
+    from pretrain.data.curate.storage import open_binary
+
+    try:
+        with open_binary(path) as f:
+            f.seek(pos)
+            head = f.read(PREFIX_BYTES)
+        return pl.reference(str(path), pos, max(0, int(path.stat().st_size) - pos), head)
+    except OSError:
+        return None
+
+
+def _one(rec, src: str, max_bytes: int, quarantine, file: str) -> Iterator[Document]:
     from fastwarc.warc import WarcRecordType
+
+    from pretrain.data.curate import payload as pl
+    from pretrain.data.curate.lines import PREFIX_BYTES
+
+    def bad(reason: str, body: bytes | None = None):
+        """A capture that is no document, with its content block (read here unless given)."""
+        if body is None:
+            if rec.content_length > max_bytes:  # never held whole: where it is, and its first bytes
+                head = rec.reader.read(PREFIX_BYTES)
+                return quarantine(src, reason, url, pl.warc_reference(file, rec.stream_pos, rec.content_length, head))
+            body = rec.reader.read()
+        return quarantine(src, reason, url, pl.inline(body))
 
     url = str(rec.headers.get("WARC-Target-URI", ""))
     meta = {"url": url, "date": _iso(rec), "warc_record_id": str(rec.record_id or "")}
     http = rec.http_headers if rec.record_type == WarcRecordType.response else None
     if rec.record_type == WarcRecordType.response:
         if http is None:
-            yield quarantine(src, "WARC response without HTTP headers", url)
+            yield bad("WARC response without HTTP headers")
             return
         if http.status_code != 200:
-            yield quarantine(src, f"HTTP status {http.status_code}", url)
+            yield bad(f"HTTP status {http.status_code}")
             return
         ctype, charset = (rec.http_content_type or "").lower(), rec.http_charset
     elif rec.record_type == WarcRecordType.conversion:
@@ -99,21 +131,21 @@ def _one(rec, src: str, max_bytes: int, quarantine) -> Iterator[Document]:
         ctype = str(rec.headers.get("Content-Type", "")).split(";")[0].strip().lower()
         charset = None
     if not ctype.startswith(HTML_TYPES + TEXT_TYPES):
-        yield quarantine(src, f"content type {ctype or 'missing'} is not HTML or text", url)
+        yield bad(f"content type {ctype or 'missing'} is not HTML or text")
         return
     if rec.content_length > max_bytes:
-        yield quarantine(src, f"record payload too large ({rec.content_length} bytes > {max_bytes})", url)
+        yield bad(f"record payload too large ({rec.content_length} bytes > {max_bytes})")
         return
     payload = rec.reader.read()
     if len(payload) < rec.content_length:
-        yield quarantine(src, f"truncated WARC record ({len(payload)} of {rec.content_length} bytes)", url)
+        yield bad(f"truncated WARC record ({len(payload)} of {rec.content_length} bytes)", payload)
         return
     if not payload.strip():
-        yield quarantine(src, "empty WARC payload", url)
+        yield bad("empty WARC payload", payload)
         return
     text = _decode(payload, charset)
     if "\x00" in text:
-        yield quarantine(src, "NUL byte in WARC payload", url)
+        yield bad("NUL byte in WARC payload", payload)
         return
     if ctype.startswith(HTML_TYPES):
         meta["format"] = "html"
