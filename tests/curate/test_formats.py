@@ -60,3 +60,16 @@ def test_a_registered_format_is_curated_with_nothing_lost(tmp_path, csv_format):
     assert sorted(d.source for d in kept) == [f"{src}@{i}" for i in range(5)]
     with pytest.raises(ValueError, match="registered twice"):
         register_format("jsonl")(csv_format)
+
+
+def test_readers_and_inputs_never_switch_on_a_format_name():
+    from pathlib import Path
+
+    import pretrain.data.curate.readers as readers
+
+    root = Path(readers.__file__).parent
+    for name in ("readers.py", "inputs.py", "runner.py"):
+        text = (root / name).read_text()
+        assert "file_format" not in text
+        for fmt in formats():
+            assert f'"{fmt}"' not in text, f"{name} names the format {fmt!r}"
