@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pretrain.configlib import check
+from pretrain.model.backends.base import backend_names
 from pretrain.model.size import count_params, flops_per_token
 
 
@@ -197,10 +198,11 @@ class ModelConfig:
     window_pattern: str = "L"
     """Attention span per layer, cycled over the layers: S = sliding window, L = full (nanochat "SSSL",
     Gemma 3 "SSSSSL", Mistral "S"). A string as long as n_layers spells every layer out."""
-    attention_kernel: Literal["auto", "sdpa", "flex"] = "auto"
-    """auto: FlexAttention with a block mask on CUDA whenever documents or windows mask a forward without
-    a KV cache, SDPA otherwise (causal fast path, decoding); sdpa: SDPA with a dense mask (the CPU path);
-    flex: FlexAttention everywhere (its CPU version is forward-only)."""
+    attention_kernel: str = "auto"
+    """An attention backend (pretrain.model.backends, one class each). auto: FlexAttention with a block mask
+    on CUDA whenever documents or windows mask a forward without a KV cache, SDPA otherwise (causal fast
+    path, decoding); sdpa: SDPA with a dense mask (the CPU path); flex: FlexAttention everywhere (its CPU
+    version is forward-only)."""
     tie_embeddings: bool = True
     """Share the token embedding with the LM head."""
     init_std: float = 0.02
@@ -303,8 +305,8 @@ class ModelConfig:
         check(self.activation in ("silu", "gelu_tanh", "relu2"), "activation",
               f"must be silu, gelu_tanh or relu2 (got {self.activation!r})")
         check(self.qk_norm_scope in ("head", "all"), "qk_norm_scope", f"must be head or all (got {self.qk_norm_scope!r})")
-        check(self.attention_kernel in ("auto", "sdpa", "flex"), "attention_kernel",
-              f"must be auto, sdpa or flex (got {self.attention_kernel!r})")
+        check(self.attention_kernel in backend_names(), "attention_kernel",
+              f"must be one of {', '.join(backend_names())} (got {self.attention_kernel!r})")
         check(
             self.moe.first_dense_layers <= self.n_layers,
             "moe.first_dense_layers",

@@ -2,7 +2,7 @@
 
 A compressed file can be entered only where a zstd frame or a gzip member starts: :func:`frame_chunks`
 decodes each frame with a fresh decompressor and reports where the frames start, so the planner can cut
-shards there and a shard can start decoding at its own frame (see ``readers.record_cuts``).
+shards there and a shard can start decoding at its own frame (see ``formats.jsonl.Jsonl.cuts``).
 """
 
 from __future__ import annotations

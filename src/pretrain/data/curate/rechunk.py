@@ -19,9 +19,9 @@ from pathlib import Path
 import zstandard
 
 from pretrain.data.curate import storage
+from pretrain.data.curate.formats import Cuts
 from pretrain.data.curate.lines import compression, frame_chunks
 from pretrain.data.curate.outstore import RemoteOut
-from pretrain.data.curate.readers import Cuts
 
 INPUTS_DIR = "work/inputs"
 

@@ -43,7 +43,7 @@ from pretrain.data.curate.outstore import (
     run_task,
 )
 from pretrain.data.curate.pipeline import build_steps, segments
-from pretrain.data.curate.readers import Cuts, Shard, expand_inputs, file_format, plan_shards, record_cuts
+from pretrain.data.curate.readers import Cuts, Shard, expand_inputs, is_record_file, plan_shards, record_cuts
 from pretrain.data.curate.rechunk import INPUTS_DIR, rechunk
 from pretrain.data.curate.registry import GlobalStep, Step
 from pretrain.data.curate.shardrun import ShardRun
@@ -210,7 +210,7 @@ def _plan(ex, files: list[Path], cfg: CurateConfig, out: LocalOut | RemoteOut, o
     if plan.get("fingerprint") == key:
         return [Shard(**s) for s in plan["shards"]]
     _clean(out)
-    record_files = [str(f) for f in files if file_format(f) in ("jsonl", "parquet") and not input_problem(f)]
+    record_files = [str(f) for f in files if is_record_file(f)]
     calls = [(f, cfg.max_record_bytes, cfg.shard_docs, cfg.shard_bytes, out_arg) for f in record_files]
     if len(calls) == 1:  # one file: cut it here, while the executor starts its workers (Ray's, lazily)
         found = [cuts_task(*calls[0])]

@@ -13,9 +13,10 @@ express):
 Where none fits, export writes our own modeling code beside the weights (:mod:`.custom`, the files in
 ``remote/``; ``trust_remote_code=True``), so every model we train loads in transformers.
 
-Files: :mod:`.archs` (registry), :mod:`.hfconfig` (config.json), :mod:`.weights` (tensor names, fused
-layouts, reading safetensors with or without an index), :mod:`.tokenizer`, :mod:`.convert` (the two
-entry points). Weights are safetensors only, never pickled ``pytorch_model.bin``.
+Files: :mod:`.families` (one module per architecture family: its features, config.json keys and
+weight-name hooks), :mod:`.archs` (the registry and export's choice), :mod:`.hfconfig` (the shared
+config.json keys), :mod:`.ropeconfig`, :mod:`.weights` (common tensor names, fused experts, reading
+safetensors with or without an index), :mod:`.tokenizer`, :mod:`.convert` (the two entry points). Weights are safetensors only, never pickled ``pytorch_model.bin``.
 """
 
 from pretrain.model.hf.archs import ARCHS, choose

@@ -10,17 +10,11 @@ import torch
 
 from pretrain.model.hf import archs, custom
 from pretrain.model.hf.card import write_card
+from pretrain.model.hf.families.base import families, unwrapping
 from pretrain.model.hf.hfconfig import config_from_hf, hf_config
 from pretrain.model.hf.source import checked_checkpoint
 from pretrain.model.hf.tokenizer import copy_hf_tokenizer, export_tokenizer
-from pretrain.model.hf.weights import (
-    fuse_phi3,
-    language_model_only,
-    name_map,
-    read_safetensors,
-    split_phi3,
-    unfuse_experts,
-)
+from pretrain.model.hf.weights import language_model_only, name_map, read_safetensors, unfuse_experts
 from pretrain.model.io import find_tokenizer, load_model, save_model
 from pretrain.model.transformer import Transformer
 
@@ -91,7 +85,7 @@ def _export_arch(model: Transformer) -> archs.Arch:
     the choice of experts goes to our own code (or is refused, when the config names the architecture)."""
     cfg = model.cfg
     arch = archs.choose(cfg)  # refuses a named architecture that cannot express cfg, before anything is written
-    if arch.model_type in ("mixtral", "qwen3_moe") and cfg.moe.balance == "aux_free" and any(
+    if arch.moe and not arch.routing_bias and cfg.moe.balance == "aux_free" and any(
             bool(m.router_bias.any()) for m in model.moe_layers()):
         if cfg.hf_architecture:
             raise ValueError(f"config field 'model.moe.balance': 'aux_free' biases change which experts are chosen "
@@ -107,11 +101,7 @@ def _stock_tensors(model: Transformer, arch: archs.Arch, dtype: str) -> dict[str
         # transformers keeps the routing bias in fp32 whatever the weight dtype.
         target = torch.float32 if hf.endswith("e_score_correction_bias") else DTYPES[dtype]
         tensors[hf] = state[ours].detach().to(target).contiguous().cpu()
-    if arch.fused:
-        tensors = fuse_phi3(tensors)
-    if arch.model_type == "glm4_moe":
-        tensors |= _glm4_moe_fillers(cfg, dtype)
-    return tensors
+    return arch.export_tensors(tensors, cfg, DTYPES[dtype])
 
 
 def _hf_tokenizer_of_run(ckpt: Path) -> Path | None:
@@ -130,24 +120,6 @@ def _hf_tokenizer_of_run(ckpt: Path) -> Path | None:
     return candidate if not copy.is_file() or copy.read_bytes() == candidate.read_bytes() else None
 
 
-def _glm4_moe_fillers(cfg, dtype: str) -> dict[str, torch.Tensor]:
-    """Glm4Moe always builds a shared MLP and a routing bias. Zero-width shared weights contribute exactly
-    nothing; a zero bias changes no choice (written when balance != aux_free, where our forward ignores
-    the bias: exporting ours would make transformers route differently from us)."""
-    tensors = {}
-    for i in range(cfg.n_layers):
-        if not cfg.is_moe_layer(i):
-            continue
-        p = f"model.layers.{i}.mlp."
-        if not cfg.moe.n_shared:
-            empty = torch.zeros(0, cfg.dim, dtype=DTYPES[dtype])
-            tensors |= {p + "shared_experts.gate_proj.weight": empty, p + "shared_experts.up_proj.weight": empty,
-                        p + "shared_experts.down_proj.weight": empty.t().contiguous()}
-        if cfg.moe.balance != "aux_free":
-            tensors[p + "gate.e_score_correction_bias"] = torch.zeros(cfg.moe.n_experts, dtype=torch.float32)
-    return tensors
-
-
 def import_hf(directory: str | Path, out: str | Path | None = None) -> Transformer:
     """Load a Hugging Face directory of a registered architecture as a Transformer (float32).
 
@@ -162,9 +134,10 @@ def import_hf(directory: str | Path, out: str | Path | None = None) -> Transform
         hf = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{cfg_path}: not valid JSON ({err})") from None
-    multimodal = hf.get("model_type") == "gemma3" and isinstance(hf.get("text_config"), dict)
-    if multimodal:  # Gemma 3 4B and up: import the language model (exported back as Gemma3ForCausalLM)
-        hf = {"model_type": "gemma3_text", "tie_word_embeddings": hf.get("tie_word_embeddings", True)} | \
+    text_arch = unwrapping(hf.get("model_type"))
+    multimodal = text_arch is not None and isinstance(hf.get("text_config"), dict)
+    if multimodal:  # e.g. Gemma 3 4B and up: import the language model (exported back as Gemma3ForCausalLM)
+        hf = {"model_type": text_arch.model_type, "tie_word_embeddings": hf.get("tie_word_embeddings", True)} | \
             hf["text_config"]
     custom_code = hf.get("model_type") == archs.CUSTOM.model_type
     try:
@@ -183,10 +156,9 @@ def import_hf(directory: str | Path, out: str | Path | None = None) -> Transform
         if out is not None:
             _write_checkpoint(model, directory, Path(out))
         return model
-    arch = archs.ARCHS[cfg.hf_architecture]
+    arch = families()[cfg.hf_architecture]
     state = unfuse_experts(language_model_only(state) if multimodal else state)
-    if arch.fused:
-        state = split_phi3(state, cfg)
+    state = arch.import_tensors(state, cfg)
     model = Transformer(cfg)
     ours = model.state_dict()
     if cfg.tie_embeddings and "lm_head.weight" in state:
