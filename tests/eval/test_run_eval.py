@@ -93,7 +93,7 @@ def test_cli_eval_and_audits(run_dir, tmp_path):
 def test_cli_eval_runs_offline_lm_eval_task(run_dir, tmp_path):
     pytest.importorskip("lm_eval")
     res = CliRunner().invoke(app, ["eval", str(run_dir), "--out", str(tmp_path), "--device", "cpu",
-                                   "--lm-eval", "pretrain_offline_mc", "sample_tokens=2", "max_docs_per_domain=2"])
+                                   "--tasks", "pretrain_offline_mc", "sample_tokens=2", "max_docs_per_domain=2"])
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "lm_eval.json").read_text())
     assert 0.0 <= out["results"]["pretrain_offline_mc"]["acc,none"] <= 1.0

@@ -1,7 +1,7 @@
 """CLI commands of the eval stage (argument parsing only; the work is in pretrain.eval).
 
     pretrain eval RUN_OR_CHECKPOINT [--tokens DIR] [--out DIR] [--needle] [--contamination]
-                  [--memorization] [--lm-eval TASKS] [eval overrides such as batch_size=4]
+                  [--memorization] [--lm-eval|--tasks TASKS] [eval overrides such as batch_size=4]
     pretrain audit contamination RUN_OR_CHECKPOINT [--against FILE.jsonl ...] [--ngram 13]
     pretrain audit memorization RUN_OR_CHECKPOINT [--docs 32] [--prefix 32] [--continuation 32]
 """
@@ -60,8 +60,8 @@ def eval_command(
     needle: bool = typer.Option(False, "--needle", help="Also run needle-in-a-haystack (needle.json, needle.png)."),
     contamination: bool = typer.Option(False, "--contamination", help="Also run the n-gram contamination audit."),
     memorization: bool = typer.Option(False, "--memorization", help="Also run the memorization audit."),
-    lm_eval: str = typer.Option("", "--lm-eval", help="Comma-separated lm-eval tasks (needs the eval extra), "
-                                "e.g. pretrain_offline (bundled, offline) or hellaswag."),
+    lm_eval: str = typer.Option("", "--lm-eval", "--tasks", help="Comma-separated lm-eval tasks (needs the eval "
+                                "extra), e.g. pretrain_offline (bundled, offline) or hellaswag."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
 ) -> None:
     """Evaluate a checkpoint: held-out loss, perplexity and bits per byte per domain (with the unigram
