@@ -31,7 +31,8 @@ def train_command(
     cfg = resolve(config, overrides or [])
     run = RunDir(run_dir) if run_dir else RunDir.for_name(cfg.name)
     run.make()  # a run directory that cannot be written stops here, in one line
-    _note_short_val(Path(cfg.data.tokens) if cfg.data.tokens else run.tokens, cfg.eval.seq_len or cfg.train.seq_len)
+    if int(os.environ.get("RANK", "0")) == 0:  # once per run, not once per torchrun rank
+        _note_short_val(Path(cfg.data.tokens) if cfg.data.tokens else run.tokens, cfg.eval.seq_len or cfg.train.seq_len)
     result = train(cfg, run, fresh=fresh, progress=progress, started_at=process_start_time())
     if result.stopped == "preempted":
         if int(os.environ.get("RANK", "0")) == 0:
