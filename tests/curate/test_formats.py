@@ -40,7 +40,7 @@ def csv_format():
                         yield Document(text=rec[text_field], source=src, domain=domain)
 
     yield Csv
-    del base._REGISTRY["csv_test"]
+    base.FORMATS.remove("csv_test")
 
 
 def test_a_registered_format_is_curated_with_nothing_lost(tmp_path, csv_format):

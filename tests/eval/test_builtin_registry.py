@@ -38,7 +38,7 @@ def longest_word():
             return {"longest_word": ctx.write("longest_word.json", {**ctx.header, "longest": longest})}
 
     yield LongestWord
-    del base._REGISTRY["longest_word_test"]
+    base.EVALS.remove("longest_word_test")
 
 
 def test_a_registered_eval_runs_with_the_others(run_dir, tmp_path, longest_word):  # noqa: F811

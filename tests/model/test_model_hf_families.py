@@ -51,7 +51,7 @@ def llama_variant():
     arch = register_family(Tagged("llama_family_test", "LlamaForCausalLM", free=ARCHS["llama"].free,
                                   attention_bias="all", order=999, auto_export=False))
     yield arch
-    del base._REGISTRY["llama_family_test"]
+    base.FAMILIES.remove("llama_family_test")
 
 
 def test_a_registered_family_round_trips_with_its_hooks(tmp_path, llama_variant):

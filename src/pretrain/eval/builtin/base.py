@@ -25,18 +25,16 @@ evaluations share one copy and an audit that needs no model never loads one.
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pretrain.eval.config import EvalConfig
+from pretrain.registry import Registry
 
-_REGISTRY: dict[str, type[BuiltinEval]] = {}
-_LOADED = False
+EVALS: Registry[type[BuiltinEval]] = Registry("built-in eval", "pretrain.eval.builtin")
 E = TypeVar("E", bound="type[BuiltinEval]")
 
 
@@ -110,35 +108,15 @@ class BuiltinEval:
 def register_eval(name: str, order: int = 100) -> Callable[[E], E]:
     """Class decorator: register a :class:`BuiltinEval` under ``name``, run in ascending ``order``."""
     def wrap(cls: E) -> E:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"built-in eval {name!r} is registered twice ({_REGISTRY[name].__module__} and "
-                             f"{cls.__module__})")
         cls.name, cls.order = name, order
-        _REGISTRY[name] = cls
-        return cls
+        return EVALS.add(name, cls)
     return wrap
-
-
-def _load() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    import pretrain.eval.builtin as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "base":
-            importlib.import_module(f"{package.__name__}.{info.name}")
-    _LOADED = True
 
 
 def builtin_evals() -> list[BuiltinEval]:
     """One instance of every registered evaluation, in running order."""
-    _load()
-    return [cls() for cls in sorted(_REGISTRY.values(), key=lambda c: (c.order, c.name))]
+    return [cls() for cls in sorted(EVALS.all().values(), key=lambda c: (c.order, c.name))]
 
 
 def get_eval(name: str) -> BuiltinEval:
-    _load()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown built-in eval {name!r} (one of {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]()
+    return EVALS.get(name)()

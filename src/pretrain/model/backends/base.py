@@ -32,13 +32,12 @@ for one query, none) is already exact.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-_REGISTRY: dict[str, type[AttentionBackend]] = {}
-_LOADED = False
+from pretrain.registry import Registry
+
+BACKENDS: Registry[type[AttentionBackend]] = Registry("attention backend", "pretrain.model.backends")
 B = TypeVar("B", bound="type[AttentionBackend]")
 
 
@@ -63,35 +62,18 @@ class AttentionBackend:
 def register_backend(name: str) -> Callable[[B], B]:
     """Class decorator: register an :class:`AttentionBackend` under ``name``."""
     def wrap(cls: B) -> B:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"attention backend {name!r} is registered twice ({_REGISTRY[name].__module__} and "
-                             f"{cls.__module__})")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return BACKENDS.add(name, cls)
     return wrap
 
 
-def _load() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    import pretrain.model.backends as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "base":
-            importlib.import_module(f"{package.__name__}.{info.name}")
-    _LOADED = True
-
-
 def backend_names() -> list[str]:
-    _load()
-    return sorted(_REGISTRY)
+    return sorted(BACKENDS.all())
 
 
 def get_backend(name: str) -> AttentionBackend:
     """The backend registered as ``name``; a one-line error naming the config field otherwise."""
-    _load()
-    if name not in _REGISTRY:
-        raise ValueError(f"config field 'model.attention_kernel': {name!r} is not one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]()
+    backends = BACKENDS.all()
+    if name not in backends:
+        raise ValueError(f"config field 'model.attention_kernel': {name!r} is not one of {', '.join(sorted(backends))}")
+    return backends[name]()

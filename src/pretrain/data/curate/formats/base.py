@@ -33,9 +33,7 @@ yielded as a :class:`Quarantined` naming file, line and reason.
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +41,9 @@ from typing import Any, ClassVar, TypeVar
 
 from pretrain.data.curate import payload as pl
 from pretrain.data.record import Document, doc_id
+from pretrain.registry import Registry
 
-_REGISTRY: dict[str, InputFormat] = {}
-_LOADED = False
+FORMATS: Registry[InputFormat] = Registry("input format", "pretrain.data.curate.formats")
 F = TypeVar("F", bound="type[InputFormat]")
 
 
@@ -131,43 +129,25 @@ class InputFormat:
 def register_format(name: str) -> Callable[[F], F]:
     """Class decorator: register an :class:`InputFormat` under ``name``."""
     def wrap(cls: F) -> F:
-        if name in _REGISTRY and type(_REGISTRY[name]) is not cls:
-            raise ValueError(f"input format {name!r} is registered twice ({type(_REGISTRY[name]).__module__} and "
-                             f"{cls.__module__})")
         cls.name = name
-        _REGISTRY[name] = cls()
+        FORMATS.add(name, cls(), ident=cls)
         return cls
     return wrap
 
 
-def _load() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    import pretrain.data.curate.formats as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "base":
-            importlib.import_module(f"{package.__name__}.{info.name}")
-    _LOADED = True
-
-
 def formats() -> dict[str, InputFormat]:
-    _load()
-    return dict(_REGISTRY)
+    return FORMATS.all()
 
 
 def fallback_format() -> InputFormat:
     """The format of every name no other format claims (one text document per file)."""
-    _load()
-    return next(fmt for fmt in _REGISTRY.values() if fmt.fallback)
+    return next(fmt for fmt in FORMATS.all().values() if fmt.fallback)
 
 
 def format_of(path: str | Path) -> InputFormat:
     """The format of a file, by the suffix of its name; the fallback (one text document) otherwise."""
-    _load()
     name = str(path)
-    for fmt in _REGISTRY.values():
+    for fmt in FORMATS.all().values():
         if not fmt.fallback and fmt.matches(name):
             return fmt
     return fallback_format()

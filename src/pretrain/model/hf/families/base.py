@@ -10,14 +10,13 @@ and nothing outside it branches on its ``model_type``.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
 
 from pretrain.model.config import ModelConfig
+from pretrain.registry import Registry
 
 # Our architecture features and their defaults (the plain Llama recipe).
 FEATURES: dict[str, object] = {
@@ -31,8 +30,7 @@ HF_ACTIVATIONS = {"silu": "silu", "gelu_tanh": "gelu_pytorch_tanh"}
 ACTIVATIONS_FROM_HF = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 BIAS = frozenset({"qkv_bias", "attn_out_bias"})
 
-_REGISTRY: dict[str, Arch] = {}
-_LOADED = False
+FAMILIES: Registry[Arch] = Registry("Hugging Face architecture", "pretrain.model.hf.families")
 A = TypeVar("A", bound="Arch")
 
 
@@ -126,28 +124,12 @@ class Arch:
 
 def register_family(arch: A) -> A:
     """Register one architecture (an :class:`Arch`, or a subclass with its hooks) under its model_type."""
-    if arch.model_type in _REGISTRY and _REGISTRY[arch.model_type] is not arch:
-        raise ValueError(f"Hugging Face architecture {arch.model_type!r} is registered twice")
-    _REGISTRY[arch.model_type] = arch
-    return arch
-
-
-def _load() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    import pretrain.model.hf.families as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "base":
-            importlib.import_module(f"{package.__name__}.{info.name}")
-    _LOADED = True
+    return FAMILIES.add(arch.model_type, arch)
 
 
 def families() -> dict[str, Arch]:
     """Every registered architecture by model_type, in registry order."""
-    _load()
-    return {a.model_type: a for a in sorted(_REGISTRY.values(), key=lambda a: (a.order, a.model_type))}
+    return {a.model_type: a for a in sorted(FAMILIES.all().values(), key=lambda a: (a.order, a.model_type))}
 
 
 def unwrapping(model_type: str | None) -> Arch | None:
