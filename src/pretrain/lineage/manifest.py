@@ -14,23 +14,17 @@ files (pretrain.train.checkpoint), so the manifest stays small and training hash
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from pretrain.hashing import sha256_file
+
 MANIFEST = "manifest.json"
 VERSION = 1
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def files_under(root: Path, names: list[str] | None = None) -> list[Path]:

@@ -23,7 +23,7 @@ from pretrain.data.loader_config import LoaderConfig, MixtureConfig
 from pretrain.data.mixture import Mixture
 from pretrain.data.shards import ShardSet
 from pretrain.data.stream import DomainStream, SpecialIds
-from pretrain.lineage.manifest import sha256_file
+from pretrain.hashing import sha256_file
 from pretrain.lineage.steplog import LineageError, StepLog, read_log
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pretrain.lineage.manifest import MANIFEST, read_manifest, sha256_file
+from pretrain.hashing import sha256_file
+from pretrain.lineage.manifest import MANIFEST, read_manifest
 from pretrain.lineage.steplog import LineageError
 
 STAGES = ("curate", "tokenizer", "tokenize", "train", "eval")

@@ -13,7 +13,6 @@ trainer_state.pt (counters, loader, RNG, callbacks; loads with weights_only=True
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pretrain.hashing import sha256_file
 from pretrain.model.io import read_weights
 
 STEP_RE = re.compile(r"^step_(\d{8})$")
@@ -38,13 +38,6 @@ class CheckpointError(ValueError):
 class CheckpointSaveError(RuntimeError):
     """A checkpoint could not be written (disk full, file-size limit); one line naming the newest valid one."""
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(path: Path) -> None:

@@ -8,21 +8,14 @@ model directory (``save_model`` output, no manifest) is read as it is.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from pretrain.hashing import sha256_file
 from pretrain.model.io import CONFIG, WEIGHTS, resolve_checkpoint
 
 MANIFEST = "meta.json"
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checked_checkpoint(source: str | Path) -> Path:
@@ -49,6 +42,6 @@ def checked_checkpoint(source: str | Path) -> Path:
         if name in sizes and (not f.is_file() or f.stat().st_size != sizes[name]):
             raise ValueError(f"{f}: incomplete (its size differs from the checkpoint manifest); the checkpoint was "
                              "not fully written or copied")
-        if name in digests and _sha256(f) != digests[name]:
+        if name in digests and sha256_file(f) != digests[name]:
             raise ValueError(f"{f}: checksum mismatch with {manifest} (the file changed after it was saved)")
     return ckpt

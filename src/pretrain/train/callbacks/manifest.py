@@ -27,7 +27,8 @@ class TrainManifest(Callback):
         if not ctx.dist.is_main or not ctx.run_dir.checkpoints.is_dir():
             return
         from pretrain.configlib import to_dict
-        from pretrain.lineage.manifest import MANIFEST, sha256_file, write_manifest
+        from pretrain.hashing import sha256_file
+        from pretrain.lineage.manifest import MANIFEST, write_manifest
 
         cfg, root = ctx.run_config, ctx.run_dir.root
         tokens = Path(cfg.data.tokens) if getattr(cfg, "data", None) is not None and cfg.data.tokens else root / "tokens"
