@@ -112,7 +112,7 @@ def scores(info: dict) -> list[tuple[str, str, float, str]]:
 
 def metadata(info: dict, model_type: str) -> dict:
     meta: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation",
-                            "tags": ["pretrain", "base-model", model_type] if model_type else ["pretrain", "base-model"]}
+                            "tags": list(dict.fromkeys(["pretrain", "base-model", *([model_type] if model_type else [])]))}
     hub = _hub_datasets(info.get("inputs", []))
     if hub:
         meta["datasets"] = hub
