@@ -85,7 +85,9 @@ class _Worker:
 
     def _run(self) -> None:
         while (fn := self.queue.get()) is not None:
-            if not self.error:
+            if isinstance(fn, threading.Event):  # a drain mark: everything before it has run
+                fn.set()
+            elif not self.error:
                 try:
                     fn()
                 except Exception as exc:  # any failure of the service: reported by the main thread
@@ -93,6 +95,12 @@ class _Worker:
 
     def submit(self, fn) -> None:
         self.queue.put(fn)
+
+    def drain(self, timeout: float) -> None:
+        """Wait until every call submitted so far has run (or ``timeout`` passes)."""
+        done = threading.Event()
+        self.queue.put(done)
+        done.wait(timeout)
 
     def close(self, timeout: float) -> None:
         self.queue.put(None)
@@ -221,6 +229,9 @@ class Tracker(Callback):
     def state_dict(self) -> dict:
         if self._worker is not None:  # a checkpoint needs the run id: wait for a tracker still starting
             self._started.wait(self.start_timeout_s)
+            # ... and the service must hold every row up to the checkpoint: a resume from it logs only
+            # the rows after it, so a row still queued at a crash would otherwise be a gap in the run.
+            self._worker.drain(self.close_timeout_s)
         return {"run_id": self.run_id}
 
     def load_state_dict(self, state: dict) -> None:
