@@ -64,12 +64,6 @@ def dense_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, doc_ids: torch.Tensor |
     return allowed[:, None]
 
 
-def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
-    """Boolean [B, 1, T, T] mask, True where query i may attend key j: j <= i and same document."""
-    pos = torch.arange(doc_ids.shape[1], device=doc_ids.device)
-    return dense_mask(pos, pos, doc_ids, 0)
-
-
 class AttentionPlan:
     """Kernel choice and masks for one forward of ``q_len`` queries, optionally masked by document.
 
