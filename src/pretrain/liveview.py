@@ -1,10 +1,13 @@
 """The live console view during training: a progress bar with step, loss, lr, tokens/s, MFU and ETA.
 
+The one implementation: the trainer's metrics logger (pretrain.train.metrics) shows it, and
+pretrain.report.live re-exports it; it sits below both, so the trainer does not import the report.
 Feed it the same rows that go to metrics.jsonl. On a terminal it redraws one bar in place and prints
 evals and events above it; when output is a file or a pipe (CI logs, nohup) it prints one plain line
 per train row instead, since a redrawn bar would be noise there.
 
-ETA comes from the measured step rate since the first row (robust to a slow first step only after a
+A row's ``total_steps`` (the trainer's plan, which a stage extension can grow) replaces the total given
+at construction. ETA comes from the measured step rate since the first row (robust to a slow first step only after a
 few rows), capped by the run's time limit when one is set, since the trainer stops at whichever comes
 first.
 """
@@ -18,12 +21,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from pretrain.report.metrics import is_number
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _f(row: dict, key: str) -> float | None:
     v = row.get(key)
-    return float(v) if is_number(v) and math.isfinite(v) else None
+    return float(v) if _is_number(v) and math.isfinite(v) else None
 
 
 def format_eta(seconds: float | None) -> str:
@@ -111,15 +116,18 @@ class LiveProgress:
     def update(self, row: dict) -> None:
         kind = row.get("type", "train")
         if kind == "train":
+            total = _f(row, "total_steps")
+            if total:
+                self.total = max(int(total), 1)
             if self._progress is None:
                 self.console.print(self.status_line(row), highlight=False, markup=False)
                 return
-            self._progress.update(self._task, completed=min(float(row.get("step", 0)), self.total),
+            self._progress.update(self._task, total=self.total, completed=min(float(row.get("step", 0)), self.total),
                                   stage=str(row.get("stage", "")), metrics=self.metrics_text(row),
                                   eta=format_eta(self.eta_s(row)))
         elif kind == "eval":
             vals = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
-                             if k in ("val_loss", "val_bpb") and is_number(v))
+                             if k in ("val_loss", "val_bpb") and _is_number(v))
             model = f" [{row['model']}]" if row.get("model") else ""
             self.console.print(f"eval step {row.get('step')}{model}: {vals}", highlight=False, markup=False)
         elif kind == "event" and row.get("event") != "checkpoint":
