@@ -1,5 +1,6 @@
 """Checks on the code's shape that keep design debt visible: no function over 80 lines (an explicit,
-short allow-list names the ones left and why), and docs/architecture.md names only paths that exist."""
+short allow-list names the ones left and why), no private name imported across modules, and
+docs/architecture.md names only paths that exist."""
 
 from __future__ import annotations
 
@@ -90,3 +91,34 @@ def test_the_doc_check_sees_a_wrong_path():
     assert paths == {"pretrain/data/curate/", "pretrain/nope.py"}
     assert bare == {("pretrain/data/curate", "registry.py"), ("pretrain/data/curate", "nowhere.py")}
     assert not (SRC / "pretrain/nope.py").exists()
+
+
+# Private names imported from another module of the package, by "importer: module.name", with why.
+PRIVATE_IMPORTS_ALLOWED = {
+    "pretrain/cli/eval.py: pretrain.eval.run._saved_config": "eval/run.py is being split into one module per "
+                                                             "built-in eval (issue 27, item 3)",
+}
+
+
+def private_imports(root: Path) -> set[str]:
+    """Every ``from pretrain.x import _name`` below ``root``: a private name used across modules."""
+    found = set()
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pretrain"):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.add(f"{path.relative_to(root.parent).as_posix()}: {node.module}.{alias.name}")
+    return found
+
+
+def test_no_private_name_crosses_modules_but_the_allowed():
+    crossing = private_imports(SRC / "pretrain") - set(PRIVATE_IMPORTS_ALLOWED)
+    assert not crossing, f"private names imported across modules (make them public or move them): {sorted(crossing)}"
+
+
+def test_the_private_import_scan_sees_one(tmp_path):
+    pkg = tmp_path / "pretrain"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from pretrain.b import _hidden, public\nfrom pretrain.c import __version__\n")
+    assert private_imports(pkg) == {"pretrain/a.py: pretrain.b._hidden"}
