@@ -23,15 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from pretrain.data.record import Document, read_columns, read_jsonl, read_parquet
+from pretrain.data.record import Document, is_document_file, read_columns, read_file
 from pretrain.data.shards import ShardWriter
 from pretrain.data.split import doc_is_heldout
 
 
-def _columnar_docs(path: Path) -> Iterator[Document]:
-    """Rows of a Parquet file or of a `datasets` save_to_disk .arrow file (one reader: the record module's)."""
+def _file_docs(path: Path) -> Iterator[Document]:
+    """The documents of one input file, read by pretrain.data.record (JSONL, Parquet; the reader of
+    curated output), or of a `datasets` save_to_disk .arrow file through record's columnar reader."""
     if path.suffix != ".arrow":
-        return read_parquet(path)
+        return read_file(path)
     from pretrain.data.curate.hfdatasets import ArrowFile
 
     return read_columns(ArrowFile(path), path, "Arrow")
@@ -50,7 +51,7 @@ def input_files(inputs: Iterable[str | Path]) -> list[Path]:
             files.extend(dataset_files(p) or [])
         elif p.is_dir():
             root = p / "data" if (p / "data").is_dir() and (p / "stats.json").is_file() else p
-            found = sorted(x for x in root.rglob("*") if x.is_file() and (".jsonl" in x.name or x.suffix == ".parquet"))
+            found = sorted(x for x in root.rglob("*") if is_document_file(x))
             if not found:
                 raise FileNotFoundError(f"no *.jsonl* or *.parquet files under {root}")
             files.extend(found)
@@ -64,7 +65,7 @@ def input_files(inputs: Iterable[str | Path]) -> list[Path]:
 def read_documents(inputs: Iterable[str | Path]) -> Iterator[Document]:
     """Every document of the inputs, in order (see :func:`input_files`)."""
     for f in input_files(inputs):
-        yield from (_columnar_docs(f) if f.suffix in (".parquet", ".arrow") else read_jsonl(f))
+        yield from _file_docs(f)
 
 
 # -- encoding workers ---------------------------------------------------------------------------------
