@@ -9,8 +9,15 @@ one exception is hardware CI never has: tests marked ``gpu`` may skip anywhere.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# The helper modules shared by the tests (tiny configs, toy models, callbacks and optimizers named by
+# import path) live in tests/helpers/ and are imported by name: the suite runs with
+# --import-mode=importlib, and torchrun's and Ray's workers get this sys.path as their PYTHONPATH.
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
 
 def _ci() -> bool:

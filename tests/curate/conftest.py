@@ -7,14 +7,11 @@ import json
 import random
 import shutil
 import socket
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 import zstandard
-
-sys.path.insert(0, str(Path(__file__).parent))  # curate_helpers
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))  # consumed.py: the callback torchrun's processes import by name
 
 _spec = importlib.util.spec_from_file_location("train_conftest", HERE.parent / "train" / "conftest.py")
 train_conftest = importlib.util.module_from_spec(_spec)

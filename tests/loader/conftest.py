@@ -1,14 +1,7 @@
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-_path = Path(__file__).parent.parent / "tokenizer" / "synthetic_corpus.py"
-_spec = importlib.util.spec_from_file_location("synthetic_corpus_loader", _path)
-synthetic_corpus = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(synthetic_corpus)
+import synthetic_corpus
 
 
 @pytest.fixture(scope="session")

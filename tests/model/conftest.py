@@ -1,17 +1,12 @@
-"""Fixtures for the model tests (model_helpers.py is made importable: the suite may run with
---import-mode=importlib)."""
+"""Fixtures for the model tests (model_helpers.py is in tests/helpers/, importable by name)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from model_helpers import build_tokenizer  # noqa: E402
+from model_helpers import build_tokenizer
 
 
 @pytest.fixture(autouse=True)

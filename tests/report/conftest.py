@@ -1,13 +1,9 @@
-"""Make report_fakerun.py importable (the suite runs with --import-mode=importlib) and offer run fixtures."""
+"""Run-directory fixtures for the report tests, written by report_fakerun (tests/helpers/)."""
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from report_fakerun import write_run  # noqa: E402
+from report_fakerun import write_run
 
 
 @pytest.fixture(scope="session")

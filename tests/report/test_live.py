@@ -61,3 +61,23 @@ def test_format_eta():
     assert format_eta(None) == "--:--"
     assert format_eta(75) == "01:15"
     assert format_eta(3 * 3600 + 61) == "3:01:01"
+
+
+def test_a_rows_total_steps_replaces_the_total():
+    buf = io.StringIO()
+    with LiveProgress(0, Console(file=buf, force_terminal=False, width=200)) as live:
+        live.update(row(3, total_steps=40))
+        live.update(row(4, total_steps=60))  # a stage extension grew the plan
+    assert [line.split("  ")[0] for line in buf.getvalue().splitlines()] == ["[bulk] step 3/40", "[bulk] step 4/60"]
+
+
+def test_the_trainers_metrics_logger_shows_this_view(tmp_path, capsys):
+    from pretrain.train.metrics import MetricsLogger
+
+    log = MetricsLogger(tmp_path, progress=True)
+    log.log(row(3, total_steps=40))
+    log.log({"type": "event", "step": 3, "event": "spike", "detail": "loss 9.0"})
+    log.close()
+    err = capsys.readouterr().err  # a plain console (not a terminal): wrapped at its width
+    assert err.startswith("[bulk] step 3/40  loss 3.2500") and "event step 3: spike loss 9.0" in err
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2

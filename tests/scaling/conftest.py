@@ -1,16 +1,12 @@
-"""Scaling test fixtures: tiny shared data for real training runs; scaling_helpers.py made importable
-(the suite may run with --import-mode=importlib)."""
+"""Scaling test fixtures: tiny shared data for real training runs (scaling_helpers.py is in
+tests/helpers/, importable by name)."""
 
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 WORDS = "the model data token train loss layer attention value memory sequence batch learning rate weight".split()
 

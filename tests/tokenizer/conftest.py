@@ -1,13 +1,7 @@
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-_spec = importlib.util.spec_from_file_location("synthetic_corpus", Path(__file__).with_name("synthetic_corpus.py"))
-synthetic_corpus = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(synthetic_corpus)
+import synthetic_corpus
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ import torch
 
 from pretrain.data.record import Document
 
-# trainkit.py (the in-memory loader and tiny configs) is imported by name: the suite uses --import-mode=importlib.
+# Test modules here import this conftest by name (tiny_cfg, torchrun_cmd ...): the suite uses
+# --import-mode=importlib. The helper modules are in tests/helpers/ (tests/conftest.py).
 sys.path.insert(0, str(Path(__file__).parent))
 
 WORDS = ("the model data token train loss layer attention value memory sequence batch learning rate weight "

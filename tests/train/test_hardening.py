@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,3 +196,20 @@ def test_a_checkpoint_from_before_dcp_and_callbacks_still_resumes_exactly(tmp_pa
     shutil.rmtree(run / "checkpoints" / "final")
     make_trainer(toy_cfg(*over), run).fit()
     assert _losses(run) == _losses(tmp_path / "ref")
+
+
+def test_a_checkpoint_without_dcp_is_refused_in_one_line(tmp_path):
+    """The first week's format (weights and optimizer outside dcp/) is no longer read: resuming from it
+    is a one-line CheckpointError naming the directory, not a traceback from deep inside DCP."""
+    from pretrain.train import snapshot
+
+    cfg = toy_cfg("train.max_steps=2")
+    make_trainer(cfg, tmp_path / "run").fit()
+    path = ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    shutil.rmtree(path / "dcp")
+    meta = json.loads((path / "meta.json").read_text())
+    meta["sha256"] = {k: v for k, v in meta["sha256"].items() if not k.startswith("dcp/")}
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CheckpointError, match="no dcp/ folder") as exc:
+        snapshot.load(make_trainer(cfg, tmp_path / "run"), path)
+    assert str(exc.value).startswith(str(path)) and "\n" not in str(exc.value)

@@ -91,7 +91,7 @@ def test_pretrain_train_cli_trains_with_an_optimizer_by_import_path_and_resumes_
             "eval.batch_size=8", "eval.max_docs_per_domain=4", "eval.max_tokens_per_domain=512",
             "train.optimizer=optkit:SignMomentum", "train.optimizer_args={lr = 0.003, momentum = 0.8}"]
     env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "helpers"), os.environ.get("PYTHONPATH", "")]))
     run = tmp_path / "run"
     for steps in (4, 8):
         subprocess.run([sys.executable, "-m", "pretrain.train", "tiny", *over, f"train.max_steps={steps}",

@@ -86,7 +86,7 @@ def test_kill_9_during_training_then_resume_is_bit_exact(tiny_data, tmp_path):
     run = tmp_path / "run"
     args = [sys.executable, "-m", "pretrain.train", "tiny", *_cli_overrides(tiny_data, over), "--run-dir", str(run),
             "--no-progress"]
-    here = str(Path(__file__).parent)  # cbkit.py, the user callback module
+    here = str(Path(__file__).parents[1] / "helpers")  # cbkit.py, the user callback module
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -24,10 +24,10 @@ def _eval_config(checkpoint: Path, overrides: list[str] | None):
     """The run's saved eval section (if any), with dotted overrides relative to `eval`."""
     from pretrain import configlib
     from pretrain.eval.config import EvalConfig
-    from pretrain.eval.run import _saved_config
+    from pretrain.eval.run import saved_config
     from pretrain.model.io import resolve_checkpoint
 
-    saved = _saved_config(resolve_checkpoint(checkpoint))
+    saved = saved_config(resolve_checkpoint(checkpoint))
     base = configlib.to_dict(saved.eval) if saved is not None else {}
     data = configlib.apply_overrides({"eval": base}, [f"eval.{o}" for o in overrides or []])
     cfg = configlib.from_dict(EvalConfig, data["eval"], "eval")

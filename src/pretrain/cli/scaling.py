@@ -241,9 +241,9 @@ def ablate(
     result = run_ablation(ac, out, on_run=lambda v, s, st: console.print(
         f"{v} seed {s}: {'finished earlier' if st == 'done' else 'training...'}"))
     if as_json:
-        from pretrain.scaling.ablate import _finite
+        from pretrain.scaling.ablate import json_safe
 
-        print(json.dumps(_finite(result["table"])))
+        print(json.dumps(json_safe(result["table"])))
         return
     table = Table(title=f"ablation ({seeds} seed(s) per variant) -> {out}/ablation.json, {result['plot']}")
     for col in ("variant", "domain", "mean", "std", "n", "delta", "2 x stderr", "p (Welch)", "beyond noise"):

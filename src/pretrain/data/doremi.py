@@ -88,6 +88,37 @@ def _make_model(cfg, vocab_size: int, seed: int):
     return Transformer(mcfg)
 
 
+@dataclass
+class _Setup:
+    """What both DoReMi models train with: the shards, sizes, learning rate and its schedule."""
+
+    cfg: object
+    """The RunConfig (its model shape)."""
+    tokenizer: object
+    shards: dict
+    domains: list[str]
+    seq_len: int
+    micro_batch: int
+    lr: float
+    steps: int
+
+    def loader(self, mix: Mixture, seed: int) -> PackedLoader:
+        return PackedLoader(self.shards, self.seq_len, self.micro_batch, mix, LoaderConfig(lineage=False),
+                            self.tokenizer, seed=seed)
+
+    def optimizer(self, model) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(model.parameters(), lr=self.lr, betas=(0.9, 0.95), weight_decay=0.1)
+
+    def lr_at(self, step: int) -> float:  # short warmup then cosine, as in the paper's proxy runs
+        lr, warm = self.lr, max(1, self.steps // 20)
+        if step < warm:
+            return lr * (step + 1) / warm
+        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, self.steps - warm))))
+
+    def model(self, seed: int):
+        return _make_model(self.cfg, self.tokenizer.vocab_size, seed)
+
+
 def run_doremi(cfg, tokens_dir: str | Path, out_dir: str | Path, dcfg: DoReMiConfig | None = None,
                tokenizer=None) -> dict:
     """Run DoReMi on the train shards of ``tokens_dir`` with model shape ``cfg.model`` (a RunConfig).
@@ -107,55 +138,68 @@ def run_doremi(cfg, tokens_dir: str | Path, out_dir: str | Path, dcfg: DoReMiCon
     if len(domains) < 2:
         raise ValueError(f"{tokens_dir}/train: DoReMi needs at least two domains (found {domains})")
     counts = {d: s.num_tokens for d, s in shards.items()}
-    seq_len = dcfg.seq_len or cfg.train.seq_len
-    micro_batch = dcfg.micro_batch or cfg.train.micro_batch
-    lr = dcfg.lr or cfg.train.lr
+    run = _Setup(cfg, tokenizer, shards, domains, dcfg.seq_len or cfg.train.seq_len,
+                 dcfg.micro_batch or cfg.train.micro_batch, dcfg.lr or cfg.train.lr, dcfg.steps)
     ref_mix = Mixture(cfg.data.mixture, counts)
+    ref, ref_losses = _train_reference(run, ref_mix, dcfg.seed)
     uniform_mix = Mixture(MixtureConfig(weights={d: 1.0 for d in domains}), counts)
-    loader_cfg = LoaderConfig(lineage=False)
+    proxy, hist = _train_proxy(run, ref, uniform_mix, dcfg)
 
-    def loader(mix: Mixture, seed: int) -> PackedLoader:
-        return PackedLoader(shards, seq_len, micro_batch, mix, loader_cfg, tokenizer, seed=seed)
+    traj = np.asarray(hist["trajectory"])
+    averaged = traj.mean(axis=0)
+    result = {
+        "weights": {d: float(w) for d, w in zip(domains, averaged, strict=True)},
+        "final_weights": {d: float(w) for d, w in zip(domains, traj[-1], strict=True)},
+        "reference_weights": ref_mix.weights_at(0.0),
+        "domains": domains,
+        "trajectory": hist["trajectory"],
+        "excess_loss": hist["excess_loss"],
+        "reference_loss": ref_losses,
+        "proxy_loss": hist["proxy_loss"],
+        "config": {"steps": dcfg.steps, "eta": dcfg.eta, "smoothing": dcfg.smoothing, "lr": run.lr,
+                   "seq_len": run.seq_len, "micro_batch": run.micro_batch, "model_params": proxy.num_params()},
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "weights.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    _plot(traj, domains, out / "weights.png")
+    return result
 
-    def optimizer(model):
-        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
 
-    def lr_at(step: int) -> float:  # short warmup then cosine, as in the paper's proxy runs
-        warm = max(1, dcfg.steps // 20)
-        if step < warm:
-            return lr * (step + 1) / warm
-        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, dcfg.steps - warm))))
-
-    # 1. the reference model, on the current mixture
-    ref = _make_model(cfg, tokenizer.vocab_size, dcfg.seed)
-    opt = optimizer(ref)
-    data = loader(ref_mix, dcfg.seed)
-    ref_losses = []
-    for step in range(dcfg.steps):
+def _train_reference(run: _Setup, mix: Mixture, seed: int) -> tuple[torch.nn.Module, list[float]]:
+    """Step 1: the reference model, trained on the current mixture; returned in eval mode with its losses."""
+    ref = run.model(seed)
+    opt = run.optimizer(ref)
+    data = run.loader(mix, seed)
+    losses = []
+    for step in range(run.steps):
         batch = data.next_batch()
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = run.lr_at(step)
         out = ref(batch.input_ids, batch.targets, batch.doc_ids)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
         opt.step()
-        ref_losses.append(float(out.loss.detach()))
+        losses.append(float(out.loss.detach()))
     ref.eval()
+    return ref, losses
 
-    # 2. the proxy model with Group DRO over domains (Algorithm 1)
-    proxy = _make_model(cfg, tokenizer.vocab_size, dcfg.seed + 1)
-    opt = optimizer(proxy)
-    data = loader(uniform_mix, dcfg.seed + 1)
-    k = len(domains)
-    uniform = torch.full((k,), 1.0 / k)
-    alpha = uniform.clone()
-    trajectory, excess_hist, proxy_losses = [], [], []
-    for step in range(dcfg.steps):
+
+def _train_proxy(run: _Setup, ref, mix: Mixture, dcfg: DoReMiConfig) -> tuple[torch.nn.Module, dict[str, list]]:
+    """Step 2: the proxy model with Group DRO over domains (Algorithm 1); returns it and the per-step
+    domain weights (``trajectory``), excess losses and proxy losses."""
+    proxy = run.model(dcfg.seed + 1)
+    opt = run.optimizer(proxy)
+    data = run.loader(mix, dcfg.seed + 1)
+    k = len(run.domains)
+    alpha = torch.full((k,), 1.0 / k)
+    hist: dict[str, list] = {"trajectory": [], "excess_loss": [], "proxy_loss": []}
+    for step in range(run.steps):
         batch = data.next_batch()
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        rows = _domain_rows(batch, domains)  # [K, B]
+            g["lr"] = run.lr_at(step)
+        rows = _domain_rows(batch, run.domains)  # [K, B]
         valid = (batch.targets != IGNORE).float()  # [B, T]
         tokens_per_domain = rows @ valid.sum(dim=1)  # [K]
         with torch.no_grad():
@@ -171,29 +215,10 @@ def run_doremi(cfg, tokens_dir: str | Path, out_dir: str | Path, dcfg: DoReMiCon
         objective.backward()
         torch.nn.utils.clip_grad_norm_(proxy.parameters(), 1.0)
         opt.step()
-        trajectory.append(alpha.tolist())
-        excess_hist.append(lam.tolist())
-        proxy_losses.append(float((loss.detach() * valid).sum() / valid.sum().clamp(min=1)))
-
-    traj = np.asarray(trajectory)
-    averaged = traj.mean(axis=0)
-    result = {
-        "weights": {d: float(w) for d, w in zip(domains, averaged, strict=True)},
-        "final_weights": {d: float(w) for d, w in zip(domains, traj[-1], strict=True)},
-        "reference_weights": ref_mix.weights_at(0.0),
-        "domains": domains,
-        "trajectory": trajectory,
-        "excess_loss": excess_hist,
-        "reference_loss": ref_losses,
-        "proxy_loss": proxy_losses,
-        "config": {"steps": dcfg.steps, "eta": dcfg.eta, "smoothing": dcfg.smoothing, "lr": lr,
-                   "seq_len": seq_len, "micro_batch": micro_batch, "model_params": proxy.num_params()},
-    }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "weights.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    _plot(traj, domains, out / "weights.png")
-    return result
+        hist["trajectory"].append(alpha.tolist())
+        hist["excess_loss"].append(lam.tolist())
+        hist["proxy_loss"].append(float((loss.detach() * valid).sum() / valid.sum().clamp(min=1)))
+    return proxy, hist
 
 
 def _plot(traj: np.ndarray, domains: list[str], path: Path) -> None:

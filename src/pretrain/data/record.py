@@ -189,10 +189,15 @@ def read_parquet(path: str | Path) -> Iterator[Document]:
     a missing column or a non-string text raises ValueError naming the file (and the row)."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    return read_columns(pq.ParquetFile(path), path, "Parquet")
+
+
+def read_columns(pf: Any, path: str | Path, kind: str) -> Iterator[Document]:
+    """Documents of an opened columnar file: anything with ``schema_arrow.names`` and
+    ``iter_batches(columns=, batch_size=)`` as a pyarrow ParquetFile has (``kind`` names it in errors)."""
     names = set(pf.schema_arrow.names)
     if "text" not in names:
-        raise ValueError(f"{path}: Parquet file has no 'text' column (columns: {', '.join(sorted(names))})")
+        raise ValueError(f"{path}: {kind} file has no 'text' column (columns: {', '.join(sorted(names))})")
     cols = [c for c in ("text", "id", "source", "domain", "lang") if c in names]
     row = 0
     for batch in pf.iter_batches(columns=cols, batch_size=4096):

@@ -11,6 +11,7 @@ an empty document is kept as a zero-length entry, and a bad record stops the job
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -22,33 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from pretrain.data.record import Document, read_jsonl
+from pretrain.data.record import Document, is_document_file, read_columns, read_file
 from pretrain.data.shards import ShardWriter
 from pretrain.data.split import doc_is_heldout
 
 
-def _parquet_docs(path: Path) -> Iterator[Document]:
-    """Rows of a Parquet file or of a `datasets` save_to_disk .arrow file."""
-    import pyarrow.parquet as pq
-
+def _file_docs(path: Path) -> Iterator[Document]:
+    """The documents of one input file, read by pretrain.data.record (JSONL, Parquet; the reader of
+    curated output), or of a `datasets` save_to_disk .arrow file through record's columnar reader."""
+    if path.suffix != ".arrow":
+        return read_file(path)
     from pretrain.data.curate.hfdatasets import ArrowFile
 
-    pf = ArrowFile(path) if path.suffix == ".arrow" else pq.ParquetFile(path)
-    names = set(pf.schema_arrow.names)
-    if "text" not in names:
-        raise ValueError(f"{path}: {path.suffix[1:]} file has no 'text' column (columns: {', '.join(sorted(names))})")
-    cols = [c for c in ("text", "id", "source", "domain", "lang") if c in names]
-    row = 0
-    for batch in pf.iter_batches(columns=cols, batch_size=4096):
-        data = batch.to_pydict()
-        for i, text in enumerate(data["text"]):
-            if not isinstance(text, str):
-                raise ValueError(f"{path}@{row + i}: bad record: 'text' is not a string")
-            yield Document(text=text, id=str(data.get("id", [""] * (i + 1))[i] or ""),
-                           source=str(data.get("source", [""] * (i + 1))[i] or f"{path}@{row + i}"),
-                           domain=str(data.get("domain", [None] * (i + 1))[i] or "default"),
-                           lang=str(data.get("lang", [""] * (i + 1))[i] or ""))
-        row += batch.num_rows
+    return read_columns(ArrowFile(path), path, "Arrow")
 
 
 def input_files(inputs: Iterable[str | Path]) -> list[Path]:
@@ -64,7 +51,7 @@ def input_files(inputs: Iterable[str | Path]) -> list[Path]:
             files.extend(dataset_files(p) or [])
         elif p.is_dir():
             root = p / "data" if (p / "data").is_dir() and (p / "stats.json").is_file() else p
-            found = sorted(x for x in root.rglob("*") if x.is_file() and (".jsonl" in x.name or x.suffix == ".parquet"))
+            found = sorted(x for x in root.rglob("*") if is_document_file(x))
             if not found:
                 raise FileNotFoundError(f"no *.jsonl* or *.parquet files under {root}")
             files.extend(found)
@@ -78,7 +65,7 @@ def input_files(inputs: Iterable[str | Path]) -> list[Path]:
 def read_documents(inputs: Iterable[str | Path]) -> Iterator[Document]:
     """Every document of the inputs, in order (see :func:`input_files`)."""
     for f in input_files(inputs):
-        yield from (_parquet_docs(f) if f.suffix in (".parquet", ".arrow") else read_jsonl(f))
+        yield from _file_docs(f)
 
 
 # -- encoding workers ---------------------------------------------------------------------------------
@@ -177,6 +164,43 @@ def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_di
 
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    workers = _check_options(tok, val_fraction, workers, executor, ray_address)
+    out = Path(out_dir)
+    tmp = out / f".tmp-tokenize-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.perf_counter()
+    sink = _ShardSink(tmp, tok, val_fraction, shard_tokens)
+    batches = _batches(read_documents(inputs), batch_docs, batch_bytes)
+    try:
+        # closing(): an error while writing stops the encoders now (the pool or Ray), not at garbage collection
+        with contextlib.closing(_encoded(batches, tok, workers, executor, ray_address)) as encoded:
+            for batch, flat, lengths in encoded:
+                sink.write(batch, flat, lengths)
+        metas = sink.close()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not metas:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"no documents found in {', '.join(map(str, inputs))}")
+    _publish(tmp, out)
+    seconds = time.perf_counter() - t0
+    total_bytes = sum(m["bytes"] for m in metas.values())
+    stats = {
+        "tokenizer_hash": tok.hash, "vocab_size": tok.vocab_size, "val_fraction": val_fraction,
+        "documents": sink.documents, "tokens": sum(m["tokens"] for m in metas.values()), "bytes": total_bytes,
+        "seconds": seconds, "mb_per_s": total_bytes / 1e6 / max(seconds, 1e-9), "workers": workers,
+        "executor": executor,
+        "splits": {s: {d: {k: metas[(s2, d)][k] for k in ("documents", "tokens", "bytes", "dtype")}
+                       for (s2, d) in sorted(metas) if s2 == s} for s in ("train", "val")},
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    _manifest(out, inputs, tok, val_fraction, shard_tokens)
+    return stats
+
+
+def _check_options(tok, val_fraction: float, workers: int | None, executor: str, ray_address: str | None) -> int:
+    """Refuse bad options in one line; returns the worker count (None: 1 on <= 2 cores, else the cores)."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1) (got {val_fraction})")
     cores = os.cpu_count() or 1
@@ -187,92 +211,88 @@ def tokenize_corpus(inputs: Iterable[str | Path] | str | Path, tokenizer, out_di
         raise ValueError("--ray-address needs --executor ray")
     if (workers > 1 or executor == "ray") and tok.path is None:
         raise ValueError("tokenize_corpus: a tokenizer loaded from a file is needed for worker processes")
-    out = Path(out_dir)
-    tmp = out / f".tmp-tokenize-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    writers: dict[tuple[str, str], ShardWriter] = {}
-    t0 = time.perf_counter()
-    n_docs = n_chars = 0
-    batches = _batches(read_documents(inputs), batch_docs, batch_bytes)
+    return workers
 
-    def write(batch: list[Document], flat: np.ndarray, lengths: np.ndarray) -> None:
-        nonlocal n_docs
+
+class _ShardSink:
+    """The shard writers of one run, one per (split, domain), under a temporary directory; documents
+    go to the split their key hashes to."""
+
+    def __init__(self, tmp: Path, tok, val_fraction: float, shard_tokens: int):
+        self.tmp, self.tok, self.val_fraction, self.shard_tokens = tmp, tok, val_fraction, shard_tokens
+        self.writers: dict[tuple[str, str], ShardWriter] = {}
+        self.documents = 0
+
+    def write(self, batch: list[Document], flat: np.ndarray, lengths: np.ndarray) -> None:
         ends = np.cumsum(lengths)
         groups: dict[tuple[str, str], list[int]] = {}
         for i, d in enumerate(batch):
-            split = "val" if doc_is_heldout(d, val_fraction) else "train"
+            split = "val" if doc_is_heldout(d, self.val_fraction) else "train"
             groups.setdefault((split, d.domain), []).append(i)
         for key, rows in groups.items():
-            if key not in writers:
+            if key not in self.writers:
                 if not key[1] or "/" in key[1] or key[1].startswith("."):
                     raise ValueError(f"{batch[rows[0]].source}: bad domain name {key[1]!r}")
-                writers[key] = ShardWriter(tmp / key[0] / key[1], tok.hash, tok.vocab_size, shard_tokens)
+                self.writers[key] = ShardWriter(self.tmp / key[0] / key[1], self.tok.hash, self.tok.vocab_size,
+                                                self.shard_tokens)
             sel = np.asarray(rows)
             parts = [flat[ends[i] - lengths[i]:ends[i]] for i in rows]
-            writers[key].add(np.concatenate(parts) if parts else flat[:0], lengths[sel],
-                             [len(batch[i].text.encode("utf-8", "surrogatepass")) for i in rows],
-                             [batch[i].id for i in rows], [batch[i].source for i in rows])
-        n_docs += len(batch)
+            self.writers[key].add(np.concatenate(parts) if parts else flat[:0], lengths[sel],
+                                  [len(batch[i].text.encode("utf-8", "surrogatepass")) for i in rows],
+                                  [batch[i].id for i in rows], [batch[i].source for i in rows])
+        self.documents += len(batch)
 
-    try:
-        if executor == "ray":
-            for batch, flat, lengths in _ray_encoded(batches, str(tok.path), workers, ray_address):
-                n_chars += sum(len(d.text) for d in batch)
-                write(batch, flat, lengths)
-        elif workers <= 1:
+    def close(self) -> dict[tuple[str, str], dict]:
+        """Each writer's shard metadata, by (split, domain)."""
+        return {key: w.close() for key, w in self.writers.items()}
+
+
+def _encoded(batches: Iterator[list[Document]], tok, workers: int, executor: str,
+             ray_address: str | None) -> Iterator[tuple[list[Document], np.ndarray, np.ndarray]]:
+    """(batch, flat ids, lengths) in input order: by Ray tasks, in this process, or by a process pool."""
+    if executor == "ray":
+        yield from _ray_encoded(batches, str(tok.path), workers, ray_address)
+    elif workers <= 1:
+        for batch in batches:
+            try:
+                encoded = _encode([d.text for d in batch], tok)
+            except ValueError as exc:
+                raise _named(exc, batch) from None
+            yield (batch, *encoded)
+    else:
+        yield from _pool_encoded(batches, str(tok.path), workers)
+
+
+def _pool_encoded(batches: Iterator[list[Document]], tok_path: str,
+                  workers: int) -> Iterator[tuple[list[Document], np.ndarray, np.ndarray]]:
+    """Encoded by ``workers`` spawned processes, one batch per task, results in input order."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(tok_path,)) as pool:
+        pending: list[list[Document]] = []
+
+        def texts() -> Iterator[list[str]]:
             for batch in batches:
-                n_chars += sum(len(d.text) for d in batch)
-                try:
-                    encoded = _encode([d.text for d in batch], tok)
-                except ValueError as exc:
-                    raise _named(exc, batch) from None
-                write(batch, *encoded)
-        else:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_worker_init, initargs=(str(tok.path),)) as pool:
-                pending: list[list[Document]] = []
+                pending.append(batch)
+                yield [d.text for d in batch]
 
-                def texts() -> Iterator[list[str]]:
-                    for batch in batches:
-                        pending.append(batch)
-                        yield [d.text for d in batch]
+        results = pool.imap(_encode, texts(), chunksize=1)
+        while True:
+            try:
+                flat, lengths = next(results)
+            except StopIteration:
+                break
+            except ValueError as exc:
+                raise _named(exc, pending[0]) from None
+            yield pending.pop(0), flat, lengths
 
-                results = pool.imap(_encode, texts(), chunksize=1)
-                while True:
-                    try:
-                        flat, lengths = next(results)
-                    except StopIteration:
-                        break
-                    except ValueError as exc:
-                        raise _named(exc, pending[0]) from None
-                    batch = pending.pop(0)
-                    n_chars += sum(len(d.text) for d in batch)
-                    write(batch, flat, lengths)
-        metas = {key: w.close() for key, w in writers.items()}
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if not metas:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"no documents found in {', '.join(map(str, inputs))}")
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Replace ``out/{train,val}`` with the finished shards of ``tmp``."""
     for split in ("train", "val"):
         shutil.rmtree(out / split, ignore_errors=True)
         (tmp / split).mkdir(parents=True, exist_ok=True)
         (tmp / split).rename(out / split)
     shutil.rmtree(tmp, ignore_errors=True)
-    seconds = time.perf_counter() - t0
-    total_bytes = sum(m["bytes"] for m in metas.values())
-    stats = {
-        "tokenizer_hash": tok.hash, "vocab_size": tok.vocab_size, "val_fraction": val_fraction,
-        "documents": n_docs, "tokens": sum(m["tokens"] for m in metas.values()), "bytes": total_bytes,
-        "seconds": seconds, "mb_per_s": total_bytes / 1e6 / max(seconds, 1e-9), "workers": workers,
-        "executor": executor,
-        "splits": {s: {d: {k: metas[(s2, d)][k] for k in ("documents", "tokens", "bytes", "dtype")}
-                       for (s2, d) in sorted(metas) if s2 == s} for s in ("train", "val")},
-    }
-    (out / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
-    _manifest(out, inputs, tok, val_fraction, shard_tokens)
-    return stats
 
 
 def _manifest(out: Path, inputs: list, tok, val_fraction: float, shard_tokens: int) -> None:

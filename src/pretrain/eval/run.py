@@ -31,7 +31,7 @@ def _run_root(ckpt: Path) -> Path | None:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
 
 
-def _saved_config(ckpt: Path) -> Any:
+def saved_config(ckpt: Path) -> Any:
     """The run config saved with the checkpoint, or None."""
     from pretrain.config import load_saved
 
@@ -48,7 +48,7 @@ def find_tokens_dir(ckpt: Path, tokens_dir: str | Path | None) -> Path:
     """--tokens, else the run config's data.tokens, else <run>/tokens."""
     if tokens_dir:
         return Path(tokens_dir)
-    cfg = _saved_config(ckpt)
+    cfg = saved_config(ckpt)
     if cfg is not None and cfg.data.tokens:
         return Path(cfg.data.tokens)
     root = _run_root(ckpt)
@@ -82,7 +82,7 @@ def _context(ckpt: Path, tokens_dir, out_dir, cfg: EvalConfig, device: str, prog
                       say=progress or (lambda msg: None), load_model=lambda: load_model(ckpt, device=dev).eval())
     if model is not None:
         ctx.preload(model=model)
-        saved = _saved_config(ckpt)
+        saved = saved_config(ckpt)
         model_ctx = ctx.model.cfg.max_seq_len
         seq_len = cfg.seq_len or (saved.train.seq_len if saved is not None else 0) or model_ctx
         ctx.seq_len = header["seq_len"] = min(seq_len, model_ctx)

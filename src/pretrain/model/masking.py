@@ -25,13 +25,6 @@ from __future__ import annotations
 import torch
 
 from pretrain.model.backends import get_backend
-from pretrain.model.backends.sdpa import dense_mask
-
-
-def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
-    """Boolean [B, 1, T, T] mask, True where query i may attend key j: j <= i and same document."""
-    pos = torch.arange(doc_ids.shape[1], device=doc_ids.device)
-    return dense_mask(pos, pos, doc_ids, 0)
 
 
 class AttentionPlan:

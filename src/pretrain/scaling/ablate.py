@@ -181,16 +181,16 @@ def run_ablation(
     plot = plot_ablation(table, out / "ablation.png")
     report = {"config": to_dict(ac), "table": table, "plot": str(plot),
               "runs": {k: [{"seed": r["seed"], "val_loss": r["val_loss"]} for r in rs] for k, rs in results.items()}}
-    (out / "ablation.json").write_text(json.dumps(_finite(report), indent=2) + "\n", encoding="utf-8")
+    (out / "ablation.json").write_text(json.dumps(json_safe(report), indent=2) + "\n", encoding="utf-8")
     return report
 
 
-def _finite(obj):
+def json_safe(obj):
     """NaN (undefined statistics) as JSON null, so the file is strict JSON."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from scipy.optimize import minimize_scalar
 
 from pretrain.scaling.laws import ScalingLaw
@@ -159,10 +158,6 @@ class Shape:
     n_kv_heads: int
     params: int
 
-    def model_overrides(self) -> list[str]:
-        return [f"model.dim={self.dim}", f"model.n_layers={self.n_layers}", f"model.n_heads={self.n_heads}",
-                f"model.n_kv_heads={self.n_kv_heads}"]
-
 
 def family_shape(dim: int) -> tuple[int, int]:
     """(n_heads, n_kv_heads) of the family: head size 64 up to dim 1024, 128 above (as GPT-2 and Llama);
@@ -231,11 +226,6 @@ def nearest_preset(params: float) -> tuple[str, int] | None:
         if best is None or score < best[0]:
             best = (score, name, n)
     return None if best is None else (best[1], best[2])
-
-
-def optimal_curve(law: ScalingLaw, computes) -> tuple[np.ndarray, np.ndarray]:
-    """N_opt and D_opt over an array of budgets (for plots)."""
-    return law.optimal(np.asarray(computes, dtype=float))
 
 
 def make_plan(

@@ -17,7 +17,8 @@ from pretrain.scaling.laws import ScalingLaw
 from pretrain.scaling.points import Points
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,18 +27,19 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | Path, left: float = 0.09) -> Path:
+def save_figure(fig, path: str | Path, left: float = 0.09) -> Path:
+    """Write ``fig`` to ``path`` (folders created) with the scaling plots' fixed margins, and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Fixed margins instead of tight_layout, which measures every tick label and costs seconds per figure.
     fig.subplots_adjust(left=left, right=0.97, bottom=0.12, top=0.9, wspace=0.32)
     fig.savefig(path, dpi=100)
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def plot_fit(points: Points, law: ScalingLaw, path: str | Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5))
     pred = law.loss(points.params, points.tokens)
     sc = ax0.scatter(pred, points.loss, c=np.log10(points.params), s=14, cmap="viridis")
@@ -56,13 +58,13 @@ def plot_fit(points: Points, law: ScalingLaw, path: str | Path) -> Path:
     ax1.set_xlabel("training FLOPs C")
     ax1.set_ylabel("loss")
     ax1.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_isoflop(fit: Approach2Fit, points: Points, path: str | Path, law: ScalingLaw | None = None) -> Path:
     from pretrain.scaling.isoflop import group_by_compute
 
-    plt = _plt()
+    plt = pyplot()
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5))
     colors = plt.cm.plasma(np.linspace(0.05, 0.85, max(1, len(fit.curves))))
     groups = group_by_compute(points)
@@ -95,13 +97,13 @@ def plot_isoflop(fit: Approach2Fit, points: Points, path: str | Path, law: Scali
     ax1.set_yscale("log")
     ax1.set_xlabel("training FLOPs C")
     ax1.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_extrapolation(law: ScalingLaw, path: str | Path, c_min: float, c_max: float,
                        bootstrap: np.ndarray | None = None, points: Points | None = None) -> Path:
     """N_opt(C) and L_opt(C) from c_min to c_max; bands are the 5-95% range of bootstrap replicates."""
-    plt = _plt()
+    plt = pyplot()
     cs = np.logspace(np.log10(c_min), np.log10(c_max), 120)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5))
     n, d = law.optimal(cs)
@@ -128,7 +130,7 @@ def plot_extrapolation(law: ScalingLaw, path: str | Path, c_min: float, c_max: f
     ax0.set_yscale("log")
     ax0.set_title("compute-optimal allocation (5-95% bootstrap band)")
     ax1.set_title("predicted loss of the compute-optimal model")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ablation(table: list[dict], path: str | Path) -> Path:
@@ -137,7 +139,7 @@ def plot_ablation(table: list[dict], path: str | Path) -> Path:
     Markers rather than bars: loss differences are small next to the loss itself, and bars on a cut axis
     exaggerate them.
     """
-    plt = _plt()
+    plt = pyplot()
     variants = list(dict.fromkeys(r["variant"] for r in table))
     domains = list(dict.fromkeys(r["domain"] for r in table))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(domains) + 2), 4.5))
@@ -153,4 +155,4 @@ def plot_ablation(table: list[dict], path: str | Path) -> Path:
     ax.set_ylabel("final held-out loss")
     ax.legend(fontsize=7)
     ax.set_title("ablation: mean over seeds, error bar = seed std")
-    return _save(fig, path, left=0.13)
+    return save_figure(fig, path, left=0.13)

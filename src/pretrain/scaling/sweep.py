@@ -247,10 +247,10 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
     import numpy as np
 
     from pretrain.scaling.isoflop import fit_parabola
-    from pretrain.scaling.plots import _plt, _save
+    from pretrain.scaling.plots import pyplot, save_figure
     from pretrain.scaling.points import from_arrays
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     budgets = sorted({r["budget"] for r in rows})
     colors = plt.cm.plasma(np.linspace(0.05, 0.85, max(1, len(budgets))))
@@ -273,4 +273,4 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
     ax.set_ylabel("final held-out loss")
     ax.set_title("IsoFLOP sweep")
     ax.legend(fontsize=8)
-    return _save(fig, path, left=0.13)
+    return save_figure(fig, path, left=0.13)

@@ -129,11 +129,6 @@ class Tokenizer:
         return self._byte_table
 
     # -- misc ---------------------------------------------------------------------------------------
-    @property
-    def special_ids(self) -> dict[str, int | None]:
-        return {"bos": self.bos_id, "eos": self.eos_id, "pad": self.pad_id, "fim_prefix": self.fim_prefix_id,
-                "fim_middle": self.fim_middle_id, "fim_suffix": self.fim_suffix_id}
-
     def save(self, out_dir: str | Path) -> Path:
         """Write ``out_dir/tokenizer.json``; returns its path."""
         out = Path(out_dir)

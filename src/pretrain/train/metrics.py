@@ -1,4 +1,4 @@
-"""Metrics sinks: metrics.jsonl (the contract other stages read), a live console line, and subscribers
+"""Metrics sinks: metrics.jsonl (the contract other stages read), the live console view, and subscribers
 (the trackers in pretrain.train.callbacks.trackers: TensorBoard, W&B, MLflow, trackio).
 
 Rows follow docs/architecture.md: ``{"type": "train", "step", "tokens", "loss", "lr", "grad_norm",
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pretrain.liveview import LiveProgress
 
 # Rows kept for subscribers that arrive late: the few events logged before training starts.
 _EARLY_ROWS = 1000
@@ -71,8 +72,9 @@ class MetricsLogger:
             return
         run_root.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
-        if progress:
-            self._live = LiveLine()
+        if progress:  # the total comes with each train row (total_steps)
+            self._live = LiveProgress(0)
+            self._live.start()
 
     def subscribe(self, fn: Callable[[dict], None]) -> None:
         """Call ``fn(row)`` for the rows logged so far before any subscription, then for every new row."""
@@ -91,7 +93,7 @@ class MetricsLogger:
         for fn in list(self._subscribers):
             fn(row)
         if self._live is not None:
-            self._live.show(row)
+            self._live.update(row)
 
     def close(self) -> None:
         if self._live is not None:
@@ -101,40 +103,3 @@ class MetricsLogger:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-class LiveLine:
-    """One rich status line (step, loss, lr, tokens/s, ETA) redrawn in place; events print above it."""
-
-    def __init__(self):
-        from rich.console import Console
-        from rich.live import Live
-
-        self.console = Console(stderr=True)
-        self.live = Live("", console=self.console, refresh_per_second=4, transient=False)
-        self.live.start()
-        self.total = 0
-        self.t0 = time.time()
-
-    def show(self, row: dict) -> None:
-        kind = row.get("type")
-        if kind == "train":
-            step, total = row.get("step", 0), row.get("total_steps", 0) or 0
-            eta = ""
-            if total and row.get("step_time_s"):
-                left = (total - step) * row["step_time_s"]
-                eta = f" eta {int(left // 60)}m{int(left % 60):02d}s"
-            mfu = row.get("mfu")
-            self.live.update(
-                f"[bold]{row.get('stage', '')}[/] step {step}/{total} loss {row.get('loss', float('nan')):.4f} "
-                f"lr {row.get('lr', 0):.2e} gnorm {row.get('grad_norm', 0):.2f} "
-                f"{row.get('tokens_per_s', 0):,.0f} tok/s" + (f" mfu {mfu:.1%}" if mfu else "") + eta
-            )
-        elif kind == "eval":
-            self.console.print(f"eval step {row.get('step')}: val_loss {row.get('val_loss', float('nan')):.4f}"
-                               + (f" ({row['model']})" if row.get("model") else ""))
-        elif kind == "event" and row.get("event") not in ("checkpoint",):
-            self.console.print(f"[yellow]{row.get('event')}[/] step {row.get('step')}: {row.get('detail', '')}")
-
-    def stop(self) -> None:
-        self.live.stop()

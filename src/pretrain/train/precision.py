@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -89,7 +88,3 @@ def apply_activation_checkpointing(model: nn.Module) -> int:
         block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
     return len(blocks)
 
-
-@contextlib.contextmanager
-def no_op() -> Iterator[None]:
-    yield

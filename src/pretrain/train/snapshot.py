@@ -120,17 +120,15 @@ def load(tr, path: Path) -> None:
     ckpt.verify(path)
     check_same_model(tr, path)
     state = ckpt.load_trainer_state(path / "trainer_state.pt")
-    if (path / "dcp").is_dir():
-        tr.parallel.load(tr.raw, tr.opt.optimizers, path)
-    else:  # written before model and optimizer moved to DCP
-        tr.parallel.load_full_state_dict(tr.raw, ckpt.load_model_weights(tr.raw, path))
-        tr.opt.load_state_dict(state["optimizer"])
+    if not (path / "dcp").is_dir():  # the format of the first week, before DCP: no longer read
+        raise ckpt.CheckpointError(f"{path}: no dcp/ folder (a checkpoint format older than this version reads)")
+    tr.parallel.load(tr.raw, tr.opt.optimizers, path)
     if not tr.parallel.all_finite(tr.raw):
         raise ckpt.CheckpointError(f"{path}: model weights hold NaN or Inf; not resuming from it")
     loaded = TrainState.from_checkpoint(state, tr.t.max_steps)
     tr.state.__dict__.update(loaded.__dict__)  # the same object: the sink and the context hold it
     tr.plan = Plan(tr.t, loaded.total_steps, loaded.stage_extensions)
-    tr.callbacks.load_state_dict(from_safe(state["callbacks"] if "callbacks" in state else _legacy_callbacks(state)))
+    tr.callbacks.load_state_dict(from_safe(state["callbacks"]))
     if tr.scaler is not None and "scaler" in state:
         tr.scaler.load_state_dict(state["scaler"])
     set_rng_state(loaded.rng)
@@ -141,19 +139,6 @@ def load(tr, path: Path) -> None:
     if loaded.max_steps != tr.t.max_steps and tr.t.schedule != "wsd":
         tr.event("schedule_changed", f"max_steps {loaded.max_steps} -> {tr.t.max_steps}: the "
                  f"{tr.t.schedule} LR curve differs from the one the earlier steps followed (WSD would not)")
-
-
-def _legacy_callbacks(state: dict) -> dict:
-    """Callback states of a checkpoint written before the loop had callbacks (fields at the top level;
-    skip steps were 0-based)."""
-    pkg = "pretrain.train.callbacks"
-    return {
-        f"{pkg}.spike:SpikeGuard": {"detector": state.get("detector", {}), "rewinds": state.get("rewinds", 0),
-                                    "skip_steps": [int(s) + 1 for s in state.get("skip_steps", [])]},
-        f"{pkg}.gns:NoiseScale": state.get("gns", {}),
-        f"{pkg}.averaging:FinalModel": {"ema": state.get("ema")},
-        f"{pkg}.gate:LongContextGate": {"checks": state.get("gate_checks", {}), "short_val_ref": state.get("short_val_ref")},
-    }
 
 
 def check_same_model(tr, path: Path) -> None:

@@ -46,7 +46,6 @@ are no import cycles.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib
 import pkgutil
@@ -211,19 +210,6 @@ def build_step(spec: dict[str, Any], path: str) -> Step:
         raise ConfigError(f"{path}.{exc.field}", exc.why) from None
 
 
-def options_doc(kind: str) -> list[tuple[str, Any, str]]:
-    """(field, default, doc) rows of a step type's options, for `--help`-style listings."""
-    from pretrain.configlib import field_docs
-
-    cls = step_classes()[kind].Options
-    docs = field_docs(cls)
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f.name, default, docs.get(f.name, "")))
-    return rows
-
-
 def keep_fraction_hash(doc_id: str, salt: str) -> float:
     """A number in [0, 1) fixed by the document id: deterministic, worker-independent sampling."""
     h = hashlib.blake2b(f"{salt}:{doc_id}".encode(), digest_size=8).digest()
@@ -231,4 +217,4 @@ def keep_fraction_hash(doc_id: str, salt: str) -> float:
 
 
 __all__ = ["GlobalStep", "NoOptions", "Step", "Verdict", "build_step", "import_step_modules", "keep_fraction_hash",
-           "options_doc", "register", "step_classes"]
+           "register", "step_classes"]

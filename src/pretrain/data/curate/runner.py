@@ -273,15 +273,7 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
                 out.remove_files(f"work/seg{k - 1}", ".jsonl")
             else:  # re-chunked copies of compressed inputs
                 out.remove(INPUTS_DIR)
-        parts = out.read_jsons([f"work/seg{k}/{s.index:05d}.stats.json" for s in shards for k in range(len(segs))])
-        stats = st.merge(parts, [(s.label, s.type) for s in steps], cfg.samples_per_reason)
-        stats["duplicate_ids"] += cross_shard_repeats(out, [s.index for s in shards])
-        for row in stats["steps"]:
-            if row["name"] in resolved:
-                row["index"] = resolved[row["name"]]
-        if stats["documents_in"] != stats["kept"] + stats["removed"] + stats["quarantined"]:
-            raise RuntimeError(f"curation lost documents: in {stats['documents_in']} != kept {stats['kept']} + "
-                               f"removed {stats['removed']} + quarantined {stats['quarantined']}")
+        stats = _merged_stats(out, shards, len(segs), steps, cfg, resolved)
         stats["timing"] = {"cpu_seconds_per_step": {k: round(v, 3) for k, v in stats["timing"].items()}}
         stats["warnings"] = _warnings(files, sizes, stats)
         stats.update({"fingerprint": key, "inputs": [str(i) for i in inputs], "files": len(files),
@@ -305,6 +297,22 @@ def curate(inputs: list[str | Path], out_dir: str | Path, cfg: CurateConfig | No
         if out.remote:
             print(f"written to {out.ident}")
         st.print_funnel(stats)
+    return stats
+
+
+def _merged_stats(out, shards: list, n_segments: int, steps: list, cfg: CurateConfig,
+                  resolved: dict[str, Any]) -> dict[str, Any]:
+    """Every shard's stats of every segment merged, checked to lose no document (documents_in = kept +
+    removed + quarantined); ``resolved``: what global steps resolved, by step label."""
+    parts = out.read_jsons([f"work/seg{k}/{s.index:05d}.stats.json" for s in shards for k in range(n_segments)])
+    stats = st.merge(parts, [(s.label, s.type) for s in steps], cfg.samples_per_reason)
+    stats["duplicate_ids"] += cross_shard_repeats(out, [s.index for s in shards])
+    for row in stats["steps"]:
+        if row["name"] in resolved:
+            row["index"] = resolved[row["name"]]
+    if stats["documents_in"] != stats["kept"] + stats["removed"] + stats["quarantined"]:
+        raise RuntimeError(f"curation lost documents: in {stats['documents_in']} != kept {stats['kept']} + "
+                           f"removed {stats['removed']} + quarantined {stats['quarantined']}")
     return stats
 
 

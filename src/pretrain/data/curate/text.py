@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-import zlib
 
 # Runs of two or more spaces, or any single space other than ' ': a lone ' ' is left alone (no match),
 # so a long line of ordinary text is not cut into millions of pieces by re.sub.
@@ -45,10 +44,6 @@ def dedup_key(text: str) -> str:
 def hash64(text: str) -> int:
     """A 64-bit hash that is the same in every process (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-
-def hash32(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8", "surrogatepass"))
 
 
 def utf8_len(text: str) -> int:

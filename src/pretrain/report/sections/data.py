@@ -67,7 +67,27 @@ def funnel(run: RunData, sink: ImageSink) -> Section | None:
     st = run.curated
     if not isinstance(st, dict):
         return None
-    body, n_img = "", 0
+    body = _funnel_headline(st)
+    steps, n_steps, reasons = _funnel_steps(st, sink)
+    why, n_why = _funnel_reasons(st, reasons, sink)
+    domains, n_domains = _funnel_domains(st, sink)
+    body += steps + why + domains
+    samples = _stats_samples(st) or run.removed_samples
+    if samples:
+        body += "<h3>Sample removed documents</h3>" + _doc_samples(samples, per_reason=2, limit=12)
+    if run.quarantine_samples:
+        body += details(f"Sample quarantined records ({len(run.quarantine_samples)} shown)",
+                        _doc_samples(run.quarantine_samples, per_reason=3, limit=6))
+    other = {k: v for k, v in st.items() if k not in ("per_step", "steps", "by_step", "per_reason", "reasons",
+                                                      "by_reason", "per_domain", "domains", "by_domain", "samples")}
+    if other:
+        body += details("All curation statistics", kv_table(other))
+    return Section("data", "Data funnel", body, subtitle="Curation: documents read, removed by each filter "
+                   "and why, kept per domain.", images=n_steps + n_why + n_domains)
+
+
+def _funnel_headline(st: dict) -> str:
+    """Cards: documents in / kept / removed / quarantined, the kept share, bytes and time."""
     headline = [(k.replace("_", " "), fmt_num(st[k]), "documents")
                 for k in ("documents_in", "kept", "removed", "quarantined") if is_number(st.get(k))]
     if is_number(st.get("documents_in")) and is_number(st.get("kept")) and st["documents_in"]:
@@ -77,9 +97,12 @@ def funnel(run: RunData, sink: ImageSink) -> Section | None:
             headline.append((k.replace("_", " "), f"{st[k] / 1e6:,.1f} MB", "UTF-8 text"))
     if is_number(st.get("seconds")):
         headline.append(("time", fmt_duration(st["seconds"]), f"{st.get('workers', '?')} workers"))
-    if headline:
-        body += cards(headline)
+    return cards(headline) if headline else ""
 
+
+def _funnel_steps(st: dict, sink: ImageSink) -> tuple[str, int, Counter]:
+    """The per-step chart and table: (html, images, removals by "step:reason" from the steps)."""
+    body, n_img = "", 0
     labels, kept, removed, rows, reasons, left = _step_table(st)
     if len(labels) > 1:
         png = plots.funnel_chart(labels, kept, removed, "Curation funnel: documents entering each step",
@@ -93,7 +116,12 @@ def funnel(run: RunData, sink: ImageSink) -> Section | None:
     if rows:
         body += "<h3>Per step</h3>" + table(["step", "type", "documents in", "removed", "removed share", "modified",
                                              "MB in", "MB out"], rows)
+    return body, n_img, reasons
 
+
+def _funnel_reasons(st: dict, reasons: Counter, sink: ImageSink) -> tuple[str, int]:
+    """Removals by reason (the top-level breakdown when stats.json has one) and quarantine reasons."""
+    body, n_img = "", 0
     top_reasons = pick(st, "reasons", "per_reason", "by_reason")
     if isinstance(top_reasons, dict) and top_reasons:
         reasons = Counter()  # the top-level breakdown is authoritative when present
@@ -114,42 +142,36 @@ def funnel(run: RunData, sink: ImageSink) -> Section | None:
     if isinstance(quarantine, dict) and quarantine:
         body += "<h3>Quarantined (unreadable) records by reason</h3>" + table(
             ["reason", "records"], [[r, count_of(n, "documents", "count") or ""] for r, n in quarantine.items()])
+    return body, n_img
 
+
+def _funnel_domains(st: dict, sink: ImageSink) -> tuple[str, int]:
+    """Kept and removed per domain: a stacked chart and a table of every numeric per-domain field."""
     domains = [(n, e) for n, e in named_entries(pick(st, "domains", "per_domain", "by_domain")) if isinstance(e, dict)]
-    if domains:
-        parts = {label: [count_of(e, *fields) or 0.0 for _, e in domains]
-                 for label, fields in (("kept", ("kept", "documents_kept")), ("removed", ("removed",)),
-                                       ("quarantined", ("quarantined",)))}
-        parts = {k: v for k, v in parts.items() if any(v)}
-        if parts:
-            png = plots.grouped_bars([n for n, _ in domains], parts, "Documents kept and removed per domain",
-                                     "documents", stacked=True)
-            if png:
-                body += sink.img("funnel_domains", png, "documents kept and removed per domain")
-                n_img += 1
-        cols = [c for c in ("documents_in", "kept", "removed", "quarantined", "bytes_in", "bytes_kept")
-                if any(is_number(e.get(c)) for _, e in domains)]
-        cols += sorted({k for _, e in domains for k, v in e.items() if is_number(v)} - set(cols))
+    if not domains:
+        return "", 0
+    body, n_img = "", 0
+    parts = {label: [count_of(e, *fields) or 0.0 for _, e in domains]
+             for label, fields in (("kept", ("kept", "documents_kept")), ("removed", ("removed",)),
+                                   ("quarantined", ("quarantined",)))}
+    parts = {k: v for k, v in parts.items() if any(v)}
+    if parts:
+        png = plots.grouped_bars([n for n, _ in domains], parts, "Documents kept and removed per domain",
+                                 "documents", stacked=True)
+        if png:
+            body += sink.img("funnel_domains", png, "documents kept and removed per domain")
+            n_img += 1
+    cols = [c for c in ("documents_in", "kept", "removed", "quarantined", "bytes_in", "bytes_kept")
+            if any(is_number(e.get(c)) for _, e in domains)]
+    cols += sorted({k for _, e in domains for k, v in e.items() if is_number(v)} - set(cols))
 
-        def cell(e: dict, c: str) -> Any:  # bytes in MB so a column never mixes "10.2M" and "9,810,226"
-            v = e.get(c, "")
-            return round(v / 1e6, 3) if c.startswith("bytes") and is_number(v) else v
+    def cell(e: dict, c: str) -> Any:  # bytes in MB so a column never mixes "10.2M" and "9,810,226"
+        v = e.get(c, "")
+        return round(v / 1e6, 3) if c.startswith("bytes") and is_number(v) else v
 
-        heads = [f"MB {c[len('bytes_'):]}" if c.startswith("bytes_") else c.replace("_", " ") for c in cols]
-        body += "<h3>Per domain</h3>" + table(["domain", *heads], [[n, *[cell(e, c) for c in cols]]
-                                                                    for n, e in domains])
-    samples = _stats_samples(st) or run.removed_samples
-    if samples:
-        body += "<h3>Sample removed documents</h3>" + _doc_samples(samples, per_reason=2, limit=12)
-    if run.quarantine_samples:
-        body += details(f"Sample quarantined records ({len(run.quarantine_samples)} shown)",
-                        _doc_samples(run.quarantine_samples, per_reason=3, limit=6))
-    other = {k: v for k, v in st.items() if k not in ("per_step", "steps", "by_step", "per_reason", "reasons",
-                                                      "by_reason", "per_domain", "domains", "by_domain", "samples")}
-    if other:
-        body += details("All curation statistics", kv_table(other))
-    return Section("data", "Data funnel", body, subtitle="Curation: documents read, removed by each filter "
-                   "and why, kept per domain.", images=n_img)
+    heads = [f"MB {c[len('bytes_'):]}" if c.startswith("bytes_") else c.replace("_", " ") for c in cols]
+    body += "<h3>Per domain</h3>" + table(["domain", *heads], [[n, *[cell(e, c) for c in cols]] for n, e in domains])
+    return body, n_img
 
 
 def _stats_samples(st: dict) -> list[dict]:

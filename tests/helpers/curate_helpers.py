@@ -1,4 +1,4 @@
-"""Helpers shared by the curation tests (importable because tests/curate/conftest.py puts this folder on sys.path)."""
+"""Helpers shared by the curation tests (importable by name: tests/conftest.py puts tests/helpers/ on sys.path)."""
 
 from __future__ import annotations
 

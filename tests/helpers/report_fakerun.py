@@ -19,7 +19,7 @@ from pretrain.data.loader_config import MixturePoint
 from pretrain.data.record import write_jsonl
 
 DOMAINS = ("code", "docs", "literature")
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "report" / "fixtures"
 ALL_PARTS = ("config", "metrics", "curated", "tokenizer", "tokens", "heldout", "samples", "needle", "audits",
              "scaling", "moe")
 

@@ -9,7 +9,7 @@ import numpy as np
 from pretrain.scaling.laws import ScalingLaw
 from pretrain.scaling.points import from_arrays
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "scaling" / "fixtures"
 CHINCHILLA_CSV = FIXTURES / "chinchilla_points.csv"
 
 # A law with Chinchilla-like exponents but different constants, to generate synthetic runs.
