@@ -30,8 +30,8 @@ def _free_port() -> int:
 
 
 def _env() -> dict:
-    tests = str(Path(__file__).parent)
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    helpers = str(Path(__file__).parents[1] / "helpers")  # cbkit's callbacks, named by import path
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([helpers, os.environ.get("PYTHONPATH", "")]))
 
 
 def _launch(data, run: Path, *overrides: str, launcher: tuple[str, ...] = ()) -> list[str]:
