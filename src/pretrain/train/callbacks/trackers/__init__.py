@@ -22,6 +22,7 @@ import queue
 import re
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,10 @@ def row_metrics(row: dict) -> dict[str, float]:
 
 
 def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    """One line: the exception, and where in the service's code it was raised (to report upstream)."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(tb[-1].filename).parent.name}/{Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}"[:300]
 
 
 class _Worker:

@@ -5,6 +5,7 @@ the trackio run is named after the training run plus a unique suffix, and resume
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,17 @@ class TrackioTracker(Tracker):
         # trackio resumes a run by its name: a fresh run gets a unique one (the run's name + 6 hex digits).
         # "allow", not "must": trackio writes in the background, so a run that crashed early may not be
         # in its store yet; the unique name makes "allow" safe.
-        self._run = trackio.init(project=self.project or "pretrain", name=run_id or f"{name}-{uuid.uuid4().hex[:6]}",
-                                 config=params or None, resume="allow" if run_id else "never", embed=False,
-                                 auto_log_gpu=False, auto_log_cpu=False)
+        run_name = run_id or f"{name}-{uuid.uuid4().hex[:6]}"
+        for attempt in range(3):
+            try:
+                self._run = trackio.init(project=self.project or "pretrain", name=run_name, config=params or None,
+                                         resume="allow" if run_id else "never", embed=False,
+                                         auto_log_gpu=False, auto_log_cpu=False)
+                break
+            except ValueError:  # a JSON file of its store read half-written (seen in CI): read it again
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
         _OPEN[self._run.name] = self._run
         return self._run.name
 
