@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     record = {
         "val_bits_per_char": round(bpc, 4),
         "train_seconds": round(train_seconds, 2),
+        "budget_used": round(train_seconds / (args.minutes * 60.0), 4),  # the last step's end / the budget
         "tokens_seen": result.tokens,
         "params": model.num_params(),
         "tokens_per_s": round(result.tokens / train_seconds, 1) if train_seconds else None,

@@ -7,7 +7,10 @@ For each seed, pretrain's side (benchmarks/cpu_speedrun.py, the quickstart recip
 then nanochat's side: its own tokenizer (scripts.tok_train) and base model (scripts.base_train) on the
 same training characters, for the same wall time, scored by the same ``pretrain.speedrun.bits_per_char``
 on the same validation characters (both records carry the text's sha256; the run stops if they differ).
-Prints each side's JSON line, then a summary line with the differences (nanochat - pretrain).
+Prints each side's JSON line, then a summary line with the differences (nanochat - pretrain). Odd seeds
+run nanochat's side first (both orders), and every run waits until the 1-minute load average is under
+--settle (1.0) so that it is not measured against the echo of the run before it; each record carries the
+load average at its start and the seconds waited.
 
 nanochat is not a dependency: pass a checkout of commit 92d63d4 (NANOCHAT_COMMIT) and a Python that has
 its packages (benchmarks/peers/README.md says how to make both). benchmarks/peers/nanochat.patch (a
@@ -161,6 +164,16 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def settle(threshold: float, max_wait_s: float = 300.0) -> tuple[float, float]:
+    """Wait until the 1-minute load average is under ``threshold`` (0: do not wait), at most ``max_wait_s``;
+    returns (load average, seconds waited). A run that has just ended leaves the average near the number of
+    threads it used for a minute or so: the next run should not start measured against its own echo."""
+    t0 = time.perf_counter()
+    while threshold > 0 and load_average() >= threshold and time.perf_counter() - t0 < max_wait_s:
+        time.sleep(5.0)
+    return load_average(), round(time.perf_counter() - t0, 1)
+
+
 def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path, tag: str | None = None) -> dict:
     env = nanochat_env(base_dir)
     tag = tag or f"seed{seed}"
@@ -218,6 +231,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--only", choices=["both", "pretrain", "nanochat"], default="both")
     ap.add_argument("--best-from", type=Path, default=None,
                     help="sweep.json of benchmarks/peers/nanochat_sweep.py: nanochat runs the sweep's best configuration")
+    ap.add_argument("--same-order", dest="alternate", action="store_false",
+                    help="run pretrain first for every seed (default: odd seeds run nanochat first)")
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="before each run, wait (up to 5 minutes) until the 1-minute load average is under this "
+                         "(default 1.0; 0 = do not wait); the load at the start is recorded either way")
     ap.add_argument("overrides", nargs="*", help="pretrain config overrides (as for cpu_speedrun.py)")
     args = ap.parse_args(argv)
     if args.best_from is not None:
@@ -240,18 +258,14 @@ def main(argv: list[str] | None = None) -> dict:
         warm_s = warm_compile_cache(args, base_dir, out)
         print(json.dumps({**info, "compile_warmup_s": warm_s and round(warm_s, 1)}), flush=True)
     for seed in seeds:
-        if args.only != "nanochat":
-            load = load_average()
-            ours = run_pretrain(args, seed, out)
-            ours["load_average_at_start"] = load
-            print(json.dumps(ours), flush=True)
-            records.append({"side": "pretrain", **ours})
-        if args.only != "pretrain":
-            load = load_average()
-            theirs = run_nanochat(args, base_dir, seed, val_sha, out)
-            theirs["load_average_at_start"] = load
-            print(json.dumps(theirs), flush=True)
-            records.append(theirs)
+        sides = [s for s in (("pretrain", "nanochat") if seed % 2 == 0 or args.alternate is False
+                              else ("nanochat", "pretrain")) if args.only in ("both", s)]
+        for side in sides:  # odd seeds run nanochat first: both orders, so drift favours neither side
+            load, waited = settle(args.settle)
+            rec = run_pretrain(args, seed, out) if side == "pretrain" else run_nanochat(args, base_dir, seed, val_sha, out)
+            rec.update(side=side, load_average_at_start=load, settle_s=waited)
+            print(json.dumps(rec), flush=True)
+            records.append(rec)
     for r in records:
         if r["val_sha256"] != val_sha:
             raise SystemExit(f"{r['side']} scored text with sha256 {r['val_sha256']}, not the split's {val_sha}")

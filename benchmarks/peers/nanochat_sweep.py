@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr-mults", default="0.5,1,2", help="multipliers of the default matrix LR (default 0.5,1,2)")
     ap.add_argument("--out", type=Path, default=None, help="work directory (default runs/peers-nanochat-sweep-<M>m)")
     ap.add_argument("--chunk-chars", type=int, default=512, help="training text chunk size for nanochat")
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="before each run, wait (up to 5 minutes) until the 1-minute load average is under this "
+                         "(default 1.0; 0 = do not wait)")
     args = ap.parse_args(argv)
     if args.minutes <= 0:
         ap.error(f"--minutes must be > 0 (got {args.minutes:g})")
@@ -119,10 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
             peer.warm_compile_cache(args, base_dir, out, tag="warmup-" + cfg["shape"].replace(" ", "-"))
             warmed.add(cfg["shape"])
         for seed in seeds:
-            load = peer.load_average()
+            load, waited = peer.settle(args.settle)
             tag = "sweep-" + cfg["label"].replace(" ", "-") + f"-seed{seed}"  # one checkpoint folder per run
             rec = peer.run_nanochat(args, base_dir, seed, val_sha, out, tag=tag)
-            rec.update(label=cfg["label"], flags=cfg["flags"], load_average_at_start=load)
+            rec.update(label=cfg["label"], flags=cfg["flags"], load_average_at_start=load, settle_s=waited)
             print(json.dumps(rec), flush=True)
             runs.append(rec)
             (out / "sweep.json").write_text(json.dumps({"minutes": args.minutes, "runs": runs}, indent=2))

@@ -7,13 +7,15 @@ Shapes follow published models where named (GPT-2 124M: 12 x 768, 12 heads, cont
 from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
-    # Seconds on a CPU: for tests.
+    # Seconds on a CPU: for tests. fp32 pinned, so a test's numbers are the same on every CPU ("auto" is
+    # bf16 where the CPU multiplies bf16 natively).
     "tiny": {
         "name": "tiny",
         "data": {"inputs": ["builtin"]},
         "tokenizer": {"vocab_size": 512, "sample_bytes_per_domain": 200_000},
         "model": {"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 64, "multiple_of": 32},
-        "train": {"seq_len": 64, "micro_batch": 4, "max_steps": 30, "warmup_steps": 5, "lr": 3e-3, "log_interval": 5},
+        "train": {"seq_len": 64, "micro_batch": 4, "max_steps": 30, "warmup_steps": 5, "lr": 3e-3, "log_interval": 5,
+                  "precision": "fp32"},
         "eval": {"batch_size": 8, "max_docs_per_domain": 10, "max_tokens_per_domain": 4096, "sample_tokens": 16},
     },
     # The default recipe of `pretrain quickstart`, taken from the CPU speedrun (docs/performance.md): for a

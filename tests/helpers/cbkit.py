@@ -41,6 +41,22 @@ class SlowStart(Callback):
             time.sleep(self.delay_s)
 
 
+class SlowLate(Callback):
+    """From ``after`` of the budget's training time on, every step is ``delay_s`` slower (a machine that
+    got busier late in a run): a plan made at 60% of the budget would then overrun it."""
+
+    order = 880  # before the time budget (890), so the step it times includes the delay
+
+    def __init__(self, after: float = 2.6, delay_s: float = 0.004):
+        self.after, self.delay_s = after, delay_s
+
+    def on_step_end(self, ctx, step, metrics):
+        if ctx.state.train_time_s >= self.after:
+            import time
+
+            time.sleep(self.delay_s)
+
+
 class SignalTwice(Callback):
     """Sends this process SIGTERM at the end of step ``step`` and again while that step's checkpoint is
     written (a callback's state is captured inside the save), as a scheduler that insists would."""

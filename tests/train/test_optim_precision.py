@@ -140,6 +140,37 @@ def test_time_budget_replans_when_steps_get_faster(tmp_path):
     assert 0.8 * 4.0 <= tr.train_time <= 4.0 + 1.0, tr.train_time  # before the fix: about half of it
 
 
+def test_time_budget_ends_within_a_percent_when_steps_slow_down_late(tmp_path):
+    """Steps get slower after 65% of the budget: the re-plans at 85% and 95%, from the recent step time,
+    bring the last step to the budget (within 3% here, on a shared test machine; the speedrun's 1% is
+    measured by benchmarks/peers/nanochat_speedrun.py), and the schedule ends rather than being cut."""
+    cfg = toy_cfg("train.max_steps=100000", "train.time_limit_s=4.0", "train.warmup_steps=4",
+                  "train.log_interval=1", 'train.callbacks=["cbkit:SlowLate"]',
+                  'train.callback_args={"cbkit:SlowLate" = {after = 2.6, delay_s = 0.004}}')
+    tr = make_trainer(cfg, tmp_path)
+    res = tr.fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    budget = [r for r in rows if r.get("event") == "time_budget"]
+    assert len(budget) >= 5, [b["detail"] for b in budget]  # the first plan and four re-plans
+    assert 0.97 * 4.0 <= tr.train_time <= 4.0 + 0.2, tr.train_time
+    assert tr.step == tr.plan.total or res.stopped == "time_limit"
+
+
+def test_auto_precision_on_a_cpu_is_bf16_only_where_bf16_is_native(monkeypatch):
+    from pretrain.train.precision import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    flags = [getattr(torch.cpu, n, lambda: False)() for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    assert native_bf16(cpu) == any(flags)  # this machine's own answer
+    assert resolve_precision("auto", cpu) == ("bf16" if any(flags) else "fp32")
+    # An AVX2-only CPU emulates bf16 (~100x slower than fp32): auto stays fp32 there.
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resolve_precision("auto", cpu) == "bf16"
+
+
 def test_bf16_autocast_path_trains_with_fp32_master_weights(tmp_path):
     # The GPU recipe (bf16 autocast over fp32 weights, norms kept in fp32) exercised on CPU autocast.
     tr = make_trainer(toy_cfg('train.precision="bf16"', "train.max_steps=3"), tmp_path)

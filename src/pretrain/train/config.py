@@ -191,7 +191,8 @@ class TrainConfig:
     lr_batch_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
     """LR rule when the ramp changes the batch B: lr x (B / B_base)^(1/2), ^1, or unchanged."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """auto = fp32 on CPU, bf16 autocast with fp32 master weights on GPU."""
+    """auto = bf16 autocast with fp32 master weights on GPU and on CPUs with native bf16 (AVX512-BF16, AMX),
+    fp32 on other CPUs."""
     reduce_dtype: Literal["fp32", "bf16"] = "fp32"
     """Gradient reduction dtype under FSDP (master weights and optimizer state stay fp32)."""
     fp32_modules: list[str] = field(default_factory=lambda: ["norm", "router"])
