@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pretrain.model.io import load_model
     from pretrain.speedrun import bits_per_char, shakespeare_text, split_text, text_sha256
     from pretrain.tokenizer import train_tokenizer
+    from pretrain.train.precision import resolve_precision
     from pretrain.train import train
 
     cfg = resolve(args.preset, [
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tokens_per_s": round(result.tokens / train_seconds, 1) if train_seconds else None,
         "mfu": round(sum(mfus) / len(mfus), 4) if mfus else None,
         "steps": result.step,
+        "precision": resolve_precision(cfg.train.precision, torch.device(cfg.train.device if cfg.train.device != "auto" else "cpu")),
         "seed": args.seed,
         "minutes": args.minutes,
         "vocab_size": tok.vocab_size,

@@ -120,10 +120,25 @@ def run_logged(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def nanochat_env(base_dir: Path) -> dict:
+def nanochat_env(base_dir: Path, dtype: str | None = None) -> dict:
     env = dict(os.environ, NANOCHAT_BASE_DIR=str(base_dir), WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
     env.pop("PYTHONPATH", None)  # nanochat runs in its own environment
+    if dtype:
+        env["NANOCHAT_DTYPE"] = dtype  # nanochat's own switch (nanochat/common.py)
     return env  # OMP_WAIT_POLICY is inherited: both sides run under the same OpenMP wait policy
+
+
+def default_dtype() -> str:
+    """nanochat's compute dtype under the precision policy pretrain's side follows (train.precision=auto):
+    bf16 where the CPU multiplies bf16 natively (AVX512-BF16 / AMX), fp32 elsewhere. nanochat's own CPU
+    default is fp32 whatever the CPU; NANOCHAT_DTYPE=bfloat16 is its documented switch."""
+    import torch
+
+    if ROOT.joinpath("src").is_dir() and str(ROOT / "src") not in sys.path:
+        sys.path.insert(0, str(ROOT / "src"))
+    from pretrain.train.precision import native_bf16
+
+    return "bfloat16" if native_bf16(torch.device("cpu")) else "float32"
 
 
 def train_cmd(args, seconds: float, seed: int, tag: str) -> list[str]:
@@ -138,7 +153,7 @@ def warm_compile_cache(args, base_dir: Path, out: Path, tag: str = "warmup") -> 
     flags = [*NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)]
     if [f for f in flags if f.startswith("--compile")][-1:] == ["--compile=0"]:
         return None
-    return run_logged(train_cmd(args, 1.0, 0, tag), args.nanochat, nanochat_env(base_dir),
+    return run_logged(train_cmd(args, 1.0, 0, tag), args.nanochat, nanochat_env(base_dir, args.nanochat_dtype),
                       out / f"nanochat-{tag}.log")
 
 
@@ -175,7 +190,7 @@ def settle(threshold: float, max_wait_s: float = 300.0) -> tuple[float, float]:
 
 
 def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path, tag: str | None = None) -> dict:
-    env = nanochat_env(base_dir)
+    env = nanochat_env(base_dir, args.nanochat_dtype)
     tag = tag or f"seed{seed}"
     ckpt = base_dir / "base_checkpoints" / tag
     if ckpt.exists():  # the scorer reads the highest step there: a shorter rerun must not be scored as the old run
@@ -192,8 +207,19 @@ def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path, tag: 
         raise SystemExit(f"nanochat scoring failed: {score.stderr.strip().splitlines()[-1:]}")
     record = json.loads(score.stdout.strip().splitlines()[-1])
     record.update(side="nanochat", seed=seed, minutes=args.minutes, train_process_s=round(wall, 1),
-                  args=[*NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)])
+                  args=[*NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)], dtype=args.nanochat_dtype)
     return record
+
+
+def add_dtype_flag(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--nanochat-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                    help="nanochat's compute dtype (NANOCHAT_DTYPE); auto = the policy pretrain's side follows: "
+                         "bfloat16 on CPUs with native bf16, else float32")
+
+
+def resolve_dtype(args) -> None:
+    if args.nanochat_dtype == "auto":
+        args.nanochat_dtype = default_dtype()
 
 
 def best_flags(sweep_json: Path) -> str:
@@ -231,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--only", choices=["both", "pretrain", "nanochat"], default="both")
     ap.add_argument("--best-from", type=Path, default=None,
                     help="sweep.json of benchmarks/peers/nanochat_sweep.py: nanochat runs the sweep's best configuration")
+    add_dtype_flag(ap)
     ap.add_argument("--same-order", dest="alternate", action="store_false",
                     help="run pretrain first for every seed (default: odd seeds run nanochat first)")
     ap.add_argument("--settle", type=float, default=1.0,
@@ -238,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "(default 1.0; 0 = do not wait); the load at the start is recorded either way")
     ap.add_argument("overrides", nargs="*", help="pretrain config overrides (as for cpu_speedrun.py)")
     args = ap.parse_args(argv)
+    resolve_dtype(args)
     if args.best_from is not None:
         args.nanochat_args = " ".join([best_flags(args.best_from), args.nanochat_args]).strip()
     sys.path.insert(0, str(ROOT / "src"))

@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr-mults", default="0.5,1,2", help="multipliers of the default matrix LR (default 0.5,1,2)")
     ap.add_argument("--out", type=Path, default=None, help="work directory (default runs/peers-nanochat-sweep-<M>m)")
     ap.add_argument("--chunk-chars", type=int, default=512, help="training text chunk size for nanochat")
+    peer.add_dtype_flag(ap)
     ap.add_argument("--settle", type=float, default=1.0,
                     help="before each run, wait (up to 5 minutes) until the 1-minute load average is under this "
                          "(default 1.0; 0 = do not wait)")
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         ap.error(f"--seeds must be comma-separated integers (got {args.seeds!r})")
+    peer.resolve_dtype(args)
     configs = grid([c for c in args.contexts.split(",") if c.strip()],
                    [int(d) for d in _positive_list(args.depths, float, "--depths")],
                    _positive_list(args.lr_mults, float, "--lr-mults"))
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
             runs.append(rec)
             (out / "sweep.json").write_text(json.dumps({"minutes": args.minutes, "runs": runs}, indent=2))
     best = best_of(runs)
-    result = {"minutes": args.minutes, "seeds": seeds, "val_sha256": val_sha, "runs": runs, "best": best}
+    result = {"minutes": args.minutes, "seeds": seeds, "nanochat_dtype": args.nanochat_dtype, "val_sha256": val_sha,
+              "runs": runs, "best": best}
     (out / "sweep.json").write_text(json.dumps(result, indent=2))
     print(f"\nnanochat {peer.NANOCHAT_COMMIT}, {args.minutes:g} minutes a run, seeds {seeds}")
     print("| configuration | seed | bits/char | steps | tokens/s | load at start |")

@@ -128,6 +128,7 @@ def compare(args) -> None:
     if not (base / "base_data_climbmix").is_dir():
         raise SystemExit(f"--nanochat-base {base}: no prepared data; run nanochat_sweep.py or nanochat_speedrun.py first")
     peer.check_checkout(args.nanochat)
+    peer.resolve_dtype(args)
     peer.apply_patch(args.nanochat)
     nano_flags = [*peer.NANOCHAT_RECIPE, *shlex.split(args.nanochat_args)]
     nano_tokens = int([f for f in nano_flags if f.startswith("--total-batch-size=")][-1].split("=")[1])
@@ -146,7 +147,7 @@ def compare(args) -> None:
                               ["--device-type=cpu", "--run=dummy", "--time-budget=600", "--model-tag=profile",
                                "--eval-every=-1", "--core-metric-every=-1", "--sample-every=-1", *nano_flags],
                               out / "nanochat.json", "nanochat", args.skip, args.steps, nano_tokens, args.nanochat,
-                              peer.nanochat_env(base), out / "nanochat.log")
+                              peer.nanochat_env(base, args.nanochat_dtype), out / "nanochat.log")
     order = [ours, theirs] if not args.nanochat_first else [theirs, ours]
     for side in order:
         load = round(os.getloadavg()[0], 2)
@@ -172,6 +173,13 @@ def compare(args) -> None:
                       "nanochat_tokens_per_s": by["nanochat"]["tokens_per_s"], "ratio": round(ratio, 3)}))
 
 
+def peer_dtype_flag(ap: argparse.ArgumentParser) -> None:
+    sys.path.insert(0, str(HERE.parent))
+    import nanochat_speedrun as peer
+
+    peer.add_dtype_flag(ap)
+
+
 def main(argv: list[str]) -> None:
     if "--wrap" in argv:
         ap = argparse.ArgumentParser()
@@ -195,6 +203,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--nanochat-args", default="", help="extra scripts.base_train flags (e.g. a sweep's best)")
     ap.add_argument("--skip", type=int, default=40, help="steps before the profile (compilation, warm-up)")
     ap.add_argument("--steps", type=int, default=30, help="steps profiled")
+    peer_dtype_flag(ap)
     ap.add_argument("--nanochat-first", action="store_true", help="run nanochat's side first")
     ap.add_argument("--out", type=Path, default=None, help="work directory (default runs/peers-profile)")
     ap.add_argument("overrides", nargs="*", help="pretrain config overrides (as for cpu_speedrun.py)")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from trainkit import make_trainer, toy_cfg
 
+import pretrain.train.muon as muon_mod
 from pretrain.configlib import ConfigError
 from pretrain.train.callbacks.muon_momentum import muon_momentum_at
-import pretrain.train.muon as muon_mod
 from pretrain.train.muon import Muon, normuon_scale, orthogonalise
 
 
