@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -69,10 +70,21 @@ def apply_patch(path: Path) -> str:
     def git_apply(*flags: str) -> bool:
         return subprocess.run(["git", "apply", *flags, str(PATCH)], cwd=path, capture_output=True).returncode == 0
 
+    target = path / "scripts" / "base_train.py"
+    pristine = target.with_name("base_train.py.orig")  # kept at the first apply, so a newer patch can replace it
     if git_apply("--reverse", "--check"):
         return "already applied"
     if not git_apply("--check"):
-        raise SystemExit(f"{PATCH.name} does not apply to {path}/scripts/base_train.py (edited checkout?)")
+        if not pristine.is_file():
+            raise SystemExit(f"{PATCH.name} does not apply to {target} (edited checkout? restore the file from "
+                             f"nanochat {NANOCHAT_COMMIT} and run again)")
+        shutil.copyfile(pristine, target)  # an older version of the patch was applied: start again from the original
+        if not git_apply("--check"):
+            raise SystemExit(f"{PATCH.name} does not apply to {pristine} (edited checkout?)")
+        git_apply()
+        return "re-applied (the patch changed)"
+    if not pristine.is_file():
+        shutil.copyfile(target, pristine)
     git_apply()
     return "applied"
 
@@ -164,8 +176,6 @@ def prepare_nanochat(args, base_dir: Path, out: Path, train_text: str, val_text:
     check_checkout(args.nanochat)
     patched = apply_patch(args.nanochat)
     if base_dir.exists():
-        import shutil
-
         shutil.rmtree(base_dir)
     info = write_nanochat_data(base_dir, train_text, val_text, args.chunk_chars)
     tok_s = run_logged([str(args.nanochat_python), "-m", "scripts.tok_train", f"--vocab-size={NANOCHAT_VOCAB}"],
@@ -194,8 +204,6 @@ def run_nanochat(args, base_dir: Path, seed: int, val_sha: str, out: Path, tag: 
     tag = tag or f"seed{seed}"
     ckpt = base_dir / "base_checkpoints" / tag
     if ckpt.exists():  # the scorer reads the highest step there: a shorter rerun must not be scored as the old run
-        import shutil
-
         shutil.rmtree(ckpt)
     wall = run_logged(train_cmd(args, args.minutes * 60.0, seed, tag), args.nanochat, env,
                       out / f"nanochat-train-{tag}.log")
