@@ -27,8 +27,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# The import contracts in pyproject.toml ([tool.importlinter]): no cycles in train/ and model/, the
-# trainer below the composition root, the stages below the report. .ci/run runs it before the tests.
+# The import contracts in pyproject.toml ([tool.importlinter]): no cycles in train/ and model/, every
+# stage below the run config and the composition roots, the stages below the report. .ci/run runs it before the tests.
 lint-imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 

@@ -48,6 +48,7 @@ from pretrain.data.loader import PackedLoader  # noqa: E402
 from pretrain.data.loader_config import LoaderConfig, MixtureConfig  # noqa: E402
 from pretrain.data.mixture import Mixture  # noqa: E402
 from pretrain.model import Transformer  # noqa: E402
+from pretrain.train.api import build_trainer  # noqa: E402
 from pretrain.train.hardware import peak_flops  # noqa: E402
 from pretrain.train.trainer import Trainer  # noqa: E402
 
@@ -147,7 +148,7 @@ def measure(case: Case, steps: int, warmup: int, dry_run: bool, tmp: Path) -> di
         return holder["loader"]
 
     run = tmp / f"run_{len(list(tmp.iterdir()))}"
-    tr = Trainer(cfg, run, model, make_loader, progress=False, fresh=True)
+    tr = build_trainer(cfg, run, model, make_loader, progress=False, fresh=True)
     if tr.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(tr.device)
     tr.begin()  # fresh start, as fit() does before its first step

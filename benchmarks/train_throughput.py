@@ -32,8 +32,8 @@ from pretrain.data.loader_config import LoaderConfig, MixtureConfig
 from pretrain.data.mixture import Mixture
 from pretrain.data.shards import ShardWriter, load_split
 from pretrain.model import Transformer
+from pretrain.train.api import build_trainer
 from pretrain.train.hardware import cpu_peak
-from pretrain.train.trainer import Trainer
 
 SPECIAL = SpecialIds(bos=1, eos=2, pad=0)
 
@@ -115,7 +115,7 @@ class Ours:
                                                            special=SPECIAL))
             return holder["loader"]
 
-        self.tr = Trainer(cfg, run, model, make_loader, progress=False, fresh=True)
+        self.tr = build_trainer(cfg, run, model, make_loader, progress=False, fresh=True)
         self.tr.begin()
         self.stage = self.tr.plan.stage_at(0)
         self.loader = holder["loader"]

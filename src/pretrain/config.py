@@ -75,6 +75,20 @@ def load_saved(path: str | Path) -> RunConfig:
     return cfg
 
 
+def saved_for_checkpoint(ckpt: str | Path) -> RunConfig | None:
+    """The run config recorded with checkpoint ``ckpt`` (its config.toml, else its run directory's), or
+    None when there is none or it no longer loads. Composition roots (the CLI) split it for a stage."""
+    ckpt = Path(ckpt)
+    run_root = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+    for path in (ckpt / "config.toml", *([run_root / "config.toml"] if run_root else [])):
+        if path.is_file():
+            try:
+                return load_saved(path)
+            except ValueError:
+                return None
+    return None
+
+
 def save(cfg: RunConfig, path: str | Path) -> None:
     configlib.write_toml(configlib.to_dict(cfg), path)
 
@@ -83,4 +97,4 @@ def to_dict(cfg: RunConfig) -> dict:
     return configlib.to_dict(cfg)
 
 
-__all__ = ["ConfigError", "RunConfig", "load_saved", "resolve", "save", "to_dict"]
+__all__ = ["ConfigError", "RunConfig", "load_saved", "resolve", "save", "saved_for_checkpoint", "to_dict"]

@@ -91,7 +91,7 @@ def run_quickstart(cfg: RunConfig, run_dir: str | Path, fresh: bool = False, pro
         train(cfg, rd, fresh=fresh, progress=progress)
 
     def evaluation() -> None:
-        run_eval(rd.checkpoints / "final", rd.tokens, rd.eval, cfg.eval)
+        run_eval(rd.checkpoints / "final", rd.tokens, rd.eval, cfg.eval, trained_seq_len=cfg.train.seq_len)
 
     def report() -> None:
         build_report(rd.root)

@@ -97,3 +97,24 @@ def test_cli_eval_runs_offline_lm_eval_task(run_dir, tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "lm_eval.json").read_text())
     assert 0.0 <= out["results"]["pretrain_offline_mc"]["acc,none"] <= 1.0
+
+
+def test_the_cli_hands_eval_the_runs_context_and_token_directory(run_dir, tmp_path):
+    """The eval stage takes its EvalConfig and explicit arguments; the CLI (the composition root) reads the
+    run config recorded with the checkpoint and passes its train.seq_len and data.tokens."""
+    from pretrain.config import resolve, save
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "checkpoints", run / "checkpoints")
+    shutil.copytree(run_dir / "tokens", tmp_path / "elsewhere")  # not <run>/tokens: only data.tokens names it
+    save(resolve("tiny", [f"data.tokens={tmp_path / 'elsewhere'}", "train.seq_len=48"]), run / "config.toml")
+    res = CliRunner().invoke(app, ["eval", str(run), "--out", str(tmp_path / "out"), "--device", "cpu",
+                                   "sample_tokens=2", "max_docs_per_domain=2"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "out" / "heldout.json").read_text())["seq_len"] == 48
+    # The API alone knows nothing of the run config: no token directory to be found, the model's context.
+    with pytest.raises(FileNotFoundError, match="--tokens"):
+        run_eval(run, None, tmp_path / "api", EvalConfig(sample_tokens=2), device="cpu")
+    run_eval(run, tmp_path / "elsewhere", tmp_path / "api", EvalConfig(sample_tokens=2, max_docs_per_domain=2),
+             device="cpu")
+    assert json.loads((tmp_path / "api" / "heldout.json").read_text())["seq_len"] == 96

@@ -1,6 +1,6 @@
 """Checks on the code's shape that keep design debt visible: no function over 80 lines (an explicit,
-short allow-list names the ones left and why), no private name imported across modules, and
-docs/architecture.md names only paths that exist."""
+short allow-list names the ones left and why), no private name imported across modules, no stage package
+that takes or reads the whole run config, and docs/architecture.md names only paths that exist."""
 
 from __future__ import annotations
 
@@ -121,3 +121,131 @@ def test_the_private_import_scan_sees_one(tmp_path):
     pkg.mkdir()
     (pkg / "a.py").write_text("from pretrain.b import _hidden, public\nfrom pretrain.c import __version__\n")
     assert private_imports(pkg) == {"pretrain/a.py: pretrain.b._hidden"}
+
+
+# Each stage takes its own config. The stage packages below never see the top-level run config
+# (pretrain.config.RunConfig): they neither import pretrain.config, nor annotate a parameter with
+# RunConfig, nor read "<x>.<section>.<field>" of it duck-typed. The composition roots split it: the CLI,
+# quickstart.py, speedrun.py, scaling/ (a sweep builds and trains whole runs) and the module named here.
+STAGE_PACKAGES = ("data", "tokenizer", "model", "train", "eval", "report")
+COMPOSITION_ROOTS: dict[str, str] = {
+    "pretrain/train/api.py": "train() and build_trainer(): a training run built from a RunConfig",
+}
+
+
+def run_config_sections() -> dict[str, set[str]]:
+    """{section name: its field names} of RunConfig, read from the dataclasses (so a new section counts)."""
+    import dataclasses
+    import typing
+
+    from pretrain.config import RunConfig
+
+    hints = typing.get_type_hints(RunConfig)
+    return {f.name: {g.name for g in dataclasses.fields(hints[f.name])}
+            for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def _section_read(node: ast.AST, sections: dict[str, set[str]]) -> str | None:
+    """"section.field" when ``node`` reads a run config's field through its section, attribute or key."""
+    def name(n: ast.AST) -> str | None:
+        if isinstance(n, ast.Attribute):
+            return n.attr
+        if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant) and isinstance(n.slice.value, str):
+            return n.slice.value
+        return None
+
+    inner = getattr(node, "value", None)
+    field, section = name(node), name(inner) if inner is not None else None
+    if field is None or section not in sections or field not in sections[section]:
+        return None
+    base = getattr(inner, "value", None)
+    if isinstance(base, ast.Name) and base.id == "self":  # an object's own attribute (self.tokenizer.vocab_size)
+        return None
+    return f"{section}.{field}"
+
+
+def run_config_uses(root: Path, sections: dict[str, set[str]]) -> set[str]:
+    """Every place below ``root`` (a folder holding ``pretrain/``) where a stage package sees the run
+    config: "path:line: what"."""
+    found = set()
+    for package in STAGE_PACKAGES:
+        for path in sorted((root / "pretrain" / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel in COMPOSITION_ROOTS:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                what = None
+                if isinstance(node, ast.ImportFrom) and (node.module == "pretrain.config" or (
+                        node.module == "pretrain" and any(a.name == "config" for a in node.names))):
+                    what = "imports pretrain.config"
+                elif isinstance(node, ast.Import) and any(a.name == "pretrain.config" for a in node.names):
+                    what = "imports pretrain.config"
+                elif isinstance(node, ast.arg) and node.annotation is not None \
+                        and "RunConfig" in ast.unparse(node.annotation):
+                    what = f"parameter {node.arg}: RunConfig"
+                elif isinstance(node, (ast.Attribute, ast.Subscript)):
+                    read = _section_read(node, sections)
+                    what = f"reads the run config's {read}" if read else None
+                if what:
+                    found.add(f"{rel}:{node.lineno}: {what}")
+    return found
+
+
+def test_no_stage_sees_the_run_config():
+    found = run_config_uses(SRC, run_config_sections())
+    assert not found, ("stage code that takes or reads the whole run config (give it its own section and "
+                       f"explicit arguments from the composition root): {sorted(found)}")
+    assert all((SRC / p).is_file() for p in COMPOSITION_ROOTS), "a composition root named here moved"
+
+
+def test_the_run_config_scan_sees_each_kind_of_use(tmp_path):
+    sections = run_config_sections()
+    assert {"data", "model", "train", "eval", "tokenizer"} <= set(sections) and "lr" in sections["train"]
+    for package in STAGE_PACKAGES:
+        (tmp_path / "pretrain" / package).mkdir(parents=True)
+    (tmp_path / "pretrain" / "train" / "api.py").write_text("from pretrain.config import RunConfig\n")
+    (tmp_path / "pretrain" / "train" / "loop.py").write_text(
+        "class Loop:\n"
+        "    def __init__(self, cfg, tokenizer):\n"
+        "        self.t = cfg.train\n"  # the section alone is not a field read
+        "        self.every = cfg.eval.interval\n"
+        "        self.vocab = self.tokenizer.vocab_size\n"  # an object's own attribute: not the run config
+        "        self.mix = self.cfg.data.mixture\n"
+        "        self.lr = cfg['train']['lr']\n"
+        "        self.train_lr = cfg.train.lr_schedule_of_my_own\n")  # not a field of TrainConfig
+    (tmp_path / "pretrain" / "eval" / "run.py").write_text(
+        "from pretrain import config\n\ndef run(cfg: 'RunConfig'):\n    import pretrain.config\n")
+    assert run_config_uses(tmp_path, sections) == {
+        "pretrain/train/loop.py:4: reads the run config's eval.interval",
+        "pretrain/train/loop.py:6: reads the run config's data.mixture",
+        "pretrain/train/loop.py:7: reads the run config's train.lr",
+        "pretrain/eval/run.py:1: imports pretrain.config",
+        "pretrain/eval/run.py:3: parameter cfg: RunConfig",
+        "pretrain/eval/run.py:4: imports pretrain.config",
+    }
+
+
+def test_the_import_contract_fails_on_a_stage_that_imports_the_run_config(tmp_path):
+    """The same rule as import-linter checks it in CI (make lint-imports): a copy of the package with one
+    planted import of pretrain.config in a stage breaks the contract, and the report names the import."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(SRC / "pretrain", tmp_path / "src" / "pretrain",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (tmp_path / "src" / "pretrain" / "eval" / "planted.py").write_text("from pretrain.config import RunConfig\n")
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = []
+    for line in text[text.index("[tool.importlinter]"):].splitlines():
+        if line.startswith("[") and "importlinter" not in line:
+            break
+        section.append(line)
+    (tmp_path / "pyproject.toml").write_text("\n".join(section) + "\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
+    res = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--config", "pyproject.toml"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "pretrain.eval.planted -> pretrain.config" in out, out
+    assert "each stage takes its own config" in out and "BROKEN" in out, out

@@ -58,9 +58,9 @@ def toy_cfg(*overrides: str):
 
 def make_trainer(cfg, run_dir, n_rows: int = 64, fresh: bool = False, model=None, loader_cls=ListLoader, **kw):
     from pretrain.model import Transformer
-    from pretrain.train.trainer import Trainer
+    from pretrain.train.api import build_trainer
 
     torch.manual_seed(cfg.train.seed)
     model = model if model is not None else Transformer(cfg.model)
-    return Trainer(cfg, run_dir, model, lambda stage: loader_cls(n_rows, stage.seq_len, stage.micro_batch),
-                   progress=False, fresh=fresh, **kw)
+    return build_trainer(cfg, run_dir, model, lambda stage: loader_cls(n_rows, stage.seq_len, stage.micro_batch),
+                         progress=False, fresh=fresh, **kw)

@@ -13,16 +13,15 @@ def test_trace_across_epochs(tiny_data, tmp_path):
     from pretrain.lineage.trace import trace_doc, trace_step
     from pretrain.model import Transformer
     from pretrain.tokenizer import load_tokenizer
-    from pretrain.train.api import build_loader_factory
-    from pretrain.train.trainer import Trainer
+    from pretrain.train.api import build_loader_factory, build_trainer
 
     cfg = tiny_cfg(tiny_data, f"model.vocab_size={tiny_data.vocab_size}", "train.micro_batch=8", "train.max_steps=45",
                    "train.checkpoint_interval=20", "data.mixture.weights={code=1.0}", "data.loader.fim.rate=0.5",
                    "eval.max_docs_per_domain=1")
     torch.manual_seed(0)
     run = tmp_path / "run"
-    Trainer(cfg, run, Transformer(cfg.model), build_loader_factory(cfg, tiny_data.tokens, load_tokenizer(tiny_data.tokenizer)),
-            tokenizer_path=tiny_data.tokenizer, progress=False, callbacks=[Consumed()]).fit()
+    build_trainer(cfg, run, Transformer(cfg.model), build_loader_factory(cfg, tiny_data.tokens, load_tokenizer(tiny_data.tokenizer)),
+                  tokenizer_path=tiny_data.tokenizer, progress=False, callbacks=[Consumed()]).fit()
     consumed = read_consumed(run)
     epochs: set[int] = set()
     first = None

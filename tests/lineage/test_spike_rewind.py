@@ -34,8 +34,7 @@ def test_trace_after_a_rewind_and_the_spike_documents_in_the_report(tiny_data, t
     from pretrain.model import Transformer
     from pretrain.report import build_report
     from pretrain.tokenizer import load_tokenizer
-    from pretrain.train.api import build_loader_factory
-    from pretrain.train.trainer import Trainer
+    from pretrain.train.api import build_loader_factory, build_trainer
 
     cfg = tiny_cfg(tiny_data, f"model.vocab_size={tiny_data.vocab_size}", "train.max_steps=8", "train.spike.min_history=3", "train.spike.window=8",
                    "train.spike.sigma=10", 'train.spike.policy="rewind"', "train.checkpoint_interval=4")
@@ -43,8 +42,8 @@ def test_trace_after_a_rewind_and_the_spike_documents_in_the_report(tiny_data, t
     torch.manual_seed(0)
     model = SpikyModel(Transformer(cfg.model), {5})  # forward 5 = step 6: rewind to step 4, skip step 6
     run = tmp_path / "run"
-    tr = Trainer(cfg, run, model, build_loader_factory(cfg, tiny_data.tokens, tok), tokenizer_path=tiny_data.tokenizer,
-                 progress=False, callbacks=[Consumed()])
+    tr = build_trainer(cfg, run, model, build_loader_factory(cfg, tiny_data.tokens, tok), tokenizer_path=tiny_data.tokenizer,
+                       progress=False, callbacks=[Consumed()])
     tr.fit()
     events = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events if e.get("event") in ("spike", "rewind")] == ["spike", "rewind"]

@@ -17,16 +17,15 @@ def test_trace_under_a_time_budget_and_a_mixture_schedule(tiny_data, tmp_path):
     from pretrain.lineage.trace import trace_step
     from pretrain.model import Transformer
     from pretrain.tokenizer import load_tokenizer
-    from pretrain.train.api import build_loader_factory
-    from pretrain.train.trainer import Trainer
+    from pretrain.train.api import build_loader_factory, build_trainer
 
     cfg = tiny_cfg(tiny_data, f"model.vocab_size={tiny_data.vocab_size}", "train.max_steps=20000",
                    "train.time_limit_s=2", "train.checkpoint_interval=0",
                    "data.mixture.schedule=[{at=0.0, weights={prose=1.0}}, {at=1.0, weights={code=1.0}}]")
     torch.manual_seed(0)
     run = tmp_path / "run"
-    Trainer(cfg, run, Transformer(cfg.model), build_loader_factory(cfg, tiny_data.tokens, load_tokenizer(tiny_data.tokenizer)),
-            tokenizer_path=tiny_data.tokenizer, progress=False, callbacks=[Consumed()]).fit()
+    build_trainer(cfg, run, Transformer(cfg.model), build_loader_factory(cfg, tiny_data.tokens, load_tokenizer(tiny_data.tokenizer)),
+                  tokenizer_path=tiny_data.tokenizer, progress=False, callbacks=[Consumed()]).fit()
     log = read_log(run)
     assert len({p[3] for p in log.plans}) >= 2  # the budget changed the total the progress is measured against
     consumed = read_consumed(run)

@@ -26,7 +26,8 @@ def test_doremi_end_to_end_tiny(shards, tokenizer, tmp_path):
     tokens_dir = next(iter(shards.values())).dir.parent.parent
     cfg = resolve("tiny", ["model.dim=32", "model.n_layers=1", "model.n_heads=2", "model.n_kv_heads=1",
                            "train.seq_len=32", "train.micro_batch=8"])
-    result = run_doremi(cfg, tokens_dir, tmp_path / "doremi", DoReMiConfig(steps=6, lr=3e-3), tokenizer=tokenizer)
+    dcfg = DoReMiConfig(steps=6, lr=3e-3, seq_len=cfg.train.seq_len, micro_batch=cfg.train.micro_batch)
+    result = run_doremi(cfg.model, tokens_dir, tmp_path / "doremi", dcfg, tokenizer=tokenizer, mixture=cfg.data.mixture)
     w = result["weights"]
     assert set(w) == set(shards) and sum(w.values()) == pytest.approx(1.0)
     assert len(result["trajectory"]) == 6 and all(len(a) == len(shards) for a in result["trajectory"])
@@ -34,3 +35,14 @@ def test_doremi_end_to_end_tiny(shards, tokenizer, tmp_path):
     saved = json.loads((tmp_path / "doremi" / "weights.json").read_text())
     assert saved["weights"] == w
     assert (tmp_path / "doremi" / "weights.png").stat().st_size > 1000
+
+
+def test_doremi_takes_the_train_fields_it_borrows_explicitly(tmp_path):
+    """DoReMi gets the model section and explicit numbers, never the run config: a 0 left in lr, seq_len or
+    micro_batch is a one-line error naming the field, before anything is read or written."""
+    from pretrain.configlib import ConfigError
+    from pretrain.model import ModelConfig
+
+    with pytest.raises(ConfigError, match=r"doremi\.lr.*train\.lr") as exc:
+        run_doremi(ModelConfig(), tmp_path / "tokens", tmp_path / "out", DoReMiConfig(seq_len=32, micro_batch=2))
+    assert "\n" not in str(exc.value) and not (tmp_path / "out").exists()

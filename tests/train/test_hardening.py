@@ -211,5 +211,5 @@ def test_a_checkpoint_without_dcp_is_refused_in_one_line(tmp_path):
     meta["sha256"] = {k: v for k, v in meta["sha256"].items() if not k.startswith("dcp/")}
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ckpt.CheckpointError, match="no dcp/ folder") as exc:
-        snapshot.load(make_trainer(cfg, tmp_path / "run"), path)
+        snapshot.load(make_trainer(cfg, tmp_path / "run").ckpt, path)
     assert str(exc.value).startswith(str(path)) and "\n" not in str(exc.value)

@@ -20,14 +20,27 @@ _OUT_HELP = "Where the JSON goes (default: <run>/eval)."
 _OVERRIDES_HELP = "Overrides of the eval config, e.g. batch_size=4 needle.lengths=[128,256] seq_len=128."
 
 
-def _eval_config(checkpoint: Path, overrides: list[str] | None):
+def _saved(checkpoint: Path):
+    """The run config recorded with the checkpoint (or its run), or None. The CLI is the composition root:
+    it hands the eval stage its section and the few other fields it needs, never the whole config."""
+    from pretrain.config import saved_for_checkpoint
+    from pretrain.model.io import resolve_checkpoint
+
+    return saved_for_checkpoint(resolve_checkpoint(checkpoint))
+
+
+def _tokens(tokens: Path | None, saved) -> Path | None:
+    """--tokens, else the run's data.tokens (else the eval stage looks in <run>/tokens)."""
+    if tokens is None and saved is not None and saved.data.tokens:
+        return Path(saved.data.tokens)
+    return tokens
+
+
+def _eval_config(saved, overrides: list[str] | None):
     """The run's saved eval section (if any), with dotted overrides relative to `eval`."""
     from pretrain import configlib
     from pretrain.eval.config import EvalConfig
-    from pretrain.eval.run import saved_config
-    from pretrain.model.io import resolve_checkpoint
 
-    saved = saved_config(resolve_checkpoint(checkpoint))
     base = configlib.to_dict(saved.eval) if saved is not None else {}
     data = configlib.apply_overrides({"eval": base}, [f"eval.{o}" for o in overrides or []])
     cfg = configlib.from_dict(EvalConfig, data["eval"], "eval")
@@ -68,9 +81,11 @@ def eval_command(
     baseline) and samples, plus the optional needle test, audits and lm-eval tasks; JSON into <run>/eval/."""
     from pretrain.eval.run import run_eval, with_flags
 
-    cfg = with_flags(_eval_config(checkpoint, overrides), needle, contamination, memorization, lm_eval)
+    saved = _saved(checkpoint)
+    cfg = with_flags(_eval_config(saved, overrides), needle, contamination, memorization, lm_eval)
     _prepare(checkpoint, out)
-    written = run_eval(checkpoint, tokens, out, cfg, device=device, progress=_say)
+    written = run_eval(checkpoint, _tokens(tokens, saved), out, cfg, device=device, progress=_say,
+                       trained_seq_len=saved.train.seq_len if saved is not None else 0)
     for name, path in written.items():
         typer.echo(f"{name}: {path}")
 
@@ -90,11 +105,13 @@ def audit_contamination_command(
 
     from pretrain.eval.run import run_audit
 
-    cfg = _eval_config(checkpoint, overrides)
+    saved = _saved(checkpoint)
+    cfg = _eval_config(saved, overrides)
     _prepare(checkpoint, out)
     c = cfg.contamination
     cfg.contamination = replace(c, ngram=ngram or c.ngram, against=[*c.against, *map(str, against or [])])
-    typer.echo(f"contamination: {run_audit('contamination', checkpoint, tokens, out, cfg, progress=_say)}")
+    path = run_audit("contamination", checkpoint, _tokens(tokens, saved), out, cfg, progress=_say)
+    typer.echo(f"contamination: {path}")
 
 
 @audit_app.command("memorization")
@@ -114,12 +131,14 @@ def audit_memorization_command(
 
     from pretrain.eval.run import run_audit
 
-    cfg = _eval_config(checkpoint, overrides)
+    saved = _saved(checkpoint)
+    cfg = _eval_config(saved, overrides)
     _prepare(checkpoint, out)
     m = cfg.memorization
     cfg.memorization = replace(m, docs_per_domain=docs or m.docs_per_domain, prefix_tokens=prefix or m.prefix_tokens,
                                continuation_tokens=continuation or m.continuation_tokens)
-    typer.echo(f"memorization: {run_audit('memorization', checkpoint, tokens, out, cfg, device, progress=_say)}")
+    path = run_audit("memorization", checkpoint, _tokens(tokens, saved), out, cfg, device, progress=_say)
+    typer.echo(f"memorization: {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -167,7 +167,10 @@ def doremi(
     at_least("--steps", steps, 1)
     ensure_writable(out, "--out")
     cfg = _run_config(config, overrides)
-    result = run_doremi(cfg, tokens, out, DoReMiConfig(steps=steps), tokenizer=tokenizer)
+    # The composition root: DoReMi gets the model shape, the mixture and the train fields it borrows.
+    dcfg = DoReMiConfig(steps=steps, lr=cfg.train.lr, seq_len=cfg.train.seq_len, micro_batch=cfg.train.micro_batch)
+    result = run_doremi(cfg.model, tokens, out, dcfg, tokenizer=tokenizer or cfg.tokenizer.path or None,
+                        mixture=cfg.data.mixture)
     print(json.dumps(result["weights"], indent=2))
     print(f"wrote {out / 'weights.json'} and {out / 'weights.png'}")
 

@@ -37,15 +37,15 @@ class DoReMiConfig:
     steps: int = 200
     """Training steps of the reference model and of the proxy model (each)."""
     lr: float = 0.0
-    """AdamW learning rate of both models (0 = train.lr of the run config)."""
+    """AdamW learning rate of both models (0 = the run's train.lr, which `pretrain mixture doremi` fills in)."""
     eta: float = 1.0
     """Step size of the exponentiated-gradient update of the domain weights (the paper uses 1)."""
     smoothing: float = 1e-3
     """Mix of the uniform distribution into the weights each step (the paper's c = 1e-3)."""
     seq_len: int = 0
-    """Sequence length (0 = train.seq_len)."""
+    """Sequence length (0 = the run's train.seq_len, filled in the same way)."""
     micro_batch: int = 0
-    """Rows per step (0 = train.micro_batch)."""
+    """Rows per step (0 = the run's train.micro_batch, filled in the same way)."""
     seed: int = 0
     """Seed of both models' initialisation and of the data order."""
 
@@ -77,12 +77,12 @@ def _domain_rows(batch: Batch, domains: list[str]) -> torch.Tensor:
     return F.one_hot(idx, len(domains)).T.float()
 
 
-def _make_model(cfg, vocab_size: int, seed: int):
+def _make_model(model_cfg, vocab_size: int, seed: int):
     import copy
 
     from pretrain.model import Transformer
 
-    mcfg = copy.deepcopy(cfg.model)
+    mcfg = copy.deepcopy(model_cfg)
     mcfg.vocab_size = vocab_size
     torch.manual_seed(seed)
     return Transformer(mcfg)
@@ -92,8 +92,8 @@ def _make_model(cfg, vocab_size: int, seed: int):
 class _Setup:
     """What both DoReMi models train with: the shards, sizes, learning rate and its schedule."""
 
-    cfg: object
-    """The RunConfig (its model shape)."""
+    model_cfg: object
+    """The model shape (a pretrain.model.ModelConfig)."""
     tokenizer: object
     shards: dict
     domains: list[str]
@@ -116,31 +116,34 @@ class _Setup:
         return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, self.steps - warm))))
 
     def model(self, seed: int):
-        return _make_model(self.cfg, self.tokenizer.vocab_size, seed)
+        return _make_model(self.model_cfg, self.tokenizer.vocab_size, seed)
 
 
-def run_doremi(cfg, tokens_dir: str | Path, out_dir: str | Path, dcfg: DoReMiConfig | None = None,
-               tokenizer=None) -> dict:
-    """Run DoReMi on the train shards of ``tokens_dir`` with model shape ``cfg.model`` (a RunConfig).
+def run_doremi(model_cfg, tokens_dir: str | Path, out_dir: str | Path, dcfg: DoReMiConfig | None = None,
+               tokenizer=None, mixture: MixtureConfig | None = None) -> dict:
+    """Run DoReMi on the train shards of ``tokens_dir`` with model shape ``model_cfg`` (a ModelConfig).
 
-    ``tokenizer``: the tokenizer (or its path); default: ``cfg.tokenizer.path``, else
-    ``<tokens_dir>/../tokenizer``. Writes ``out_dir/weights.json`` and ``out_dir/weights.png``.
+    ``tokenizer``: the tokenizer (or its path); default: ``<tokens_dir>/../tokenizer``. ``mixture``: the
+    reference mixture (the run's data.mixture; default: the MixtureConfig defaults). ``dcfg`` must name
+    lr, seq_len and micro_batch (the CLI fills them from the run's train section).
+    Writes ``out_dir/weights.json`` and ``out_dir/weights.png``.
     """
     from pretrain.tokenizer import Tokenizer, load_tokenizer
 
     dcfg = dcfg or DoReMiConfig()
     validate(dcfg, "doremi")
+    for name in ("lr", "seq_len", "micro_batch"):
+        check(getattr(dcfg, name) > 0, f"doremi.{name}", f"is 0: set it (`pretrain mixture doremi` takes the run's train.{name})")
     tokens_dir = Path(tokens_dir)
     if not isinstance(tokenizer, Tokenizer):
-        tokenizer = load_tokenizer(tokenizer or cfg.tokenizer.path or tokens_dir.parent / "tokenizer")
+        tokenizer = load_tokenizer(tokenizer or tokens_dir.parent / "tokenizer")
     shards = load_split(tokens_dir, "train", tokenizer.hash)
     domains = sorted(shards)
     if len(domains) < 2:
         raise ValueError(f"{tokens_dir}/train: DoReMi needs at least two domains (found {domains})")
     counts = {d: s.num_tokens for d, s in shards.items()}
-    run = _Setup(cfg, tokenizer, shards, domains, dcfg.seq_len or cfg.train.seq_len,
-                 dcfg.micro_batch or cfg.train.micro_batch, dcfg.lr or cfg.train.lr, dcfg.steps)
-    ref_mix = Mixture(cfg.data.mixture, counts)
+    run = _Setup(model_cfg, tokenizer, shards, domains, dcfg.seq_len, dcfg.micro_batch, dcfg.lr, dcfg.steps)
+    ref_mix = Mixture(mixture or MixtureConfig(), counts)
     ref, ref_losses = _train_reference(run, ref_mix, dcfg.seed)
     uniform_mix = Mixture(MixtureConfig(weights={d: 1.0 for d in domains}), counts)
     proxy, hist = _train_proxy(run, ref, uniform_mix, dcfg)

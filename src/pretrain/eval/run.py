@@ -31,26 +31,10 @@ def _run_root(ckpt: Path) -> Path | None:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
 
 
-def saved_config(ckpt: Path) -> Any:
-    """The run config saved with the checkpoint, or None."""
-    from pretrain.config import load_saved
-
-    for path in (ckpt / "config.toml", *([_run_root(ckpt) / "config.toml"] if _run_root(ckpt) else [])):
-        if path.is_file():
-            try:
-                return load_saved(path)
-            except ValueError:
-                return None
-    return None
-
-
 def find_tokens_dir(ckpt: Path, tokens_dir: str | Path | None) -> Path:
-    """--tokens, else the run config's data.tokens, else <run>/tokens."""
+    """``tokens_dir``, else <run>/tokens (the CLI passes the run's data.tokens when --tokens is not given)."""
     if tokens_dir:
         return Path(tokens_dir)
-    cfg = saved_config(ckpt)
-    if cfg is not None and cfg.data.tokens:
-        return Path(cfg.data.tokens)
     root = _run_root(ckpt)
     if root is not None and (root / "tokens").is_dir():
         return root / "tokens"
@@ -65,8 +49,9 @@ def find_tokenizer(ckpt: Path) -> Path:
 
 
 def _context(ckpt: Path, tokens_dir, out_dir, cfg: EvalConfig, device: str, progress: Any,
-             full: bool) -> EvalContext:
-    """The evaluations' shared context for ``ckpt``; ``full`` adds seq_len to the header (run_eval's files)."""
+             full: bool, trained_seq_len: int = 0) -> EvalContext:
+    """The evaluations' shared context for ``ckpt``; ``full`` adds seq_len to the header (run_eval's files):
+    eval.seq_len, else the context the model trained at, else the model's, capped at the model's."""
     from pretrain.model.io import load_model
     from pretrain.tokenizer import load_tokenizer
 
@@ -82,9 +67,8 @@ def _context(ckpt: Path, tokens_dir, out_dir, cfg: EvalConfig, device: str, prog
                       say=progress or (lambda msg: None), load_model=lambda: load_model(ckpt, device=dev).eval())
     if model is not None:
         ctx.preload(model=model)
-        saved = saved_config(ckpt)
         model_ctx = ctx.model.cfg.max_seq_len
-        seq_len = cfg.seq_len or (saved.train.seq_len if saved is not None else 0) or model_ctx
+        seq_len = cfg.seq_len or trained_seq_len or model_ctx
         ctx.seq_len = header["seq_len"] = min(seq_len, model_ctx)
     return ctx
 
@@ -96,18 +80,21 @@ def run_eval(
     cfg: EvalConfig | None = None,
     device: str = "auto",
     progress: Any = None,
+    trained_seq_len: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or a run directory's final/latest one); returns {name: written path}.
 
     Runs every enabled built-in evaluation (:mod:`pretrain.eval.builtin`, one module each) in order.
     ``out_dir`` defaults to ``<run>/eval`` (or ``<checkpoint>/eval`` for a loose checkpoint).
     ``progress`` is an optional callable receiving one-line status messages.
+    ``trained_seq_len``: the context the model was trained at (train.seq_len, which the composition root
+    reads from the run config), the evaluation context when eval.seq_len is 0; 0: the model's context.
     """
     from pretrain.model.io import resolve_checkpoint
 
     cfg = cfg or EvalConfig()
     ckpt = resolve_checkpoint(checkpoint_dir)
-    ctx = _context(ckpt, tokens_dir, out_dir, cfg, device, progress, full=True)
+    ctx = _context(ckpt, tokens_dir, out_dir, cfg, device, progress, full=True, trained_seq_len=trained_seq_len)
     ctx.out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {}
     for evaluation in builtin_evals():

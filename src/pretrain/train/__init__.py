@@ -10,18 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pretrain.train.api import train
+    from pretrain.train.api import build_trainer, train
     from pretrain.train.callbacks import Callback
     from pretrain.train.trainer import Trainer, TrainResult
 
-__all__ = ["Callback", "TrainResult", "Trainer", "train"]
+__all__ = ["Callback", "TrainResult", "Trainer", "build_trainer", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train":
-        from pretrain.train.api import train
+    if name in ("train", "build_trainer"):
+        from pretrain.train import api
 
-        return train
+        return getattr(api, name)
     if name == "Callback":
         from pretrain.train.callbacks import Callback
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import torch
 
+from pretrain import configlib
 from pretrain.config import RunConfig, save
 from pretrain.rundir import RunDir
+from pretrain.train.snapshot import RunRecord
 from pretrain.train.stages import Stage
-from pretrain.train.trainer import Trainer, TrainResult
+from pretrain.train.trainer import LoaderFactory, Trainer, TrainResult
 
 
 def resolve_paths(cfg: RunConfig, run: RunDir) -> tuple[Path, Path]:
@@ -101,6 +103,22 @@ def build_evaluator(cfg: RunConfig, tokens_dir: Path, tokenizer):
     return evaluate, needle
 
 
+def run_record(cfg: RunConfig, tokens_dir: Path | None = None) -> RunRecord:
+    """What checkpoints record of ``cfg``: the whole config (read at each save), the mixture, the shards."""
+    if tokens_dir is None and cfg.data.tokens:
+        tokens_dir = Path(cfg.data.tokens)
+    return RunRecord(config=lambda: configlib.to_dict(cfg), mixture=configlib.to_dict(cfg.data.mixture),
+                     tokens_dir=tokens_dir)
+
+
+def build_trainer(cfg: RunConfig, run_dir: RunDir | Path, model, make_loader: LoaderFactory,
+                  tokens_dir: Path | None = None, **kwargs) -> Trainer:
+    """The composition root of the loop: the Trainer gets ``cfg.train``, the evaluation cadence and the
+    run record, never the RunConfig itself. ``kwargs``: the Trainer's (evaluator, callbacks, fresh, ...)."""
+    return Trainer(cfg.train, run_dir, model, make_loader, eval_interval=cfg.eval.interval,
+                   record=run_record(cfg, tokens_dir), **kwargs)
+
+
 def benchmark_callbacks(cfg: RunConfig, tokenizer) -> list:
     """eval.tasks -> the callback that scores them at the evaluation cadence (none when empty)."""
     if not cfg.eval.tasks:
@@ -160,9 +178,9 @@ def _train(cfg: RunConfig, run: RunDir, fresh: bool, progress: bool) -> TrainRes
         init_weights(model, cfg.train.init_from)
     make_loader = build_loader_factory(cfg, tokens_dir, tokenizer)
     evaluator, needle = build_evaluator(cfg, tokens_dir, tokenizer)
-    trainer = Trainer(cfg, run, model, make_loader, evaluator=evaluator, needle=needle,
-                      tokenizer_path=tok_path, fresh=fresh, progress=progress,
-                      callbacks=benchmark_callbacks(cfg, tokenizer))
+    trainer = build_trainer(cfg, run, model, make_loader, tokens_dir=tokens_dir, evaluator=evaluator, needle=needle,
+                            tokenizer_path=tok_path, fresh=fresh, progress=progress,
+                            callbacks=benchmark_callbacks(cfg, tokenizer))
     try:
         return trainer.fit()
     finally:

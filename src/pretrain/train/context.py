@@ -54,6 +54,24 @@ class MetricsSink:
         return pending
 
 
+class ConfigDict(dict):
+    """The run config as a plain dict. Callbacks written when ``run_config`` was the RunConfig object read
+    it by attribute (``run_config.model.dim``): that still works, and the first such read in a process is
+    reported (a FutureWarning) with the key form to use instead."""
+
+    told = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self:
+            raise AttributeError(name)
+        if not ConfigDict.told:
+            ConfigDict.told = True
+            warnings.warn(f"run_config is a plain dict: use run_config[{name!r}], not run_config.{name}",
+                          FutureWarning, stacklevel=2)
+        value = self[name]
+        return ConfigDict(value) if isinstance(value, dict) else value
+
+
 # Trainer attributes that callbacks used before the context existed -> the context's name for them.
 RENAMED = {
     "step": "state.step", "tokens": "state.tokens", "train_time": "state.train_time_s",
@@ -82,9 +100,15 @@ class LoopContext:
         return self._trainer.t
 
     @property
-    def run_config(self):
-        """The whole run config (model, data, train, eval sections)."""
-        return self._trainer.cfg
+    def run_config(self) -> dict:
+        """The whole run config as a plain dict (its model, data, train, eval sections), as checkpoints'
+        config.toml records it; empty when the Trainer was built without one."""
+        return ConfigDict(self._trainer.record.config())
+
+    @property
+    def tokens_dir(self) -> Path | None:
+        """The token shards the run trains on, when the composition root named them."""
+        return self._trainer.record.tokens_dir
 
     @property
     def model(self):
@@ -154,7 +178,7 @@ class LoopContext:
     @property
     def resume_load_s(self) -> float:
         """Seconds this launch spent verifying and loading the checkpoint it resumed from (0 when none)."""
-        return self._trainer.resume_load_s
+        return self._trainer.ckpt.load_s
 
     @property
     def last_eval(self) -> dict | None:
@@ -257,7 +281,8 @@ class LoopContext:
             raise AttributeError(name)
         trainer = object.__getattribute__(self, "_trainer")
         if not hasattr(trainer, name):
-            raise AttributeError(f"the loop context has no attribute {name!r} (see docs/training.md, Callbacks)")
+            instead = f": use {RENAMED[name]}" if name in RENAMED else ""
+            raise AttributeError(f"the loop context has no attribute {name!r}{instead} (see docs/training.md, Callbacks)")
         self._tell(name)
         return getattr(trainer, name)
 
@@ -279,4 +304,4 @@ class LoopContext:
         self._trainer.sink.event("interface", msg)
 
 
-__all__ = ["LoopContext", "MetricsSink", "RENAMED"]
+__all__ = ["ConfigDict", "LoopContext", "MetricsSink", "RENAMED"]

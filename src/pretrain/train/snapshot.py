@@ -6,6 +6,10 @@ weights, and always in ``final/``), ``trainer_state.pt`` (the TrainState: counte
 position, RNG; the loss scaler and every callback's state; loads with weights_only=True), ``config.toml``, ``tokenizer.json`` and
 ``meta.json`` (with each file's size and SHA-256). Resume takes the newest checkpoint that passes the
 checksums and holds finite weights, and falls back to the one before it otherwise.
+
+The functions here take :class:`CheckpointParts`, what a checkpoint touches, which the Trainer builds
+once: the Trainer decides when to save, this module how. The run config reaches a checkpoint only as
+the opaque dict of :class:`RunRecord`, which the composition root (pretrain.train.api) builds.
 """
 
 from __future__ import annotations
@@ -15,26 +19,104 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pretrain import configlib
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import RECORD_EVENTS, MetricsLogger, truncate_metrics
 from pretrain.train.safestate import from_safe, set_rng_state, to_safe
-from pretrain.train.stages import Plan
+from pretrain.train.stages import Plan, Stage
 from pretrain.train.state import TrainResult, TrainState
 from pretrain.train.watchdog import beat
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def trainer_state(tr) -> dict:
-    state = tr.state.capture(tr.loader, tr.stage.name if tr.stage else "", tr.t.max_steps)
-    state["callbacks"] = to_safe(tr.callbacks.state_dict())
-    if tr.scaler is not None:
-        state["scaler"] = tr.scaler.state_dict()
+    from pretrain.rundir import RunDir
+    from pretrain.train.callbacks import CallbackList
+    from pretrain.train.config import TrainConfig
+    from pretrain.train.context import LoopContext, MetricsSink
+    from pretrain.train.distributed import DistInfo
+    from pretrain.train.parallel import ParallelPlan
+
+
+def _no_config() -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a checkpoint records about the run beyond the train config, from the composition root
+    (pretrain.train.api.build_trainer); the Trainer passes it on without reading the run config."""
+
+    config: Callable[[], dict] = _no_config
+    """The whole run config as a plain dict, written as each checkpoint's ``config.toml`` (resume,
+    ``pretrain model export``, the model card and the report read it). Read at each save, as before:
+    a stage that stretches the context updates the model section (the model shares that object)."""
+    mixture: dict = field(default_factory=dict)
+    """``data.mixture`` as a dict: ``mixture`` and ``mixture_version`` in each meta.json."""
+    tokens_dir: Path | None = None
+    """The token shards trained on (the training manifest names their manifest); None: <run>/tokens."""
+
+
+class LoopPosition(Protocol):
+    """Where the loop is (the Trainer): what a checkpoint records of it and restores into it."""
+
+    stage: Stage | None
+    loader: Any
+    plan: Plan
+
+    def enter_stage(self, stage: Stage, loader_state: dict | None = None) -> None: ...
+
+
+@dataclass
+class CheckpointParts:
+    """Everything writing, loading and resuming a checkpoint reads or restores; built by the Trainer."""
+
+    config: TrainConfig
+    record: RunRecord
+    run: RunDir
+    state: TrainState
+    model: nn.Module
+    base_model_cfg: Any  # the model config the run started with (None for a model without one)
+    optimizers: list
+    parallel: ParallelPlan
+    dist: DistInfo
+    scaler: Any  # torch.amp.GradScaler under fp16, else None
+    callbacks: CallbackList
+    ctx: LoopContext  # what the on_save hook receives
+    sink: MetricsSink
+    loop: LoopPosition
+    tokenizer_path: Path | None = None
+    progress: bool = False
+    fresh: bool = False
+    # Owned here: a background save's finishing step, the step of the newest checkpoint, the resume's cost.
+    pending: Callable[[], Path] | None = None
+    last_step: int = -1
+    load_s: float = 0.0
+
+    def event(self, name: str, detail: str = "", step: int | None = None) -> None:
+        self.sink.event(name, detail, step)
+
+    def reopen_log(self) -> None:
+        """A new metrics logger (rank 0), after metrics.jsonl was rewritten with the old one closed."""
+        self.sink.logger = MetricsLogger(self.run.root, enabled=True, progress=self.progress)
+
+
+def trainer_state(p: CheckpointParts) -> dict:
+    stage = p.loop.stage
+    state = p.state.capture(p.loop.loader, stage.name if stage else "", p.config.max_steps)
+    state["callbacks"] = to_safe(p.callbacks.state_dict())
+    if p.scaler is not None:
+        state["scaler"] = p.scaler.state_dict()
     return state
 
 
-def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
+def save(p: CheckpointParts, name: str | None, milestone: bool, model_state: dict | None,
+         extra_meta: dict | None) -> Path:
     """``_save``, with a failed write raised as an OSError: a full disk reaches us as safetensors'
     SafetensorError, torch.save's RuntimeError (its zip writer) or, inside torch.distributed.checkpoint,
     a CheckpointException (a BaseException wrapping each rank's error)."""
@@ -42,7 +124,7 @@ def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_
     from torch.distributed.checkpoint.api import CheckpointException
 
     try:
-        return _save(tr, name, milestone, model_state, extra_meta)
+        return _save(p, name, milestone, model_state, extra_meta)
     except (CheckpointException, SafetensorError, RuntimeError) as exc:
         inner = next((e for e, _trace in exc.failures.values()), exc) if isinstance(exc, CheckpointException) else exc
         if isinstance(inner, OSError):
@@ -53,101 +135,109 @@ def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_
         raise OSError(f"{type(inner).__name__} while writing the checkpoint: {first[:200]}") from None
 
 
-def _save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
+def _save(p: CheckpointParts, name: str | None, milestone: bool, model_state: dict | None,
+          extra_meta: dict | None) -> Path:
     """Write checkpoint ``name`` (default: this step's). With ``train.async_save`` a step checkpoint's
     model + optimizer state is written in the background and the directory becomes valid later
     (``wait_pending``); everything else is written now."""
     beat("checkpoint")
-    wait_pending(tr)
-    name = name or ckpt.step_dir(tr.run.checkpoints, tr.step).name
+    wait_pending(p)
+    step, stage = p.state.step, p.loop.stage
+    root = p.run.checkpoints
+    name = name or ckpt.step_dir(root, step).name
     step_ckpt = name.startswith("step_")
-    root, step = tr.run.checkpoints, tr.step
-    state = trainer_state(tr)
+    state = trainer_state(p)
     if step_ckpt:
-        tr.last_checkpoint_step = step
-    tmp = ckpt.begin_checkpoint(root, name, tr.dist.is_main, tr.dist.barrier)
-    future = tr.parallel.save(tr.raw, tr.opt.optimizers, tmp, background=tr.t.async_save) if step_ckpt else None
-    if tr.dist.is_main:
-        if model_state is not None or tr.parallel.writes_full_weights:
-            ckpt.save_model_weights(tr.raw, tmp, state_dict=model_state)
-        elif tr.base_model_cfg is not None:
-            (tmp / "model_config.json").write_text(json.dumps(configlib.to_dict(tr.raw.cfg), indent=2))
-        ckpt.save_trainer_state(state, tmp / "trainer_state.pt")
-        configlib.write_toml(configlib.to_dict(tr.cfg), tmp / "config.toml")  # as pretrain.config.save writes it
-        if tr.tokenizer_path is not None and Path(tr.tokenizer_path).is_file():
-            shutil.copyfile(tr.tokenizer_path, tmp / "tokenizer.json")
+        p.last_step = step
+    tmp = ckpt.begin_checkpoint(root, name, p.dist.is_main, p.dist.barrier)
+    future = p.parallel.save(p.model, p.optimizers, tmp, background=p.config.async_save) if step_ckpt else None
+    if p.dist.is_main:
+        _write_main_files(p, tmp, state, model_state)
 
-    mixture = configlib.to_dict(tr.cfg.data.mixture) if hasattr(tr.cfg, "data") else {}
-    stage_mix = tr.stage.cfg.mixture if tr.stage else {}
+    mixture = p.record.mixture
+    stage_mix = stage.cfg.mixture if stage else {}
     meta = {
-        "step": tr.step, "tokens": tr.tokens, "stage": tr.stage.name if tr.stage else "", "time": time.time(),
-        "train_time_s": tr.train_time, "milestone": milestone, "world_size": tr.dist.world,
-        "distributed": tr.parallel.name, "mixture": mixture, "stage_mixture": stage_mix,
+        "step": step, "tokens": p.state.tokens, "stage": stage.name if stage else "", "time": time.time(),
+        "train_time_s": p.state.train_time_s, "milestone": milestone, "world_size": p.dist.world,
+        "distributed": p.parallel.name, "mixture": mixture, "stage_mixture": stage_mix,
         "mixture_version": hashlib.sha256(json.dumps([mixture, stage_mix], sort_keys=True).encode()).hexdigest()[:16],
         **(extra_meta or {}),
     }
-    stage_kind = tr.stage.kind if tr.stage is not None else ""
+    stage_kind = stage.kind if stage is not None else ""
 
     def finish() -> Path:
         if future is not None:
             future.result()  # this rank's files are written
-        path = ckpt.finish_checkpoint(root, name, meta, tr.dist.is_main, tr.dist.barrier)
-        if tr.dist.is_main and step_ckpt:
-            keep = tr.t.keep_last
+        path = ckpt.finish_checkpoint(root, name, meta, p.dist.is_main, p.dist.barrier)
+        if p.dist.is_main and step_ckpt:
+            keep = p.config.keep_last
             if stage_kind == "anneal":
-                keep = max(keep, tr.t.averaging.last_n)
+                keep = max(keep, p.config.averaging.last_n)
             ckpt.prune(root, keep)
-        tr.event("checkpoint", str(path.name), step=step)
-        tr.callbacks.fire("on_save", tr.ctx, path)
+        p.event("checkpoint", str(path.name), step=step)
+        p.callbacks.fire("on_save", p.ctx, path)
         return path
 
-    if future is not None and tr.t.async_save:
-        tr.pending_save = finish
+    if future is not None and p.config.async_save:
+        p.pending = finish
         return root / name
     return finish()
 
 
-def wait_pending(tr) -> None:
+def _write_main_files(p: CheckpointParts, tmp: Path, state: dict, model_state: dict | None) -> None:
+    """Rank 0's files: the weights (or the model config), the trainer state, the run config, the tokenizer."""
+    if model_state is not None or p.parallel.writes_full_weights:
+        ckpt.save_model_weights(p.model, tmp, state_dict=model_state)
+    elif p.base_model_cfg is not None:
+        (tmp / "model_config.json").write_text(json.dumps(configlib.to_dict(p.model.cfg), indent=2))
+    ckpt.save_trainer_state(state, tmp / "trainer_state.pt")
+    configlib.write_toml(p.record.config(), tmp / "config.toml")  # as pretrain.config.save writes it
+    if p.tokenizer_path is not None and Path(p.tokenizer_path).is_file():
+        shutil.copyfile(p.tokenizer_path, tmp / "tokenizer.json")
+
+
+def wait_pending(p: CheckpointParts) -> None:
     """Finish a background save (every rank calls this at the same points: next save, rewind, end)."""
-    finish, tr.pending_save = tr.pending_save, None
+    finish, p.pending = p.pending, None
     if finish is not None:
         finish()
 
 
-def load(tr, path: Path) -> None:
+def load(p: CheckpointParts, path: Path) -> None:
     """Restore model, optimizer, loader, RNG, counters and callbacks from ``path``; refuses (CheckpointError)
     a checkpoint whose files fail their checksums or whose weights are not finite."""
     ckpt.verify(path)
-    check_same_model(tr, path)
+    check_same_model(p, path)
     state = ckpt.load_trainer_state(path / "trainer_state.pt")
     if not (path / "dcp").is_dir():  # the format of the first week, before DCP: no longer read
         raise ckpt.CheckpointError(f"{path}: no dcp/ folder (a checkpoint format older than this version reads)")
-    tr.parallel.load(tr.raw, tr.opt.optimizers, path)
-    if not tr.parallel.all_finite(tr.raw):
+    p.parallel.load(p.model, p.optimizers, path)
+    if not p.parallel.all_finite(p.model):
         raise ckpt.CheckpointError(f"{path}: model weights hold NaN or Inf; not resuming from it")
-    loaded = TrainState.from_checkpoint(state, tr.t.max_steps)
-    tr.state.__dict__.update(loaded.__dict__)  # the same object: the sink and the context hold it
-    tr.plan = Plan(tr.t, loaded.total_steps, loaded.stage_extensions)
-    tr.callbacks.load_state_dict(from_safe(state["callbacks"]))
-    if tr.scaler is not None and "scaler" in state:
-        tr.scaler.load_state_dict(state["scaler"])
+    t = p.config
+    loaded = TrainState.from_checkpoint(state, t.max_steps)
+    p.state.__dict__.update(loaded.__dict__)  # the same object: the sink and the context hold it
+    p.loop.plan = Plan(t, loaded.total_steps, loaded.stage_extensions)
+    p.callbacks.load_state_dict(from_safe(state["callbacks"]))
+    if p.scaler is not None and "scaler" in state:
+        p.scaler.load_state_dict(state["scaler"])
     set_rng_state(loaded.rng)
-    stage = tr.plan.stage_at(tr.step)
+    stage = p.loop.plan.stage_at(p.state.step)
     # A checkpoint taken at a stage's end belongs to that stage; the next stage starts a fresh stream.
-    tr.enter_stage(stage, loader_state=loaded.loader if loaded.stage == stage.name else None)
-    tr.last_checkpoint_step = tr.step
-    if loaded.max_steps != tr.t.max_steps and tr.t.schedule != "wsd":
-        tr.event("schedule_changed", f"max_steps {loaded.max_steps} -> {tr.t.max_steps}: the "
-                 f"{tr.t.schedule} LR curve differs from the one the earlier steps followed (WSD would not)")
+    p.loop.enter_stage(stage, loader_state=loaded.loader if loaded.stage == stage.name else None)
+    p.last_step = p.state.step
+    if loaded.max_steps != t.max_steps and t.schedule != "wsd":
+        p.event("schedule_changed", f"max_steps {loaded.max_steps} -> {t.max_steps}: the "
+                f"{t.schedule} LR curve differs from the one the earlier steps followed (WSD would not)")
 
 
-def check_same_model(tr, path: Path) -> None:
+def check_same_model(p: CheckpointParts, path: Path) -> None:
     """Refuse, in one line, to resume a checkpoint of a different model shape."""
     saved_file = path / "model_config.json"
-    if tr.base_model_cfg is None or not saved_file.is_file():
+    if p.base_model_cfg is None or not saved_file.is_file():
         return
     saved = json.loads(saved_file.read_text())
-    current = configlib.to_dict(tr.base_model_cfg)
+    current = configlib.to_dict(p.base_model_cfg)
     for key in sorted(set(saved) | set(current)):
         if key in ("max_seq_len", "rope_scaling"):  # stages change these
             continue
@@ -156,68 +246,75 @@ def check_same_model(tr, path: Path) -> None:
                              f"{current.get(key)!r}; use --fresh or another --run-dir")
 
 
-def truncate_log(tr, step: int, keep_events: bool | frozenset[str] = RECORD_EVENTS) -> int:
+def truncate_log(p: CheckpointParts, step: int, keep_events: bool | frozenset[str] = RECORD_EVENTS) -> int:
     """Cut metrics.jsonl back to ``step`` (rank 0 reopens its log afterwards); returns rows dropped."""
     dropped = 0
-    if tr.dist.is_main:
-        tr.log.close()  # the file is rewritten: reopen it afterwards, or writes go to the old file
-        dropped = truncate_metrics(tr.run.metrics, step, keep_events=keep_events)
-        tr.log = MetricsLogger(tr.run.root, enabled=True, progress=tr.progress)
+    if p.dist.is_main:
+        p.sink.logger.close()  # the file is rewritten: reopen it afterwards, or writes go to the old file
+        dropped = truncate_metrics(p.run.metrics, step, keep_events=keep_events)
+        p.reopen_log()
     return dropped
 
 
-def start_over(tr, unfinished: list[Path]) -> None:
+def start_over(p: CheckpointParts, unfinished: list[Path]) -> None:
     """A run that trained before but has no valid checkpoint starts at step 0: say why in one line."""
-    if not tr.dist.is_main:
+    if not p.dist.is_main:
         return
-    rows = truncate_log(tr, 0)
+    rows = truncate_log(p, 0)
     if not (rows or unfinished):
         return  # a new run: nothing to explain
     why = (f"removed {len(unfinished)} unfinished save(s)" if unfinished else "none was ever written") + \
         f"; {rows} metrics rows logged since are dropped"
-    msg = f"no valid checkpoint in {tr.run.checkpoints} ({why}): starting from step 0"
+    msg = f"no valid checkpoint in {p.run.checkpoints} ({why}): starting from step 0"
     print(f"warning: {msg}", file=sys.stderr, flush=True)
-    tr.event("start_over", msg)
+    p.event("start_over", msg)
 
 
-def resume(tr):
+def resume(p: CheckpointParts) -> TrainResult | None:
     """Resume from the newest good checkpoint (or start fresh); returns a TrainResult if already finished."""
-    root = tr.run.checkpoints
-    unfinished = ckpt.clean_temporaries(root) if tr.dist.is_main else []
-    tr.dist.barrier()
-    candidates = [] if tr.fresh else list(reversed(ckpt.list_checkpoints(root)))
+    root = p.run.checkpoints
+    unfinished = ckpt.clean_temporaries(root) if p.dist.is_main else []
+    p.dist.barrier()
+    candidates = [] if p.fresh else list(reversed(ckpt.list_checkpoints(root)))
     loaded = None
     started = time.perf_counter()
     for path in candidates:
         try:
-            load(tr, path)
+            load(p, path)
         except ckpt.CheckpointError as exc:
-            tr.event("checkpoint_rejected", f"{exc}; falling back to the previous checkpoint")
+            p.event("checkpoint_rejected", f"{exc}; falling back to the previous checkpoint")
             continue
         loaded = path
         break
     if loaded is None and candidates:  # never start over silently from a refused checkpoint's weights
         raise ckpt.CheckpointError(f"{root}: no checkpoint passed its checks (see the checkpoint_rejected "
                                    "events in metrics.jsonl); use --fresh to start over")
-    tr.resume_load_s = time.perf_counter() - started
+    p.load_s = time.perf_counter() - started
     if loaded is None:
-        if not tr.fresh:
-            start_over(tr, unfinished)
-        if tr.dist.is_main and tr.fresh and root.exists():
-            shutil.rmtree(root)
-            for leftover in (tr.run.metrics, tr.run.root / "goodput.json"):
-                leftover.unlink(missing_ok=True)
-            tr.log.close()
-            tr.log = MetricsLogger(tr.run.root, enabled=True, progress=tr.progress)
-        tr.dist.barrier()
-        tr.enter_stage(tr.plan.stage_at(0))
+        _start_fresh(p, unfinished)
         return None
-    tr.dist.barrier()
-    dropped = truncate_log(tr, tr.step)
-    tr.event("resume", f"from {loaded.name} (dropped {dropped} metrics rows logged after it)")
+    p.dist.barrier()
+    dropped = truncate_log(p, p.state.step)
+    p.event("resume", f"from {loaded.name} (dropped {dropped} metrics rows logged after it)")
     final_dir = root / "final"
-    if tr.step >= tr.plan.total and ckpt.is_valid(final_dir) and ckpt.read_meta(final_dir)["step"] == tr.step:
+    step = p.state.step
+    if step >= p.loop.plan.total and ckpt.is_valid(final_dir) and ckpt.read_meta(final_dir)["step"] == step:
         meta = ckpt.read_meta(final_dir)
-        return TrainResult(tr.step, tr.tokens, {"val_loss": meta.get("final_val_loss") or float("nan")},
+        return TrainResult(step, p.state.tokens, {"val_loss": meta.get("final_val_loss") or float("nan")},
                            final_dir, "done")
     return None
+
+
+def _start_fresh(p: CheckpointParts, unfinished: list[Path]) -> None:
+    """No checkpoint to resume: explain a start over, or (``fresh``) clear the old run; enter stage one."""
+    root = p.run.checkpoints
+    if not p.fresh:
+        start_over(p, unfinished)
+    if p.dist.is_main and p.fresh and root.exists():
+        shutil.rmtree(root)
+        for leftover in (p.run.metrics, p.run.root / "goodput.json"):
+            leftover.unlink(missing_ok=True)
+        p.sink.logger.close()
+        p.reopen_log()
+    p.dist.barrier()
+    p.loop.enter_stage(p.loop.plan.stage_at(0))

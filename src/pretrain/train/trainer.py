@@ -19,6 +19,7 @@ from pretrain.rundir import RunDir
 from pretrain.train import distributed as distlib
 from pretrain.train import snapshot
 from pretrain.train.callbacks import Callback, Control, build_callbacks
+from pretrain.train.config import TrainConfig
 from pretrain.train.context import LoopContext, MetricsSink
 from pretrain.train.hardware import peak_flops
 from pretrain.train.lock import RunLock
@@ -34,6 +35,7 @@ from pretrain.train.precision import (
 )
 from pretrain.train.safestate import from_safe
 from pretrain.train.schedule import base_global_batch, batch_at, check_batch_split, lr_batch_scale
+from pretrain.train.snapshot import CheckpointParts, RunRecord
 from pretrain.train.stages import Plan, Stage, apply_stage_context
 from pretrain.train.state import TrainResult, TrainState
 from pretrain.train.step import StepInputs, StepResult, TrainStep
@@ -48,11 +50,18 @@ NeedleCheck = Callable[[nn.Module, int], float | None]
 
 
 class Trainer:
-    def __init__(self, cfg, run_dir: RunDir | Path, model: nn.Module, make_loader: LoaderFactory,
+    """The loop over one TrainConfig. What it needs from other stages comes explicitly from the composition
+    root (pretrain.train.api.build_trainer): the evaluation cadence (``eval_interval``) and the evaluator,
+    and a RunRecord (the run config as an opaque dict, the mixture, the token directory) for checkpoints."""
+
+    def __init__(self, config: TrainConfig, run_dir: RunDir | Path, model: nn.Module, make_loader: LoaderFactory,
                  evaluator: Evaluator | None = None, needle: NeedleCheck | None = None,
                  tokenizer_path: Path | None = None, fresh: bool = False, progress: bool = True,
-                 callbacks: list[Callback] | None = None):
-        self.cfg, self.t = cfg, cfg.train
+                 callbacks: list[Callback] | None = None, eval_interval: int = 0, record: RunRecord | None = None):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"Trainer takes the train config (a TrainConfig), not {type(config).__name__}; "
+                            "from a run config, use pretrain.train.api.build_trainer(cfg, ...)")
+        self.t, self.record = config, record or RunRecord()
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
         self.make_loader, self.evaluator, self.needle = make_loader, evaluator, needle
         self.tokenizer_path, self.fresh = tokenizer_path, fresh
@@ -101,20 +110,21 @@ class Trainer:
         self.per_rank_data = False
         self.last_eval: dict | None = None
         self.last_loss: Any = float("nan")
-        self.last_checkpoint_step = -1  # the step the newest checkpoint was written at
         self.final_checkpoint: Path | None = None
         self.final_losses: dict = {}
-        eval_interval = int(getattr(getattr(cfg, "eval", None), "interval", 0) or 0)
         self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks, self.watchdog_s)
-        self.resume_load_s = 0.0  # seconds the resume spent verifying and loading its checkpoint
         self.history: list[float] = []  # train loss of every step run (floats, read on logged steps)
         self.unread_losses: list = []  # ... and the device scalars of the steps since the last logged one
-        self.pending_save: Callable[[], Path] | None = None  # finishes a background checkpoint
         self._clock = (time.perf_counter(), 0.0)
         flops = getattr(self.raw, "flops_per_token", None)
         n_params = sum(p.numel() for p in self.raw.parameters())
         self.flops_per_token = flops if callable(flops) else (lambda T: 6.0 * n_params)
         self.peak, self.peak_source = peak_flops(self.device, self.precision != "fp32", self.t.peak_flops)
+        self.ckpt = CheckpointParts(
+            config=self.t, record=self.record, run=self.run, state=self.state, model=self.raw,
+            base_model_cfg=self.base_model_cfg, optimizers=self.opt.optimizers, parallel=self.parallel, dist=self.dist,
+            scaler=self.scaler, callbacks=self.callbacks, ctx=self.ctx, sink=self.sink, loop=self,
+            tokenizer_path=tokenizer_path, progress=self.progress, fresh=fresh)
 
     # ------------------------------------------------------------------ the state, under its old names
     @property
@@ -144,6 +154,11 @@ class Trainer:
     @property
     def plan_total(self) -> int | None:
         return self.state.total_steps
+
+    @property
+    def pending_save(self) -> Callable[[], Path] | None:
+        """Finishes a background checkpoint (train.async_save), if one is being written."""
+        return self.ckpt.pending
 
     @property
     def batches(self) -> list:
@@ -257,26 +272,26 @@ class Trainer:
 
     def save(self, name: str | None = None, milestone: bool = False, model_state: dict | None = None,
              extra_meta: dict | None = None) -> Path:
-        return snapshot.save(self, name, milestone, model_state, extra_meta)
+        return snapshot.save(self.ckpt, name, milestone, model_state, extra_meta)
 
     def wait_for_save(self) -> None:
         """Wait for a background checkpoint (train.async_save) and make it valid."""
-        snapshot.wait_pending(self)
+        snapshot.wait_pending(self.ckpt)
 
     def load(self, path: Path) -> None:
-        snapshot.load(self, path)
+        snapshot.load(self.ckpt, path)
         self._clock = (time.perf_counter(), self.train_time)
 
     def rewind_to(self, path: Path) -> None:
         """Reload ``path``; train/eval rows logged after it are dropped (events stay: they are the record)."""
         self.load(path)
-        snapshot.truncate_log(self, self.step, keep_events=True)
+        snapshot.truncate_log(self.ckpt, self.step, keep_events=True)
         self.control.rewound = True
 
     # ------------------------------------------------------------------ the loop
     def begin(self) -> TrainResult | None:
         """Resume (or start fresh) as fit does before its first step; for drivers that call train_step."""
-        return snapshot.resume(self)
+        return snapshot.resume(self.ckpt)
 
     def step_inputs(self, stage: Stage, step: int) -> StepInputs:
         """The loop's decisions for step number ``step``: its batch size, LR and whether it is logged."""
@@ -366,7 +381,7 @@ class Trainer:
             return
         if eval_wanted and not (self.last_eval and self.last_eval.get("step") == self.step):
             self.evaluate()
-        if save_wanted and self.last_checkpoint_step != self.step:
+        if save_wanted and self.ckpt.last_step != self.step:
             self.save(milestone=milestone)
 
 

@@ -31,7 +31,7 @@ class TrainManifest(Callback):
         from pretrain.lineage.manifest import MANIFEST, write_manifest
 
         cfg, root = ctx.run_config, ctx.run_dir.root
-        tokens = Path(cfg.data.tokens) if getattr(cfg, "data", None) is not None and cfg.data.tokens else root / "tokens"
+        tokens = Path(ctx.tokens_dir) if ctx.tokens_dir is not None else root / "tokens"
         inputs = []
         if ctx.tokenizer_path is not None and Path(ctx.tokenizer_path).is_file():
             inputs.append(("tokenizer", Path(ctx.tokenizer_path)))

@@ -152,7 +152,7 @@ class Tracker(Callback):
             return
         self._ctx = ctx
         root = ctx.run_dir.root
-        name = str(getattr(ctx.run_config, "name", "") or root.name)
+        name = str(ctx.run_config.get("name") or root.name)
         params = flat_params(ctx.run_config)
         self._worker, self.active = _Worker(self.name), True
         self._worker.submit(lambda: self._open(root, name, params))
