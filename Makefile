@@ -28,7 +28,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 # The import contracts in pyproject.toml ([tool.importlinter]): no cycles in train/ and model/, the
-# trainer below the composition root, the stages below the report. .ci/run runs it before the tests.
+# trainer below the composition root, the stages below the report, curation's groups as layers
+# (execution > dedup > rules > io). .ci/run runs it before the tests.
 lint-imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate import runner as runner_mod
-from pretrain.data.curate.components import group_of, write_edges
-from pretrain.data.curate.dedup import components
+from pretrain.data.curate.dedup.collected import components
+from pretrain.data.curate.dedup.components import group_of, write_edges
+from pretrain.data.curate.execution import runner as runner_mod
 from pretrain.data.curate.registry import build_step
 
 

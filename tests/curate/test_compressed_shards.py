@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from pretrain.data.curate import CurateConfig, curate, lines, storage
-from pretrain.data.curate.readers import Quarantined, expand_inputs, plan_shards, read_shard
-from pretrain.data.curate.runner import cuts_task
+from pretrain.data.curate import CurateConfig, curate
+from pretrain.data.curate.execution.runner import cuts_task
+from pretrain.data.curate.io import lines, storage
+from pretrain.data.curate.io.readers import Quarantined, expand_inputs, plan_shards, read_shard
 from pretrain.data.record import Document
 
 

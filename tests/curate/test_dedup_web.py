@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate.readers import expand_inputs, plan_shards, read_shard
-from pretrain.data.curate.urls import UNDATED, capture_time, normalize_url
+from pretrain.data.curate.dedup.urls import UNDATED, capture_time, normalize_url
+from pretrain.data.curate.io.readers import expand_inputs, plan_shards, read_shard
 from pretrain.data.record import read_dir
 
 

@@ -10,7 +10,7 @@ from curate_helpers import read_records
 
 from pretrain.configlib import ConfigError, validate
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate.extract import html_to_text, markdown_to_text
+from pretrain.data.curate.io.extract import html_to_text, markdown_to_text
 
 PAGE = """<html><head><title>T</title></head><body><nav><a href="/">Home</a> | <a href="/x">Next</a></nav>
 <article><h1>Measurements of the river</h1>

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pretrain.data.curate.c4 import C4Options, c4_clean
-from pretrain.data.curate.code_rules import CodeOptions, code_quality
-from pretrain.data.curate.fineweb import FineWebOptions, fineweb_quality
-from pretrain.data.curate.gopher import (
+from pretrain.data.curate.rules.c4 import C4Options, c4_clean
+from pretrain.data.curate.rules.code_rules import CodeOptions, code_quality
+from pretrain.data.curate.rules.fineweb import FineWebOptions, fineweb_quality
+from pretrain.data.curate.rules.gopher import (
     GopherQualityOptions,
     GopherRepetitionOptions,
     dup_ngram_char_fraction,
@@ -15,7 +15,7 @@ from pretrain.data.curate.gopher import (
     gopher_repetition,
     top_ngram_char_fraction,
 )
-from pretrain.data.curate.wordlist import WordListOptions, compile_wordlist, wordlist_check
+from pretrain.data.curate.rules.wordlist import WordListOptions, compile_wordlist, wordlist_check
 
 WORDS = "the farmer and his dog walked along a quiet road towards market".split()
 

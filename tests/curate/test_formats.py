@@ -7,9 +7,9 @@ import csv
 import pytest
 
 from pretrain.data.curate.config import CurateConfig
-from pretrain.data.curate.formats import base
-from pretrain.data.curate.formats.base import InputFormat, Quarantined, format_of, formats, register_format
-from pretrain.data.curate.runner import curate
+from pretrain.data.curate.execution.runner import curate
+from pretrain.data.curate.io.formats import base
+from pretrain.data.curate.io.formats.base import InputFormat, Quarantined, format_of, formats, register_format
 from pretrain.data.record import Document, read_dir
 
 
@@ -65,10 +65,10 @@ def test_a_registered_format_is_curated_with_nothing_lost(tmp_path, csv_format):
 def test_readers_and_inputs_never_switch_on_a_format_name():
     from pathlib import Path
 
-    import pretrain.data.curate.readers as readers
+    import pretrain.data.curate.io.readers as readers
 
-    root = Path(readers.__file__).parent
-    for name in ("readers.py", "inputs.py", "runner.py"):
+    root = Path(readers.__file__).parents[1]  # pretrain/data/curate
+    for name in ("io/readers.py", "io/inputs.py", "execution/runner.py"):
         text = (root / name).read_text()
         assert "file_format" not in text
         for fmt in formats():

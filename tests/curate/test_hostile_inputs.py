@@ -21,7 +21,7 @@ import pytest
 import zstandard
 
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate.payload import payload_bytes
+from pretrain.data.curate.io.payload import payload_bytes
 from pretrain.data.record import open_text
 
 RUN_ONE = ("import sys; from pretrain.cli import main\n"
@@ -277,7 +277,7 @@ def _ids_file(path: Path, ids: list[str], prose, seed: int = 0) -> Path:
 def test_duplicate_ids_are_counted_across_shards(tmp_path, prose, monkeypatch, range_ids):
     """Shards of 2 records: [a b] [c a] [b a] hold no repeat each, yet a repeats twice and b once. With
     ``range_ids`` 2 the count runs over several slices of the hash space, as on a large corpus."""
-    from pretrain.data.curate import idcheck
+    from pretrain.data.curate.execution import idcheck
 
     monkeypatch.setattr(idcheck, "RANGE_IDS", range_ids)
     (tmp_path / "raw").mkdir()
@@ -306,7 +306,7 @@ def test_unwritable_bucket_is_one_line_and_a_writable_one_keeps_no_probe(tmp_pat
 def test_reads_stop_at_the_size_a_file_had_when_opened(tmp_path):
     """A file that grows while it is read (a log being appended to) cannot keep a reader going: lines
     are read up to the size at open, so the planner and a shard agree on what the file holds."""
-    from pretrain.data.curate.lines import iter_lines
+    from pretrain.data.curate.io.lines import iter_lines
 
     path = tmp_path / "growing.jsonl"
     line = json.dumps({"text": "x" * 90}).encode() + b"\n"

@@ -9,8 +9,8 @@ import random
 import numpy as np
 
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate.minhash import MinHasher, collision_probability, estimated_jaccard
-from pretrain.data.curate.text import norm_words
+from pretrain.data.curate.dedup.minhash import MinHasher, collision_probability, estimated_jaccard
+from pretrain.data.curate.rules.text import norm_words
 
 
 def shingle_set(text: str, n: int = 5) -> set:
@@ -106,7 +106,7 @@ def test_bucket_pairs_are_fixed_by_the_bucket():
 def test_components_keep_the_earliest():
     import numpy as np
 
-    from pretrain.data.curate.dedup import components
+    from pretrain.data.curate.dedup.collected import components
 
     edges = np.array([[7, 3], [3, 9], [20, 21]], dtype=np.uint64)
     rows = sorted(map(tuple, components(edges).tolist()))

@@ -9,9 +9,9 @@ from pathlib import Path
 from curate_helpers import read_records
 
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate.c4 import C4Options, c4_clean
-from pretrain.data.curate.fineweb import FineWebOptions, fineweb_quality
-from pretrain.data.curate.gopher import GopherQualityOptions, gopher_quality
+from pretrain.data.curate.rules.c4 import C4Options, c4_clean
+from pretrain.data.curate.rules.fineweb import FineWebOptions, fineweb_quality
+from pretrain.data.curate.rules.gopher import GopherQualityOptions, gopher_quality
 
 JA = [
     "京都は千年以上にわたって日本の都であり、今も多くの寺院や神社が残っています。",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pretrain.data.curate.pii import PIIOptions, luhn_ok, redact_pii
+from pretrain.data.curate.rules.pii import PIIOptions, luhn_ok, redact_pii
 
 OPTS = PIIOptions()
 

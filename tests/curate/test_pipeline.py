@@ -11,7 +11,7 @@ from curate_helpers import read_records
 
 from pretrain.configlib import ConfigError, validate
 from pretrain.data.curate import CurateConfig, curate, print_funnel
-from pretrain.data.curate import runner as runner_mod
+from pretrain.data.curate.execution import runner as runner_mod
 from pretrain.data.record import open_text, read_dir
 
 

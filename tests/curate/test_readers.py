@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from pretrain.data.curate.config import DEFAULT_DOMAIN_GLOBS
-from pretrain.data.curate.readers import (
+from pretrain.data.curate.io.readers import (
     Quarantined,
     domain_for,
     expand_inputs,
@@ -125,7 +125,7 @@ def test_lines_across_chunk_boundaries(tmp_path: Path):
 def test_json_lines_round_trip_keeps_what_json_keeps(tmp_path: Path):
     """orjson does the work, json takes over where the two differ: floats, NaN, integers beyond 64
     bits, non-string keys; a bad line is one error naming file and line."""
-    from pretrain.data.curate.writers import JsonlWriter
+    from pretrain.data.curate.io.writers import JsonlWriter
     from pretrain.data.record import loads, read_jsonl, read_records
 
     metas = [{}, {"score": 0.25, "n": 10**30, "x": float("nan")}, {"nested": [{"a": 1}, "é", None, True]}]

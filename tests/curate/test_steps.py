@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate.classifier import TextClassifier, train_classifier
-from pretrain.data.curate.decontam import DecontamOptions, EvalIndex
-from pretrain.data.curate.extract import html_to_text, looks_like_html
-from pretrain.data.curate.kl import kl_divergence
-from pretrain.data.curate.langid import detect_language
-from pretrain.data.curate.text import normalize_code, normalize_prose
+from pretrain.data.curate.dedup.decontam import DecontamOptions, EvalIndex
+from pretrain.data.curate.io.extract import html_to_text, looks_like_html
+from pretrain.data.curate.rules.classifier import TextClassifier, train_classifier
+from pretrain.data.curate.rules.kl import kl_divergence
+from pretrain.data.curate.rules.langid import detect_language
+from pretrain.data.curate.rules.text import normalize_code, normalize_prose
 from pretrain.data.record import open_text
 
 FIX = Path(__file__).parent / "fixtures"

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate.storage import as_path, is_url
+from pretrain.data.curate.io.storage import as_path, is_url
 
 
 def test_s3_round_trip(s3, prose, tmp_path, monkeypatch):

@@ -13,8 +13,8 @@ from curate_helpers import read_records
 
 from pretrain.configlib import ConfigError, validate
 from pretrain.data.curate import CurateConfig, curate
-from pretrain.data.curate.blocklist import blocked_by, host_of, parse_domains
-from pretrain.data.curate.readers import expand_inputs, plan_shards, read_shard
+from pretrain.data.curate.io.readers import expand_inputs, plan_shards, read_shard
+from pretrain.data.curate.rules.blocklist import blocked_by, host_of, parse_domains
 
 G = CurateConfig().domain_globs
 
@@ -170,7 +170,7 @@ def test_cli_warc_with_blocklist(crawl: Path, tmp_path: Path):
 def test_quarantined_captures_keep_their_content_block(tmp_path: Path, prose):
     """A capture that is no document keeps its bytes: the HTTP body inline, or for one over the size
     limit the record's offset, whose content block reads back byte for byte (gzip members included)."""
-    from pretrain.data.curate.payload import payload_bytes
+    from pretrain.data.curate.io.payload import payload_bytes
 
     png, big_body = b"\x89PNG\r\n\x1a\n" + bytes(range(256)), b"<html>" + b"y" * 6000 + b"</html>"
     recs = [warc_record("response", "https://a.org/logo.png", "2024-01-01T00:00:00Z",
