@@ -21,7 +21,7 @@ array per block of ~8k shingles (long contiguous rows: NumPy's SIMD loops; a [sh
 layout runs 112-element inner loops and was 4x slower), and a ``minimum.reduceat`` per document. The
 minimum only depends on the top bits of ``h``, so an extra xor-shift mixing high bits into low ones (the
 earlier family) changed almost no minimum and cost half the time; the recall/precision test in
-tests/curate pins that this family separates near duplicates. Why NumPy rather than a library: it is
+tests/data/curate pins that this family separates near duplicates. Why NumPy rather than a library: it is
 already a dependency, it is vectorized, and the signatures stay plain arrays that can be written to
 disk for the on-disk LSH index.
 

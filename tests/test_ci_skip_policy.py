@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-POLICY = (Path(__file__).parents[1] / "conftest.py").read_text()
+POLICY = (Path(__file__).parent / "conftest.py").read_text()
 TESTS = """
 import pytest
 

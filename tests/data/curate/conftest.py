@@ -113,12 +113,12 @@ def mixed_dir(tmp_path: Path) -> Path:
     return root
 
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = FIXTURES / "plugins"
 
 
 @pytest.fixture(scope="session")
 def plugin_steps() -> str:
-    """Make tests/curate/plugins importable here, in spawned workers and in Ray workers."""
+    """Make tests/data/curate/fixtures/plugins importable here, in spawned workers and in Ray workers."""
     import os
     import sys
 

@@ -21,7 +21,7 @@ def test_ranks_stop_together_on_rank0s_clock(tiny_data, tmp_path):
                         "train.max_steps=100000", "train.time_limit_s=8", "train.checkpoint_interval=0",
                         "eval.interval=0", 'train.distributed="ddp"', 'train.callbacks=["rank_clock:LateRank"]')
     env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "helpers"), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2] / "helpers"), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

@@ -1,6 +1,6 @@
 """Checks on the code's shape that keep design debt visible: no function over 80 lines (an explicit,
-short allow-list names the ones left and why), no private name imported across modules, and
-docs/architecture.md names only paths that exist."""
+short allow-list names the ones left and why), no private name imported across modules,
+docs/architecture.md names only paths that exist, and every test folder mirrors a package of src/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 MAX_LINES = 80
 
@@ -121,3 +121,40 @@ def test_the_private_import_scan_sees_one(tmp_path):
     pkg.mkdir()
     (pkg / "a.py").write_text("from pretrain.b import _hidden, public\nfrom pretrain.c import __version__\n")
     assert private_imports(pkg) == {"pretrain/a.py: pretrain.b._hidden"}
+
+
+# Folders of tests/ that mirror nothing: shared helpers, test data (and whatever they hold), caches.
+NOT_MIRRORED = {"helpers", "fixtures", "__pycache__"}
+
+
+def stray_test_folders(tests: Path, package: Path) -> list[str]:
+    """The folders below ``tests`` that name no package or module below ``package``: ``tests/data/curate/io``
+    needs ``pretrain/data/curate/io/__init__.py``, ``tests/speedrun`` may stand for ``pretrain/speedrun.py``."""
+    stray = []
+    for folder in sorted(p for p in tests.rglob("*") if p.is_dir()):
+        rel = folder.relative_to(tests)
+        if any(part in NOT_MIRRORED or part.startswith(".") for part in rel.parts):
+            continue
+        target = package.joinpath(*rel.parts)
+        if not ((target / "__init__.py").is_file() or target.with_suffix(".py").is_file()):
+            stray.append(rel.as_posix())
+    return stray
+
+
+def test_test_folders_mirror_src():
+    stray = stray_test_folders(ROOT / "tests", SRC / "pretrain")
+    assert not stray, (f"test folders that name no package or module under src/pretrain/ (name a folder for "
+                       f"what its tests test; shared helpers go to tests/helpers/): {stray}")
+
+
+def test_the_layout_check_sees_a_stray_folder(tmp_path):
+    pkg = tmp_path / "src" / "pretrain"
+    for sub in ("data", "data/curate", "data/curate/io"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "speedrun.py").write_text("")
+    tests = tmp_path / "tests"
+    for folder in ("data/curate/io", "data/curate/fixtures/plugins", "speedrun", "helpers", "data/__pycache__",
+                   "foundation", "data/curate/rules", "speedrun/peers"):
+        (tests / folder).mkdir(parents=True)
+    assert stray_test_folders(tests, pkg) == ["data/curate/rules", "foundation", "speedrun/peers"]
