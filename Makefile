@@ -29,7 +29,7 @@ lint: $(STAMP)
 
 # The import contracts in pyproject.toml ([tool.importlinter]): no cycles in train/ and model/, the
 # trainer below the composition root, the stages below the report, curation's groups as layers
-# (execution > dedup > rules > io). .ci/run runs it before the tests.
+# (execution > dedup > rules > io) and its steps below the runner. .ci/run runs it before the tests.
 lint-imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 

@@ -128,8 +128,9 @@ NOT_MIRRORED = {"helpers", "fixtures", "__pycache__"}
 
 
 def stray_test_folders(tests: Path, package: Path) -> list[str]:
-    """The folders below ``tests`` that name no package or module below ``package``: ``tests/data/curate/io``
-    needs ``pretrain/data/curate/io/__init__.py``, ``tests/speedrun`` may stand for ``pretrain/speedrun.py``."""
+    """The folders below ``tests`` that name no package or module below ``package``:
+    ``tests/data/curate/io`` needs ``pretrain/data/curate/io/__init__.py``, and ``tests/speedrun`` may
+    stand for ``pretrain/speedrun.py``."""
     stray = []
     for folder in sorted(p for p in tests.rglob("*") if p.is_dir()):
         rel = folder.relative_to(tests)
@@ -154,7 +155,7 @@ def test_the_layout_check_sees_a_stray_folder(tmp_path):
         (pkg / sub / "__init__.py").write_text("")
     (pkg / "speedrun.py").write_text("")
     tests = tmp_path / "tests"
-    for folder in ("data/curate/io", "data/curate/fixtures/plugins", "speedrun", "helpers", "data/__pycache__",
-                   "foundation", "data/curate/rules", "speedrun/peers"):
+    for folder in ("data/curate/io", "data/curate/fixtures/plugins", "speedrun", "helpers",
+                   "data/__pycache__", ".pytest_cache", "foundation", "data/curate/rules", "speedrun/peers"):
         (tests / folder).mkdir(parents=True)
     assert stray_test_folders(tests, pkg) == ["data/curate/rules", "foundation", "speedrun/peers"]
