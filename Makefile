@@ -28,7 +28,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 # The import contracts in pyproject.toml ([tool.importlinter]): no cycles in train/ and model/, every
-# stage below the run config and the composition roots, the stages below the report. .ci/run runs it before the tests.
+# stage below the run config and the composition roots, the stages below the report, curation's groups as
+# layers (execution > dedup > rules > io) and its steps below the runner. .ci/run runs it before the tests.
 lint-imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 

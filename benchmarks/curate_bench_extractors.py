@@ -27,7 +27,7 @@ def char_f1(candidate: str, reference: str) -> float:
 
 
 def bench_extractors(pages: list[tuple[str, str]]) -> None:
-    from pretrain.data.curate.extract import html_to_text
+    from pretrain.data.curate.io.extract import html_to_text
 
     texts: dict[str, list[str]] = {}
     for name in ("trafilatura", "resiliparse"):

@@ -37,7 +37,7 @@ def peak_rss_mb(inp: Path, out: Path) -> float:
 
 
 def default_chain(extractor: str) -> list[dict]:
-    from pretrain.data.curate.pipeline import DEFAULT_STEPS
+    from pretrain.data.curate.execution.pipeline import DEFAULT_STEPS
 
     return [dict(s, extractor=extractor) if s["type"] == "extract" else dict(s) for s in DEFAULT_STEPS]
 

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import zstandard
 
-from pretrain.data.curate import storage
-from pretrain.data.curate.lines import iter_lines
-from pretrain.data.curate.readers import expand_inputs, plan_shards, read_shard, record_cuts
-from pretrain.data.curate.runner import cuts_task
+from pretrain.data.curate.execution.runner import cuts_task
+from pretrain.data.curate.io import storage
+from pretrain.data.curate.io.lines import iter_lines
+from pretrain.data.curate.io.readers import expand_inputs, plan_shards, read_shard, record_cuts
 
 
 def write_inputs(root: Path, mb: int, frame_kb: int, suffix: str = "") -> list[Path]:

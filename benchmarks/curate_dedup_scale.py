@@ -92,7 +92,8 @@ def measure(src: Path, out: Path, workers: int, executor: str, partitions: int, 
     """One curate run in this (fresh) process; prints a JSON line."""
     import multiprocessing as mp
 
-    from pretrain.data.curate import CurateConfig, curate, runner
+    from pretrain.data.curate import CurateConfig, curate
+    from pretrain.data.curate.execution import runner
 
     phase_file, result_file = str(out) + ".phase", str(out) + ".peaks"
     orig = runner._Progress.run
@@ -172,7 +173,9 @@ def phases(src: Path, out: Path) -> dict:
     """CPU seconds per phase of one curate run in this process (1 worker): each phase's functions are
     wrapped with ``time.process_time``; what no wrapper covers is the per-document bookkeeping of the
     shard loop (counting, stats) and the merge of the stats."""
-    from pretrain.data.curate import CurateConfig, curate, runner, shardrun, writers
+    from pretrain.data.curate import CurateConfig, curate
+    from pretrain.data.curate.execution import runner, shardrun
+    from pretrain.data.curate.io import writers
     from pretrain.data.curate.steps import minhash_dedup as md
 
     acc: dict[str, float] = {}

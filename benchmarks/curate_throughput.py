@@ -64,7 +64,7 @@ def minhash_python_loop(shingles, a, b) -> list[int]:
 
 
 def bench_minhash(n_docs: int) -> tuple[float, float]:
-    from pretrain.data.curate.minhash import MinHasher
+    from pretrain.data.curate.dedup.minhash import MinHasher
 
     paras = source_paragraphs()[:n_docs]
     m = MinHasher()

@@ -37,7 +37,7 @@ def pytest_runtest_makereport(item, call):
     report.longrepr = f"skipped under CI=true (a skip is a test that did not run): {reason}"
 
 
-pytest_plugins = ["pytester"]  # tests/foundation/test_ci_skip_policy.py runs this policy in a sub-run
+pytest_plugins = ["pytester"]  # tests/test_ci_skip_policy.py runs this policy in a sub-run
 
 
 # --- Hostile-input fixtures (tests/*/test_hostile_*.py): the CLI as a user runs it, a read-only file

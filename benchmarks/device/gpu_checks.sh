@@ -48,8 +48,8 @@ cat "$OUT/env.txt"
 
 rc=0
 if [[ " $PARTS " == *" tests "* ]]; then
-  # The files holding gpu-marked tests (the foundation test only names the marker in a string).
-  mapfile -t FILES < <(grep -rl --include='test_*.py' -e 'pytest.mark.gpu' tests | grep -v '^tests/foundation/' | sort)
+  # The files holding gpu-marked tests (the skip-policy test only names the marker in a string).
+  mapfile -t FILES < <(grep -rl --include='test_*.py' -e 'pytest.mark.gpu' tests | grep -vx 'tests/test_ci_skip_policy.py' | sort)
   echo "== pytest -m gpu: ${FILES[*]}"
   timeout "${TEST_S:-220}" "$PY" -m pytest -q -m gpu -p no:cacheprovider -rA --durations=10 \
     --junitxml="$OUT/gpu_tests.xml" "${FILES[@]}" 2>&1 | tee "$OUT/gpu_tests.log"

@@ -1,6 +1,6 @@
 """Named plug-ins of one kind, the machinery every extension point shares.
 
-Input formats (``data/curate/formats``), Hugging Face families (``model/hf/families``), attention
+Input formats (``data/curate/io/formats``), Hugging Face families (``model/hf/families``), attention
 backends (``model/backends``) and built-in evals (``eval/builtin``) are each a package whose modules
 register one component apiece with a decorator or call. A :class:`Registry` keeps them by name, refuses
 a name registered twice by two different components, and imports every module of its package the first

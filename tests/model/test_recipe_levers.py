@@ -108,7 +108,7 @@ def test_the_recipe_decodes_with_a_kv_cache_and_round_trips_a_checkpoint(tmp_pat
 
 @pytest.mark.parametrize("field, value", [("value_embeddings", "-V"), ("mlp_gated", False), ("activation", "relu2")])
 def test_export_writes_own_code_for_what_llama_cannot_express(tmp_path, field, value):
-    """Exported with our modeling code (tests/model/test_hf_custom_code.py loads it); naming llama refuses."""
+    """Exported with our modeling code (tests/model/hf/test_hf_custom_code.py loads it); naming llama refuses."""
     with pytest.raises(ValueError, match=f"model.{field}': {value!r} cannot be exported") as err:
         export_hf(Transformer(tiny_config(hf_architecture="llama", **{field: value})), tmp_path / "llama")
     assert "\n" not in str(err.value)

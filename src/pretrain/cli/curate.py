@@ -52,7 +52,7 @@ def classifier_cmd(
     from rich import print as rprint
 
     from pretrain.cli.guards import at_least
-    from pretrain.data.curate.classifier import train_classifier
+    from pretrain.data.curate.rules.classifier import train_classifier
     from pretrain.writable import ensure_writable
 
     at_least("--epochs", epochs, 1)

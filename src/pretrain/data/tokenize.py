@@ -33,7 +33,7 @@ def _file_docs(path: Path) -> Iterator[Document]:
     curated output), or of a `datasets` save_to_disk .arrow file through record's columnar reader."""
     if path.suffix != ".arrow":
         return read_file(path)
-    from pretrain.data.curate.hfdatasets import ArrowFile
+    from pretrain.data.curate.io.hfdatasets import ArrowFile
 
     return read_columns(ArrowFile(path), path, "Arrow")
 
@@ -42,7 +42,7 @@ def input_files(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand inputs: a curated directory means its ``data/``; a `datasets` folder (save_to_disk or the
     Hub's Parquet layout) its record files; other directories are searched for ``*.jsonl*`` and
     ``*.parquet`` files (sorted)."""
-    from pretrain.data.curate.hfdatasets import dataset_files
+    from pretrain.data.curate.io.hfdatasets import dataset_files
 
     files: list[Path] = []
     for item in inputs:
@@ -99,7 +99,7 @@ def encode_task(path: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _ray_encoded(batches: Iterator[list[Document]], tok_path: str, workers: int, address: str | None):
     """(batch, flat, lengths) in input order, encoded by Ray tasks with at most 2 x workers in flight."""
-    from pretrain.data.curate.executors import RayExecutor
+    from pretrain.data.curate.execution.executors import RayExecutor
 
     ex = RayExecutor(workers, address)
     ray = ex.ray

@@ -7,7 +7,7 @@ See docs/curation.md for the steps, their options and the papers behind them.
 """
 
 from pretrain.data.curate.config import CurateConfig
-from pretrain.data.curate.runner import curate
-from pretrain.data.curate.stats import print_funnel
+from pretrain.data.curate.execution.runner import curate
+from pretrain.data.curate.execution.stats import print_funnel
 
 __all__ = ["CurateConfig", "curate", "print_funnel"]

@@ -106,7 +106,7 @@ class GlobalStep(Step):
     The runner sets ``self.work`` (this step's scratch directory, shared by all workers and tasks) and
     ``self.n_shards`` before calling any hook. Collected items are keyed by (shard, position of the
     document in that shard's stream at this point of the pipeline), which is the same whatever the
-    number of workers. Every file a hook writes must be written atomically (see ``dedup_store.save``),
+    number of workers. Every file a hook writes must be written atomically (see ``dedup.store.save``),
     because a task may be killed and retried.
     """
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pretrain.data.curate import c4
-from pretrain.data.curate.langid import relabel
 from pretrain.data.curate.registry import Step, Verdict, register
+from pretrain.data.curate.rules import c4
+from pretrain.data.curate.rules.langid import relabel
 from pretrain.data.record import Document
 
 

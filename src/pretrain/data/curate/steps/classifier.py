@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pretrain.configlib import check
-from pretrain.data.curate.classifier import TextClassifier
 from pretrain.data.curate.registry import Step, Verdict, keep_fraction_hash, register
+from pretrain.data.curate.rules.classifier import TextClassifier
 from pretrain.data.record import Document
 
 

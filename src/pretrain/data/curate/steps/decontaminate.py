@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pretrain.configlib import check
-from pretrain.data.curate.decontam import DecontamOptions
+from pretrain.data.curate.dedup.decontam import DecontamOptions
 from pretrain.data.curate.registry import Step, Verdict, register
 from pretrain.data.record import Document
 
@@ -22,7 +22,7 @@ class Decontaminate(Step):
             check(Path(p).is_file(), "eval_sets", f"evaluation set not found: {p}")
 
     def setup(self) -> None:
-        from pretrain.data.curate.decontam import EvalIndex
+        from pretrain.data.curate.dedup.decontam import EvalIndex
 
         self.index = EvalIndex(self.o)
 

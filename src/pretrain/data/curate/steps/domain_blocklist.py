@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pretrain.configlib import check
-from pretrain.data.curate.blocklist import blocked_by, host_of, load_blocklist, parse_domains
 from pretrain.data.curate.registry import Step, Verdict, register
+from pretrain.data.curate.rules.blocklist import blocked_by, host_of, load_blocklist, parse_domains
 from pretrain.data.record import Document
 
 
@@ -29,7 +29,7 @@ class DomainBlocklist(Step):
     def validate(self) -> None:
         from pathlib import Path
 
-        from pretrain.data.curate.storage import is_url
+        from pretrain.data.curate.io.storage import is_url
 
         check(bool(self.o.file or self.o.domains), "file", "give a blocklist `file` or `domains`")
         check(not self.o.file or is_url(self.o.file) or Path(self.o.file).is_file(), "file",

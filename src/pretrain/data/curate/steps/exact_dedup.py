@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pretrain.data.curate.dedup import CollectedStep
-from pretrain.data.curate.dedup_store import (
+from pretrain.data.curate.dedup.collected import CollectedStep
+from pretrain.data.curate.dedup.store import (
     doc_keys,
     first_of_groups,
     partition_of,
@@ -23,7 +23,7 @@ from pretrain.data.curate.dedup_store import (
     write_partitioned,
 )
 from pretrain.data.curate.registry import register
-from pretrain.data.curate.text import dedup_key, hash64
+from pretrain.data.curate.rules.text import dedup_key, hash64
 from pretrain.data.record import Document
 
 KEY_DTYPE = np.dtype([("key", "<u8"), ("doc", "<u8")])

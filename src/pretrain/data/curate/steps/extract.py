@@ -1,4 +1,4 @@
-"""HTML extraction step: the main text of a page (see pretrain.data.curate.extract)."""
+"""HTML extraction step: the main text of a page (see pretrain.data.curate.io.extract)."""
 
 from __future__ import annotations
 
@@ -30,20 +30,20 @@ class Extract(Step):
     Options = ExtractOptions
 
     def validate(self) -> None:
-        from pretrain.data.curate.extract import EXTRACTORS
+        from pretrain.data.curate.io.extract import EXTRACTORS
 
         check(self.o.extractor in EXTRACTORS, "extractor", f"must be one of {', '.join(EXTRACTORS)} "
               f"(got {self.o.extractor!r})")
         check(self.o.timeout >= 0, "timeout", f"must be >= 0 seconds (got {self.o.timeout})")
 
     def setup(self) -> None:
-        from pretrain.data.curate.extract import html_to_text
+        from pretrain.data.curate.io.extract import html_to_text
 
         # imports and first-call initialisation here, so they do not count against the first page's time
         html_to_text("<html><body><p>warm up</p></body></html>", self.o.extractor)
 
     def __call__(self, doc: Document) -> Verdict | None:
-        from pretrain.data.curate.extract import ExtractTimeout, html_to_text, looks_like_html, time_limit
+        from pretrain.data.curate.io.extract import ExtractTimeout, html_to_text, looks_like_html, time_limit
 
         is_html = doc.meta.get("format") == "html" or (doc.domain in self.o.html_domains and looks_like_html(doc.text))
         if not is_html:

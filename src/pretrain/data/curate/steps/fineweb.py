@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pretrain.data.curate import fineweb
 from pretrain.data.curate.registry import Step, Verdict, register
+from pretrain.data.curate.rules import fineweb
 from pretrain.data.record import Document
 
 

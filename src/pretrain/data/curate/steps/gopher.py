@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pretrain.configlib import check
-from pretrain.data.curate import gopher
 from pretrain.data.curate.registry import Step, Verdict, register
+from pretrain.data.curate.rules import gopher
 from pretrain.data.record import Document
 
 

@@ -1,4 +1,4 @@
-"""Token-distribution outlier filter (KL divergence from the domain's unigram distribution; see pretrain.data.curate.kl)."""
+"""Token-distribution outlier filter (KL divergence from the domain's unigram distribution; see pretrain.data.curate.rules.kl)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate.kl import kl_divergence, word_bins
 from pretrain.data.curate.registry import GlobalStep, Verdict, register
+from pretrain.data.curate.rules.kl import kl_divergence, word_bins
 from pretrain.data.record import Document
 
 

@@ -29,7 +29,7 @@ class LangId(Step):
         check(0.0 <= self.o.min_score <= 1.0, "min_score", f"must be in [0, 1] (got {self.o.min_score})")
 
     def __call__(self, doc: Document) -> Verdict | None:
-        from pretrain.data.curate.langid import detect_language
+        from pretrain.data.curate.rules.langid import detect_language
 
         lang, score = detect_language(doc.text, self.o.max_chars)
         doc.lang = lang

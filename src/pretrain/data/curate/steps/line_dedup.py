@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate.dedup import CollectedStep
-from pretrain.data.curate.dedup_store import partition_of, read_partition, save, write_partitioned
-from pretrain.data.curate.langid import relabel
+from pretrain.data.curate.dedup.collected import CollectedStep
+from pretrain.data.curate.dedup.store import partition_of, read_partition, save, write_partitioned
 from pretrain.data.curate.registry import Verdict, register
-from pretrain.data.curate.text import hash64
+from pretrain.data.curate.rules.langid import relabel
+from pretrain.data.curate.rules.text import hash64
 from pretrain.data.record import Document
 
 _FREQUENT: dict[str, np.ndarray] = {}

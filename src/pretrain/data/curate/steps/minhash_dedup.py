@@ -14,7 +14,7 @@
 4. stages 2, 3, ... (P tasks each): connected components over the verified pairs only (documents in
    no pair never appear), in rounds of large-star (tasks by a hash of the node) and small-star (tasks
    by shard group) until a large-star finds every component a star around its smallest document
-   (Kiveris et al. 2014; see :mod:`pretrain.data.curate.components`); the rounds are added one at a
+   (Kiveris et al. 2014; see :mod:`pretrain.data.curate.dedup.components`); the rounds are added one at a
    time by ``more_stages``. Each task holds ~1/P of the edges, never a table of all documents.
 5. last stage (P tasks): the stars' (leaf, centre) rows are the removals, i.e. in each component the
    earliest document in input order is kept; one table per shard group, which the apply pass of each
@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate import components as cc
-from pretrain.data.curate.dedup import CollectedStep
-from pretrain.data.curate.dedup_store import (
+from pretrain.data.curate.dedup import components as cc
+from pretrain.data.curate.dedup.collected import CollectedStep
+from pretrain.data.curate.dedup.minhash import MinHasher, band_hashes
+from pretrain.data.curate.dedup.store import (
     PAIR_DTYPE,
     Removals,
     doc_keys,
@@ -44,7 +45,6 @@ from pretrain.data.curate.dedup_store import (
     unique_pairs,
     write_partitioned,
 )
-from pretrain.data.curate.minhash import MinHasher, band_hashes
 from pretrain.data.curate.registry import register
 from pretrain.data.record import Document
 

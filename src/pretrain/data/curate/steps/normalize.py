@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pretrain.data.curate.registry import Step, Verdict, register
-from pretrain.data.curate.text import normalize_code, normalize_prose
+from pretrain.data.curate.rules.text import normalize_code, normalize_prose
 from pretrain.data.record import Document
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from pretrain.configlib import check
-from pretrain.data.curate.dedup import CollectedStep, components
-from pretrain.data.curate.dedup_store import doc_keys, save, write_removals
+from pretrain.data.curate.dedup.collected import CollectedStep, components
+from pretrain.data.curate.dedup.store import doc_keys, save, write_removals
 from pretrain.data.curate.registry import register
 from pretrain.data.record import Document
 
@@ -46,7 +46,7 @@ class SemanticDedup(CollectedStep):
         self.texts.append(doc.text)
 
     def end_collect(self) -> None:
-        from pretrain.data.curate.embed import embed
+        from pretrain.data.curate.rules.embed import embed
 
         self._save_ids()
         save(self.work / f"emb-s{self.shard:05d}.npy", embed(self.texts, self.o.max_chars))

@@ -15,17 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from pretrain.data.curate.dedup import CollectedStep
-from pretrain.data.curate.dedup_store import (
+from pretrain.data.curate.dedup.collected import CollectedStep
+from pretrain.data.curate.dedup.store import (
     doc_keys,
     first_of_groups,
     partition_of,
     read_partition,
     write_partitioned,
 )
+from pretrain.data.curate.dedup.urls import UNDATED, capture_time, normalize_url
 from pretrain.data.curate.registry import Verdict, register
-from pretrain.data.curate.text import hash64
-from pretrain.data.curate.urls import UNDATED, capture_time, normalize_url
+from pretrain.data.curate.rules.text import hash64
 from pretrain.data.record import Document
 
 URL_DTYPE = np.dtype([("key", "<u8"), ("time", "<i8"), ("doc", "<u8")])
