@@ -10,6 +10,7 @@ checksums and holds finite weights, and falls back to the one before it otherwis
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -21,6 +22,7 @@ from pretrain import configlib
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import RECORD_EVENTS, MetricsLogger, truncate_metrics
 from pretrain.train.safestate import from_safe, set_rng_state, to_safe
+from pretrain.train.schedule import resume_global_batch
 from pretrain.train.stages import Plan
 from pretrain.train.state import TrainResult, TrainState
 from pretrain.train.watchdog import beat
@@ -35,22 +37,14 @@ def trainer_state(tr) -> dict:
 
 
 def save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
-    """``_save``, with a failed write raised as an OSError: a full disk reaches us as safetensors'
-    SafetensorError, torch.save's RuntimeError (its zip writer) or, inside torch.distributed.checkpoint,
-    a CheckpointException (a BaseException wrapping each rank's error)."""
-    from safetensors import SafetensorError
-    from torch.distributed.checkpoint.api import CheckpointException
-
+    """``_save``, with a failed write raised as an OSError (``checkpoint.write_error``)."""
     try:
         return _save(tr, name, milestone, model_state, extra_meta)
-    except (CheckpointException, SafetensorError, RuntimeError) as exc:
-        inner = next((e for e, _trace in exc.failures.values()), exc) if isinstance(exc, CheckpointException) else exc
-        if isinstance(inner, OSError):
-            raise inner from None
-        first = (str(inner).strip().splitlines() or [""])[0]
-        if isinstance(inner, RuntimeError) and not any(w in first for w in ("inline_container", "StreamWriter")):
-            raise  # not a write error
-        raise OSError(f"{type(inner).__name__} while writing the checkpoint: {first[:200]}") from None
+    except BaseException as exc:
+        error = ckpt.write_error(exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 def _save(tr, name: str | None, milestone: bool, model_state: dict | None, extra_meta: dict | None) -> Path:
@@ -65,9 +59,10 @@ def _save(tr, name: str | None, milestone: bool, model_state: dict | None, extra
     state = trainer_state(tr)
     if step_ckpt:
         tr.last_checkpoint_step = step
-    tmp = ckpt.begin_checkpoint(root, name, tr.dist.is_main, tr.dist.barrier)
+    tmp = ckpt.begin_checkpoint(root, name, tr.dist)
     future = tr.parallel.save(tr.raw, tr.opt.optimizers, tmp, background=tr.t.async_save) if step_ckpt else None
-    if tr.dist.is_main:
+
+    def write_main() -> None:  # rank 0's own files; every rank learns whether they were written
         if model_state is not None or tr.parallel.writes_full_weights:
             ckpt.save_model_weights(tr.raw, tmp, state_dict=model_state)
         elif tr.base_model_cfg is not None:
@@ -77,11 +72,20 @@ def _save(tr, name: str | None, milestone: bool, model_state: dict | None, extra
         if tr.tokenizer_path is not None and Path(tr.tokenizer_path).is_file():
             shutil.copyfile(tr.tokenizer_path, tmp / "tokenizer.json")
 
+    try:
+        ckpt.on_main(write_main, tr.dist)
+    except OSError:
+        if future is not None:  # a background write still running into the directory the caller removes
+            with contextlib.suppress(BaseException):
+                future.result()
+        raise
+
     mixture = configlib.to_dict(tr.cfg.data.mixture) if hasattr(tr.cfg, "data") else {}
     stage_mix = tr.stage.cfg.mixture if tr.stage else {}
     meta = {
         "step": tr.step, "tokens": tr.tokens, "stage": tr.stage.name if tr.stage else "", "time": time.time(),
         "train_time_s": tr.train_time, "milestone": milestone, "world_size": tr.dist.world,
+        "global_batch": tr.base_global_batch(),
         "distributed": tr.parallel.name, "mixture": mixture, "stage_mixture": stage_mix,
         "mixture_version": hashlib.sha256(json.dumps([mixture, stage_mix], sort_keys=True).encode()).hexdigest()[:16],
         **(extra_meta or {}),
@@ -91,12 +95,12 @@ def _save(tr, name: str | None, milestone: bool, model_state: dict | None, extra
     def finish() -> Path:
         if future is not None:
             future.result()  # this rank's files are written
-        path = ckpt.finish_checkpoint(root, name, meta, tr.dist.is_main, tr.dist.barrier)
+        path = ckpt.finish_checkpoint(root, name, meta, tr.dist)
         if tr.dist.is_main and step_ckpt:
             keep = tr.t.keep_last
             if stage_kind == "anneal":
                 keep = max(keep, tr.t.averaging.last_n)
-            ckpt.prune(root, keep)
+            ckpt.prune(root, keep, wait=False)
         tr.event("checkpoint", str(path.name), step=step)
         tr.callbacks.fire("on_save", tr.ctx, path)
         return path
@@ -112,6 +116,7 @@ def wait_pending(tr) -> None:
     finish, tr.pending_save = tr.pending_save, None
     if finish is not None:
         finish()
+    ckpt.wait_pruned()  # the end of training leaves no old checkpoint half-deleted
 
 
 def load(tr, path: Path) -> None:
@@ -200,6 +205,7 @@ def resume(tr):
         raise ckpt.CheckpointError(f"{root}: no checkpoint passed its checks (see the checkpoint_rejected "
                                    "events in metrics.jsonl); use --fresh to start over")
     tr.resume_load_s = time.perf_counter() - started
+    world_change = resume_global_batch(tr.t, ckpt.read_meta(loaded), tr.dist.world) if loaded is not None else ""
     if loaded is None:
         if not tr.fresh:
             start_over(tr, unfinished)
@@ -215,6 +221,8 @@ def resume(tr):
     tr.dist.barrier()
     dropped = truncate_log(tr, tr.step)
     tr.event("resume", f"from {loaded.name} (dropped {dropped} metrics rows logged after it)")
+    if world_change:
+        tr.event("world_size_changed", world_change, world_size=tr.dist.world, global_batch=tr.base_global_batch())
     final_dir = root / "final"
     if tr.step >= tr.plan.total and ckpt.is_valid(final_dir) and ckpt.read_meta(final_dir)["step"] == tr.step:
         meta = ckpt.read_meta(final_dir)
