@@ -65,7 +65,7 @@ def command(args, tokens: Path, tok: Path, run: Path, steps: int, trigger: Path 
         over += [f'train.callbacks=["{FAULT}"]',
                  f'train.callback_args={{"{FAULT}" = {{kind = "hang", trigger = "{trigger}"}}}}']
     # --monitor-interval: how often the agent looks at its ranks (0.1 s is torch 2.13's default; older
-    # releases looked every 5 s, which a restart then waited for).
+    # releases waited longer, and a restart waits for it).
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
             "--max-restarts", "1000", "--monitor-interval", "0.1", "-m", "pretrain.train", "tiny", *over, *args.overrides,
             "--run-dir", str(run), "--no-progress"]
