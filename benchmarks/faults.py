@@ -64,8 +64,10 @@ def command(args, tokens: Path, tok: Path, run: Path, steps: int, trigger: Path 
     if trigger is not None:
         over += [f'train.callbacks=["{FAULT}"]',
                  f'train.callback_args={{"{FAULT}" = {{kind = "hang", trigger = "{trigger}"}}}}']
+    # --monitor-interval: how often the agent looks at its ranks (0.1 s is torch 2.13's default; older
+    # releases waited longer, and a restart waits for it).
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "--max-restarts", "1000", "-m", "pretrain.train", "tiny", *over, *args.overrides,
+            "--max-restarts", "1000", "--monitor-interval", "0.1", "-m", "pretrain.train", "tiny", *over, *args.overrides,
             "--run-dir", str(run), "--no-progress"]
 
 
@@ -224,9 +226,14 @@ def main() -> None:
     kinds = {k: sum(1 for _, f in faults if f == k) for k in args.kinds.split(",")}
     print(f"\nfaulted run: {wall:.0f}s, {len(faults)} faults {kinds}, {len(restarts)} restarts, "
           f"{len(events(run, 'hang'))} hang events, {len(events(run, 'preempted'))} preemptions")
-    print(f"steps lost per restart: {lost} (checkpoint interval {args.checkpoint_interval})")
+    print(f"steps lost per restart: {lost} (checkpoint interval {args.checkpoint_interval}); seconds from the "
+          f"last record to the next launch: {[r['lost_s'] for r in restarts]}")
     print(f"goodput {good['goodput']:.1%} over {good['launches']} launches; parts (s): "
           + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in good.items() if k.endswith("_s") and k != "wall_s"))
+    saves = steps // args.checkpoint_interval  # the step checkpoints of one pass (a restart writes a few again)
+    print(f"per launch: start-up {good['startup_s'] / good['launches']:.2f}s; per checkpoint about "
+          f"{good['checkpoint_save_s'] / max(1, saves) * 1000:.0f} ms (reference: start-up {ref_good['startup_s']:.2f}s, "
+          f"{ref_good['checkpoint_save_s'] / max(1, saves) * 1000:.0f} ms)")
     print(f"final weights equal the uninterrupted run's: {exact}")
     print(f"load at end: {os.getloadavg()}")
     print(json.dumps({"steps": steps, "faults": faults, "steps_lost": lost, "goodput": good, "bit_exact": exact,

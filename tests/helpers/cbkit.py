@@ -80,3 +80,36 @@ class SignalTwice(Callback):
             self.armed = False
             os.kill(os.getpid(), signal.SIGTERM)
         return {}
+
+
+class FullDiskOnRank0(Callback):
+    """Rank 0's disk is nearly full: its process may write no file over ``limit`` bytes (a real file-size
+    limit, RLIMIT_FSIZE, so a write past it fails with EFBIG), and at step ``step`` its state (saved in
+    trainer_state.pt, which rank 0 alone writes) is larger than that. The step's checkpoint then fails
+    on rank 0 only, after every rank wrote its part of the model and optimizer state."""
+
+    def __init__(self, step: int = 4, limit: int = 2 << 20):
+        self.step, self.limit, self.at = step, limit, 0
+        self.rank = 0
+
+    def on_train_start(self, trainer):
+        import resource
+        import signal
+
+        self.rank = trainer.dist.rank
+        if self.rank == 0:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    def on_step_end(self, trainer, step, metrics):
+        self.at = step
+
+    def state_dict(self):
+        if self.rank == 0 and self.at == self.step:
+            import torch
+
+            return {"blob": torch.zeros(self.limit // 2)}  # float32: twice the limit
+        return {}
+
+    def load_state_dict(self, state):
+        pass

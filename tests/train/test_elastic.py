@@ -147,3 +147,29 @@ def test_two_nodes_meet_through_c10d_train_and_resume(tiny_data, tmp_path):
     assert "from step_00000004" in _rows(run, "resume")[-1]["detail"]
     again = {r["step"]: r["loss"] for r in _rows(run) if r.get("type") == "train"}
     assert again == pytest.approx(first, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_save_that_fails_on_rank_0_only_is_met_by_every_rank_at_once(tiny_data, tmp_path):
+    """Rank 0 alone cannot write its part of step 4's checkpoint (a full disk: a file-size limit on its
+    process). Every rank learns it in the same collective: with "stop" both ranks stop at once with the
+    one line (no rank left waiting for the watchdog); with "continue" both train on to the end."""
+    from pretrain.train import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    disk = ['train.callbacks=["cbkit:FullDiskOnRank0"]', 'train.callback_args={"cbkit:FullDiskOnRank0" = {step = 4}}',
+            "train.max_steps=6", "train.watchdog_timeout=30"]
+    t0 = time.time()
+    proc = _run(_launch(tiny_data, run, *disk))
+    assert proc.returncode != 0 and time.time() - t0 < 30, proc.stderr[-3000:]  # not the watchdog's 30 s
+    lines = [x for x in proc.stderr.splitlines() if "error: training stopped" in x]
+    assert len(lines) == 2, proc.stderr[-3000:]  # one line from each rank
+    assert all("step 4 could not be written" in x and "step_00000002 is still" in x for x in lines)
+    assert not _rows(run, "hang") and not (run / "watchdog").exists()
+    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == ["step_00000002"]
+
+    proc = _run(_launch(tiny_data, run, *disk, 'train.on_save_error="continue"'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["step"] for r in _rows(run, "save_failed")] == [4, 4]  # once per launch, logged by rank 0
+    assert max(r["step"] for r in _rows(run) if r["type"] == "train") == 6 and (run / "checkpoints" / "final").is_dir()
+    ckpt.verify(run / "checkpoints" / "step_00000006")

@@ -50,6 +50,20 @@ def test_cpu_peak_rises_past_a_loaded_first_measurement(tmp_path, monkeypatch):
     assert (tmp_path / "peak_flops.json").read_text() == legacy  # older code still reads its own file
 
 
+@pytest.mark.parametrize("variable, value", [("TORCHELASTIC_RESTART_COUNT", "1"), ("LOCAL_RANK", "1")])
+def test_a_restart_attempt_or_another_local_rank_uses_the_cached_peak(tmp_path, monkeypatch, variable, value):
+    """A torchrun restart after a fault starts without 0.3 s or more of matmuls; so do local ranks > 0."""
+    monkeypatch.setenv("PRETRAIN_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(hardware, "measure_cpu_peak", lambda seconds=0.5: calls.append(seconds) or 9e10)
+    assert cpu_peak()[0] == 9e10 and calls == [0.5]  # the first attempt (local rank 0) measures
+    monkeypatch.setenv(variable, value)
+    value, source = cpu_peak()
+    assert value == 9e10 and calls == [0.5] and "not measured again" in source
+    (tmp_path / "cpu_peaks.json").unlink()
+    assert cpu_peak()[0] == 9e10 and calls == [0.5, 0.5]  # nothing cached: it measures after all
+
+
 def test_corrupt_cache_is_remeasured(tmp_path, monkeypatch):
     monkeypatch.setenv("PRETRAIN_CACHE", str(tmp_path))
     (tmp_path / "cpu_peaks.json").write_text("{not json")

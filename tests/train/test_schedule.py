@@ -7,7 +7,7 @@ import math
 import pytest
 
 from pretrain.train.config import StageConfig, TrainConfig
-from pretrain.train.schedule import LRSchedule, batch_at, lr_batch_scale
+from pretrain.train.schedule import LRSchedule, batch_at, lr_batch_scale, resume_global_batch
 from pretrain.train.stages import Plan, stage_lengths
 
 
@@ -118,3 +118,23 @@ def test_tokens_per_step_has_one_definition_the_trainer_trains(tmp_path):
     assert budget_tokens_per_step(cfg) == tokens_per_step(cfg.train)  # scaling budgets what training trains
     accum = toy_cfg("train.grad_accum=3")  # no global batch: processes multiply it
     assert tokens_per_step(accum.train, world=2) == budget_tokens_per_step(accum, world=2) == 4 * 3 * 2 * 16
+
+
+def test_a_resume_on_another_world_size_keeps_the_checkpoints_global_batch():
+    from pretrain.configlib import ConfigError
+
+    t = TrainConfig(micro_batch=2, grad_accum=1, seq_len=32)
+    assert resume_global_batch(t, {"world_size": 2, "global_batch": 4}, 2) == "" and t.global_batch == 0
+    text = resume_global_batch(t, {"world_size": 2, "global_batch": 4}, 1)  # a node was lost
+    assert t.global_batch == 4 and text == ("world size 2 -> 1: global batch kept at 4 sequences "
+                                            "(1 -> 2 micro-batches per rank a step)")
+    again = TrainConfig(micro_batch=2, seq_len=32)  # relaunched on 1 process: its checkpoint says 4
+    assert resume_global_batch(again, {"world_size": 1, "global_batch": 4}, 1) == "" and again.global_batch == 4
+    old = TrainConfig(micro_batch=2, seq_len=32)  # a checkpoint from before meta.json held global_batch
+    assert "global batch kept at 8" in resume_global_batch(old, {"world_size": 4}, 2) and old.global_batch == 8
+    mine = TrainConfig(micro_batch=2, seq_len=32, global_batch=8)  # set by the user: it stays
+    assert "global batch 8 sequences (train.global_batch; the checkpoint's was 4) (1 -> 4 micro" in \
+        resume_global_batch(mine, {"world_size": 2, "global_batch": 4}, 1)
+    with pytest.raises(ConfigError, match=r"train\.global_batch.*global batch of 2 sequences"):
+        resume_global_batch(TrainConfig(micro_batch=2, seq_len=32), {"world_size": 1, "global_batch": 2}, 2)
+

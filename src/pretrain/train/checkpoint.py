@@ -18,15 +18,22 @@ import os
 import pickle
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from pretrain.hashing import sha256_file
 from pretrain.model.io import read_weights
+from pretrain.train.distributed import DistInfo
+
+ALONE = DistInfo()
+"""The ranks of a single process (rank 0 of 1): the default of the functions that writing takes part in."""
 
 STEP_RE = re.compile(r"^step_(\d{8})$")
 
@@ -55,16 +62,29 @@ def step_dir(root: Path, step: int) -> Path:
     return root / f"step_{step:08d}"
 
 
-def _fsync_tree(path: Path) -> None:
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as fh:
-                os.fsync(fh.fileno())
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _digest_and_sync(path: Path) -> str:
+    digest = sha256_file(path)
+    _fsync(path)
+    return digest
+
+
+def _in_threads(fn: Callable[[Path], Any], paths: list[Path]) -> list:
+    """``fn`` over ``paths``, each on its own thread (at most 16). fsync waits for the file system's
+    journal commit: ext4 and XFS commit the fsyncs that arrive together in one transaction, so a dozen
+    files cost about one commit instead of a dozen one after the other (most of a small model's save
+    time when they ran in turn); hashing releases the GIL too."""
+    if len(paths) <= 1:
+        return [fn(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(16, len(paths)), thread_name_prefix="checkpoint-sync") as pool:
+        return list(pool.map(fn, paths))
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -142,65 +162,111 @@ def load_model_weights(model: nn.Module, directory: Path) -> dict[str, torch.Ten
     return sd
 
 
+def write_error(exc: BaseException) -> OSError | None:
+    """``exc`` as the OSError of a failed write, or None when it is something else (a bug is not a full
+    disk). A full disk or a file-size limit reaches a save as an OSError, as safetensors' SafetensorError,
+    as torch.save's RuntimeError (its zip writer) or, inside torch.distributed.checkpoint, as a
+    CheckpointException (a BaseException wrapping each rank's error)."""
+    if isinstance(exc, OSError):
+        return exc
+    from safetensors import SafetensorError
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    if not isinstance(exc, (CheckpointException, SafetensorError, RuntimeError)):
+        return None
+    inner = next((e for e, _trace in exc.failures.values()), exc) if isinstance(exc, CheckpointException) else exc
+    if isinstance(inner, OSError):
+        return inner
+    first = (str(inner).strip().splitlines() or [""])[0]
+    if isinstance(inner, RuntimeError) and not any(w in first for w in ("inline_container", "StreamWriter")):
+        return None
+    return OSError(f"{type(inner).__name__} while writing the checkpoint: {first[:200]}")
+
+
+def on_main(work: Callable[[], None], ranks: DistInfo = ALONE) -> None:
+    """Run ``work`` (a write only rank 0 does) on rank 0, then let every rank learn whether it succeeded
+    (``DistInfo.agree``: one all-reduce of one integer, which also stands in for a barrier). If it failed,
+    every rank raises rank 0's OSError at this same point, so ``train.on_save_error`` ("stop" or
+    "continue") is applied by all ranks at once; before, the other ranks went on into the next collective
+    and waited there until the watchdog ended them. An error that is not a write error (a bug) is raised
+    on rank 0 alone; the others then fail their next collective (a peer is gone)."""
+    error: OSError | None = None
+    if ranks.is_main:
+        try:
+            work()
+        except BaseException as exc:
+            error = write_error(exc)
+            if error is None:
+                raise
+    if ranks.agree(error is None):
+        return
+    if error is not None:
+        ranks.share((error.errno, error.strerror, error.filename, str(error)))
+        raise error
+    errno, strerror, filename, text = ranks.share(None)
+    raise OSError(errno, strerror, filename) if errno else OSError(text)
+
+
 def write_checkpoint(
     root: Path,
     name: str,
     write_files: Callable[[Path], None],
     meta: dict,
-    is_main: bool = True,
-    barrier: Callable[[], None] = lambda: None,
+    ranks: DistInfo = ALONE,
 ) -> Path:
     """Create ``root/name`` atomically; ``write_files(tmpdir)`` writes the payload (on every rank).
 
-    Rank 0 prepares and finalises; every rank calls ``write_files`` between the barriers (sharded
-    state is written by all ranks).
+    Rank 0 prepares and finalises; every rank calls ``write_files`` in between (sharded state is
+    written by all ranks).
     """
-    tmp = begin_checkpoint(root, name, is_main, barrier)
+    tmp = begin_checkpoint(root, name, ranks)
     write_files(tmp)
-    return finish_checkpoint(root, name, meta, is_main, barrier)
+    return finish_checkpoint(root, name, meta, ranks)
 
 
-def begin_checkpoint(root: Path, name: str, is_main: bool = True, barrier: Callable[[], None] = lambda: None) -> Path:
-    """Make the empty temporary directory ``root/.tmp-name`` (rank 0) and return it (all ranks)."""
-    root.mkdir(parents=True, exist_ok=True)
+def begin_checkpoint(root: Path, name: str, ranks: DistInfo = ALONE) -> Path:
+    """Make the empty temporary directory ``root/.tmp-name`` (rank 0) and return it (all ranks, once it
+    exists; if rank 0 could not make it, every rank raises its OSError)."""
     tmp = root / f".tmp-{name}"
-    if is_main:
+
+    def make() -> None:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-    barrier()
+
+    on_main(make, ranks)
     return tmp
 
 
-def finish_checkpoint(root: Path, name: str, meta: dict, is_main: bool = True,
-                      barrier: Callable[[], None] = lambda: None) -> Path:
-    """Once every rank has written into ``.tmp-name``: manifest (sizes, SHA-256), fsync, rename into place."""
+def finish_checkpoint(root: Path, name: str, meta: dict, ranks: DistInfo = ALONE) -> Path:
+    """Once every rank has written into ``.tmp-name``: manifest (sizes, SHA-256), fsync, rename into place
+    (rank 0; a failure there is raised on every rank, see ``on_main``)."""
+    ranks.barrier()  # every rank's files are in place
+    on_main(lambda: _seal(root, name, meta), ranks)
+    return root / name
+
+
+def _seal(root: Path, name: str, meta: dict) -> None:
     final = root / name
     tmp = root / f".tmp-{name}"
-    barrier()
-    if is_main:
-        paths = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
-        files = {str(p.relative_to(tmp)): p.stat().st_size for p in paths}
-        sums = {str(p.relative_to(tmp)): sha256_file(p) for p in paths}
-        meta = dict(meta, files=files, sha256=sums, saved_at=time.time())
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        _fsync_tree(tmp)
-        if final.exists():  # re-saving the same step (e.g. after a rewind): replace it atomically enough
-            old = root / f".old-{name}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.rename(final, old)
-            os.rename(tmp, final)
+    paths = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
+    rels = [str(p.relative_to(tmp)) for p in paths]
+    files = {rel: p.stat().st_size for rel, p in zip(rels, paths, strict=True)}
+    sums = dict(zip(rels, _in_threads(_digest_and_sync, paths), strict=True))  # every file durable
+    meta = dict(meta, files=files, sha256=sums, saved_at=time.time())
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    dirs = [p for p in tmp.rglob("*") if p.is_dir()]
+    _in_threads(_fsync, [tmp / "meta.json", *dirs, tmp])  # meta.json and every directory's entries
+    if final.exists():  # re-saving the same step (e.g. after a rewind): replace it atomically enough
+        old = root / f".old-{name}"
+        if old.exists():
             shutil.rmtree(old)
-        else:
-            os.rename(tmp, final)
-        fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    barrier()
-    return final
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, final)
+    _fsync(root)
 
 
 def is_valid(path: Path) -> bool:
@@ -250,17 +316,40 @@ def clean_temporaries(root: Path) -> list[Path]:
     return removed
 
 
-def prune(root: Path, keep_last: int) -> list[Path]:
-    """Delete step checkpoints beyond the newest ``keep_last``, sparing milestones (meta "milestone": true)."""
+def prune(root: Path, keep_last: int, wait: bool = True) -> list[Path]:
+    """Delete step checkpoints beyond the newest ``keep_last``, sparing milestones (meta "milestone": true).
+    Each is renamed out of sight at once; ``wait=False`` deletes the renamed directories on a thread of
+    their own (the trainer's saves: unlinking a checkpoint's files took 10-30 ms of each save here, more
+    on a loaded disk), and a deletion cut short by the process's end is finished by the next run's
+    ``clean_temporaries``."""
     cps = list_checkpoints(root)
     candidates = [p for p in cps if not read_meta(p).get("milestone")]
     doomed = candidates[:-keep_last] if keep_last > 0 else candidates
+    trash = []
     for p in doomed:
         # Rename first so a crash while deleting never leaves a half-deleted directory that looks valid.
-        tmp = p.with_name(f".old-{p.name}")
-        os.rename(p, tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        trash.append(p.with_name(f".old-{p.name}"))
+        os.rename(p, trash[-1])
+
+    def delete() -> None:
+        for t in trash:
+            shutil.rmtree(t, ignore_errors=True)
+
+    if wait or not trash:
+        delete()
+    else:
+        _PRUNING.append(threading.Thread(target=delete, name="checkpoint-prune"))
+        _PRUNING[-1].start()
     return doomed
+
+
+_PRUNING: list[threading.Thread] = []
+
+
+def wait_pruned() -> None:
+    """Wait until the deletions ``prune(wait=False)`` started have finished."""
+    while _PRUNING:
+        _PRUNING.pop().join()
 
 
 def save_trainer_state(state: dict, path: Path) -> None:

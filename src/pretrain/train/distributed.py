@@ -37,6 +37,25 @@ class DistInfo:
         if self.enabled:
             dist.barrier()
 
+    def agree(self, ok: bool) -> bool:
+        """True on every rank if ``ok`` is true on every rank (one all-reduce of one integer; it also
+        synchronises, like a barrier). Lets all ranks act at once on what one rank alone saw fail."""
+        if not self.enabled:
+            return ok
+        # NCCL reduces CUDA tensors only (init() set this process's device); gloo reduces CPU tensors.
+        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+        flag = torch.tensor([int(bool(ok))], dtype=torch.int32, device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def share(self, value, src: int = 0):
+        """``value`` of rank ``src`` on every rank (a picklable object)."""
+        if not self.enabled:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
 
 def restart_attempt() -> int:
     """The torchrun restart count of this process (``TORCHELASTIC_RESTART_COUNT``; 0 outside torchrun)."""

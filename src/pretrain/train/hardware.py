@@ -3,7 +3,8 @@
 MFU (Chowdhery et al. 2022, PaLM, Appendix B) = achieved model FLOP/s / peak FLOP/s, where model FLOPs
 per token come from the model (6N plus attention). The peak is always stated with its source in the
 run's events, never a silent default. CPU peaks are measured with an fp32 matmul benchmark at the current
-thread count on every run, and the best rate seen is kept in ~/.cache/pretrain/cpu_peaks.json
+thread count on every run (but a torchrun restart attempt's or a local rank > 0's, see
+:func:`measures_here`), and the best rate seen is kept in ~/.cache/pretrain/cpu_peaks.json
 (PRETRAIN_CACHE moves it; the first format's peak_flops.json is read, never written) with the load
 average it was measured at (see :func:`merge_peak`): a measurement disturbed by other jobs on the
 machine is never the final word; until one was taken on a quiet machine the source text says MFU may
@@ -148,6 +149,15 @@ def load_average() -> float:
         return float("inf")
 
 
+def measures_here() -> bool:
+    """Whether this process measures the CPU peak (0.3 s to over a second of matmuls). A torchrun restart
+    attempt (the job's first attempt measured this machine) and local ranks other than 0 (measuring side
+    by side, they would only disturb each other) use the cached peak when there is one: a restart after a
+    fault then starts that much sooner."""
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or "0"
+    return restart == "0" and (os.environ.get("LOCAL_RANK", "0") or "0") == "0"
+
+
 def cpu_peak() -> tuple[float, str]:
     """Measured (cached) fp32 peak of this CPU at the current thread count, and its source text."""
     key = cpu_key()
@@ -159,6 +169,9 @@ def cpu_peak() -> tuple[float, str]:
         except (json.JSONDecodeError, OSError):
             cache = {}
     old = _entry(cache.get(key, _legacy_peak(key)))
+    if old is not None and not measures_here():
+        return old.flops, (f"measured fp32 matmul on {key}, best of {old.count} runs (cached in {path}; not "
+                           f"measured again in a torchrun restart or a local rank > 0); {cpu_threading()}")
     load = load_average()
     # A quiet machine that has no quiet measurement yet gets a long one (the real peak shows then); otherwise
     # a short one, as a measurement on busy cores cannot find the peak however long it runs.

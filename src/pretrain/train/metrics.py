@@ -27,7 +27,8 @@ def _clean(v: Any) -> Any:
     return v
 
 
-RECORD_EVENTS = frozenset({"hang", "restart", "preempted", "save_failed", "start_over", "checkpoint_rejected"})
+RECORD_EVENTS = frozenset({"hang", "restart", "preempted", "save_failed", "start_over", "checkpoint_rejected",
+                           "world_size_changed"})
 """Events that record what happened to the run itself (faults, restarts): a resume keeps them although
 they were logged after the checkpoint it resumes from."""
 

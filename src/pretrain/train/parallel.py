@@ -77,14 +77,17 @@ class ParallelPlan:
 
         msd, osd = get_state_dict(raw, optimizers)
         state, where = {"model": msd, "optim": osd}, str(directory / "dcp")
+        # No fsync here: the checkpoint's manifest step fsyncs every file of the directory, all at once
+        # (pretrain.train.checkpoint), and DCP's own fsyncs, one file after another, came on top of those.
+        writer = dcp.FileSystemWriter(where, sync_files=False)
         with _quiet():
             if not background:
-                dcp.save(state, checkpoint_id=where, no_dist=not self.info.enabled)
+                dcp.save(state, storage_writer=writer, no_dist=not self.info.enabled)
                 return None
             if self.info.enabled and getattr(self, "_async_group", None) is None:
                 # The writer thread's collectives need a CPU backend of their own, apart from training's.
                 self._async_group = dist.new_group(backend="gloo")
-            resp = dcp.async_save(state, checkpoint_id=where, process_group=getattr(self, "_async_group", None),
+            resp = dcp.async_save(state, storage_writer=writer, process_group=getattr(self, "_async_group", None),
                                   no_dist=not self.info.enabled)
         return getattr(resp, "upload_completion", resp)
 

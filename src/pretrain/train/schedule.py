@@ -122,3 +122,33 @@ def check_batch_split(tcfg, world: int) -> None:
         if p.batch % per_step:
             raise ConfigError(f"train.batch_ramp[{i}].batch", f"{p.batch} sequences do not split "
                               f"into micro_batch={tcfg.micro_batch} x {world} processes")
+
+
+def resume_global_batch(tcfg, saved: dict, world: int) -> str:
+    """Keep the global batch of the checkpoint a run resumes from (its meta.json: ``global_batch``, else
+    computed from ``world_size``) when ``train.global_batch`` is unset; returns the text of the
+    ``world_size_changed`` event ("" when the checkpoint was written by as many processes as run now).
+
+    Unset, the global batch is micro_batch x grad_accum x processes, so a resume on fewer processes
+    (``torchrun --nnodes MIN:MAX`` after a node was lost) would train smaller steps over another data
+    order than the run's first steps. Kept (``tcfg.global_batch`` is set to it), each rank accumulates
+    more micro-batches of the same global stream, and steps, tokens and the LR schedule go on as before.
+    A set ``train.global_batch`` is the user's and stays; a batch this world cannot split is refused in
+    one line naming the field."""
+    from pretrain.configlib import ConfigError
+
+    old_world = int(saved.get("world_size") or world)
+    batch = int(saved.get("global_batch") or base_global_batch(tcfg, old_world))
+    if not tcfg.global_batch and batch != base_global_batch(tcfg, world):
+        if batch % (tcfg.micro_batch * world):
+            raise ConfigError("train.global_batch", f"the checkpoint's global batch of {batch} sequences "
+                              f"({old_world} processes) does not split into micro_batch={tcfg.micro_batch} x "
+                              f"{world} processes; set train.micro_batch to one that does")
+        tcfg.global_batch = batch
+    if old_world == world:
+        return ""
+    now = base_global_batch(tcfg, world)
+    how = f"kept at {now} sequences" if now == batch else \
+        f"{now} sequences (train.global_batch; the checkpoint's was {batch})"
+    return (f"world size {old_world} -> {world}: global batch {how} ({max(1, batch // (tcfg.micro_batch * old_world))}"
+            f" -> {max(1, now // (tcfg.micro_batch * world))} micro-batches per rank a step)")

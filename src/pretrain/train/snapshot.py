@@ -14,6 +14,7 @@ the opaque dict of :class:`RunRecord`, which the composition root (pretrain.trai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -28,6 +29,7 @@ from pretrain import configlib
 from pretrain.train import checkpoint as ckpt
 from pretrain.train.metrics import RECORD_EVENTS, MetricsLogger, truncate_metrics
 from pretrain.train.safestate import from_safe, set_rng_state, to_safe
+from pretrain.train.schedule import base_global_batch, resume_global_batch
 from pretrain.train.stages import Plan, Stage
 from pretrain.train.state import TrainResult, TrainState
 from pretrain.train.watchdog import beat
@@ -117,22 +119,14 @@ def trainer_state(p: CheckpointParts) -> dict:
 
 def save(p: CheckpointParts, name: str | None, milestone: bool, model_state: dict | None,
          extra_meta: dict | None) -> Path:
-    """``_save``, with a failed write raised as an OSError: a full disk reaches us as safetensors'
-    SafetensorError, torch.save's RuntimeError (its zip writer) or, inside torch.distributed.checkpoint,
-    a CheckpointException (a BaseException wrapping each rank's error)."""
-    from safetensors import SafetensorError
-    from torch.distributed.checkpoint.api import CheckpointException
-
+    """``_save``, with a failed write raised as an OSError (``checkpoint.write_error``)."""
     try:
         return _save(p, name, milestone, model_state, extra_meta)
-    except (CheckpointException, SafetensorError, RuntimeError) as exc:
-        inner = next((e for e, _trace in exc.failures.values()), exc) if isinstance(exc, CheckpointException) else exc
-        if isinstance(inner, OSError):
-            raise inner from None
-        first = (str(inner).strip().splitlines() or [""])[0]
-        if isinstance(inner, RuntimeError) and not any(w in first for w in ("inline_container", "StreamWriter")):
-            raise  # not a write error
-        raise OSError(f"{type(inner).__name__} while writing the checkpoint: {first[:200]}") from None
+    except BaseException as exc:
+        error = ckpt.write_error(exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 def _save(p: CheckpointParts, name: str | None, milestone: bool, model_state: dict | None,
@@ -149,16 +143,22 @@ def _save(p: CheckpointParts, name: str | None, milestone: bool, model_state: di
     state = trainer_state(p)
     if step_ckpt:
         p.last_step = step
-    tmp = ckpt.begin_checkpoint(root, name, p.dist.is_main, p.dist.barrier)
+    tmp = ckpt.begin_checkpoint(root, name, p.dist)
     future = p.parallel.save(p.model, p.optimizers, tmp, background=p.config.async_save) if step_ckpt else None
-    if p.dist.is_main:
-        _write_main_files(p, tmp, state, model_state)
+    try:  # rank 0's own files; every rank learns whether they were written
+        ckpt.on_main(lambda: _write_main_files(p, tmp, state, model_state), p.dist)
+    except OSError:
+        if future is not None:  # a background write still running into the directory the caller removes
+            with contextlib.suppress(BaseException):
+                future.result()
+        raise
 
     mixture = p.record.mixture
     stage_mix = stage.cfg.mixture if stage else {}
     meta = {
         "step": step, "tokens": p.state.tokens, "stage": stage.name if stage else "", "time": time.time(),
         "train_time_s": p.state.train_time_s, "milestone": milestone, "world_size": p.dist.world,
+        "global_batch": base_global_batch(p.config, p.dist.world),
         "distributed": p.parallel.name, "mixture": mixture, "stage_mixture": stage_mix,
         "mixture_version": hashlib.sha256(json.dumps([mixture, stage_mix], sort_keys=True).encode()).hexdigest()[:16],
         **(extra_meta or {}),
@@ -168,12 +168,12 @@ def _save(p: CheckpointParts, name: str | None, milestone: bool, model_state: di
     def finish() -> Path:
         if future is not None:
             future.result()  # this rank's files are written
-        path = ckpt.finish_checkpoint(root, name, meta, p.dist.is_main, p.dist.barrier)
+        path = ckpt.finish_checkpoint(root, name, meta, p.dist)
         if p.dist.is_main and step_ckpt:
             keep = p.config.keep_last
             if stage_kind == "anneal":
                 keep = max(keep, p.config.averaging.last_n)
-            ckpt.prune(root, keep)
+            ckpt.prune(root, keep, wait=False)
         p.event("checkpoint", str(path.name), step=step)
         p.callbacks.fire("on_save", p.ctx, path)
         return path
@@ -201,6 +201,7 @@ def wait_pending(p: CheckpointParts) -> None:
     finish, p.pending = p.pending, None
     if finish is not None:
         finish()
+    ckpt.wait_pruned()  # the end of training leaves no old checkpoint half-deleted
 
 
 def load(p: CheckpointParts, path: Path) -> None:
@@ -290,12 +291,16 @@ def resume(p: CheckpointParts) -> TrainResult | None:
         raise ckpt.CheckpointError(f"{root}: no checkpoint passed its checks (see the checkpoint_rejected "
                                    "events in metrics.jsonl); use --fresh to start over")
     p.load_s = time.perf_counter() - started
+    world_change = resume_global_batch(p.config, ckpt.read_meta(loaded), p.dist.world) if loaded is not None else ""
     if loaded is None:
         _start_fresh(p, unfinished)
         return None
     p.dist.barrier()
     dropped = truncate_log(p, p.state.step)
     p.event("resume", f"from {loaded.name} (dropped {dropped} metrics rows logged after it)")
+    if world_change:
+        p.event("world_size_changed", world_change, world_size=p.dist.world,
+                global_batch=base_global_batch(p.config, p.dist.world))
     final_dir = root / "final"
     step = p.state.step
     if step >= p.loop.plan.total and ckpt.is_valid(final_dir) and ckpt.read_meta(final_dir)["step"] == step:
