@@ -100,8 +100,8 @@ class CheckpointParts:
     last_step: int = -1
     load_s: float = 0.0
 
-    def event(self, name: str, detail: str = "", step: int | None = None) -> None:
-        self.sink.event(name, detail, step)
+    def event(self, name: str, detail: str = "", step: int | None = None, **extra) -> None:
+        self.sink.event(name, detail, step, **extra)
 
     def reopen_log(self) -> None:
         """A new metrics logger (rank 0), after metrics.jsonl was rewritten with the old one closed."""
