@@ -151,7 +151,8 @@ def test_time_budget_ends_within_a_percent_when_steps_slow_down_late(tmp_path):
     res = tr.fit()
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     budget = [r for r in rows if r.get("event") == "time_budget"]
-    assert len(budget) >= 5, [b["detail"] for b in budget]  # the first plan and four re-plans
+    # the first plan and four re-plans; not a re-plan every few steps once 90% of the steps are done
+    assert 5 <= len(budget) <= 7, [b["detail"] for b in budget]
     assert 0.97 * 4.0 <= tr.train_time <= 4.0 + 0.2, tr.train_time
     assert tr.step == tr.plan.total or res.stopped == "time_limit"
 
