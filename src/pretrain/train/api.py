@@ -182,7 +182,13 @@ def _train(cfg: RunConfig, run: RunDir, fresh: bool, progress: bool) -> TrainRes
                             tokenizer_path=tok_path, fresh=fresh, progress=progress,
                             callbacks=benchmark_callbacks(cfg, tokenizer))
     try:
-        return trainer.fit()
+        result = trainer.fit()
+        # Every rank is past its last collective before any tears its process group down: a gloo rank that
+        # destroyed its group while a peer still held the connections was seen to abort at exit ("terminate
+        # called without an active exception", 1 run of the test suite in ~5). Only on the way out of a
+        # finished run: after an error a peer may never reach the barrier.
+        trainer.dist.barrier()
+        return result
     finally:
         from pretrain.train.distributed import shutdown
 
