@@ -109,12 +109,17 @@ def test_gns_batch_ramp_and_metrics_rows(tmp_path):
     assert "loss/even" in rows[0] and "loss/odd" in rows[0]
 
 
+def budget_events(run_dir):
+    """The time budget's plan and re-plan events of a run, in order."""
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("event") == "time_budget"]
+
+
 def test_time_limit_sizes_the_schedule_and_stops(tmp_path):
     cfg = toy_cfg("train.max_steps=100000", "train.time_limit_s=4.0", "train.warmup_steps=4")
     tr = make_trainer(cfg, tmp_path)
     res = tr.fit()
-    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    budget = [r for r in rows if r.get("event") == "time_budget"]
+    budget = budget_events(tmp_path)
     # A first estimate after the warm-up steps, then re-plans at 25% and 60% of the budget (and one more
     # if steps got much faster than planned, see the test below).
     assert len(budget) >= 3 and all("re-planned" in b["detail"] for b in budget[1:]) and res.step < 100000
@@ -133,8 +138,7 @@ def test_time_budget_replans_when_steps_get_faster(tmp_path):
                   'train.callback_args={"cbkit:SlowStart" = {until = 30, delay_s = 0.02}}')
     tr = make_trainer(cfg, tmp_path)
     res = tr.fit()
-    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    budget = [r for r in rows if r.get("event") == "time_budget"]
+    budget = budget_events(tmp_path)
     assert len(budget) >= 3 and budget[0]["total_steps"] < budget[-1]["total_steps"]
     assert tr.step == tr.plan.total or res.stopped == "time_limit"
     assert 0.8 * 4.0 <= tr.train_time <= 4.0 + 1.0, tr.train_time  # before the fix: about half of it
@@ -149,8 +153,7 @@ def test_time_budget_ends_within_a_percent_when_steps_slow_down_late(tmp_path):
                   'train.callback_args={"cbkit:SlowLate" = {after = 2.6, delay_s = 0.004}}')
     tr = make_trainer(cfg, tmp_path)
     res = tr.fit()
-    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    budget = [r for r in rows if r.get("event") == "time_budget"]
+    budget = budget_events(tmp_path)
     # the first plan and four re-plans; not a re-plan every few steps once 90% of the steps are done
     assert 5 <= len(budget) <= 7, [b["detail"] for b in budget]
     assert 0.97 * 4.0 <= tr.train_time <= 4.0 + 0.2, tr.train_time
