@@ -1,16 +1,18 @@
 """The CPU speedrun side by side with karpathy/nanochat: same split, same training wall time, same metric.
 
     python benchmarks/peers/nanochat_speedrun.py --nanochat /work/nanochat \
-        --nanochat-python /work/nanochat-venv/bin/python --minutes 4 --seeds 0,1
+        --nanochat-python /work/nanochat-venv/bin/python --minutes 4,8 --seeds 0,1 \
+        --best-from runs/peers-nanochat-sweep-4m/sweep.json
 
-For each seed, pretrain's side (benchmarks/cpu_speedrun.py, the quickstart recipe) trains and is scored,
-then nanochat's side: its own tokenizer (scripts.tok_train) and base model (scripts.base_train) on the
-same training characters, for the same wall time, scored by the same ``pretrain.speedrun.bits_per_char``
-on the same validation characters (both records carry the text's sha256; the run stops if they differ).
-Prints each side's JSON line, then a summary line with the differences (nanochat - pretrain). Odd seeds
-run nanochat's side first (both orders), and every run waits until the 1-minute load average is under
---settle (1.0) so that it is not measured against the echo of the run before it; each record carries the
-load average at its start and the seconds waited.
+For each budget (``--minutes 4,8``: 4 minutes on every seed, then 8) and each seed, pretrain's side
+(benchmarks/cpu_speedrun.py, the quickstart recipe) trains and is scored, then nanochat's side: its own
+tokenizer (scripts.tok_train) and base model (scripts.base_train) on the same training characters, for the
+same wall time, scored by the same ``pretrain.speedrun.bits_per_char`` on the same validation characters (both
+records carry the text's sha256; the run stops if they differ). Prints each side's JSON line, then a summary
+line per budget with the differences (nanochat - pretrain) and the ratio of tokens per second. Odd seeds run
+nanochat's side first (both orders), and every run waits until the 1-minute load average is under --settle
+(1.0) so that it is not measured against the echo of the run before it; each record carries the load average
+at its start and the seconds waited.
 
 nanochat is not a dependency: pass a checkout of commit 92d63d4 (NANOCHAT_COMMIT) and a Python that has
 its packages (benchmarks/peers/README.md says how to make both). benchmarks/peers/nanochat.patch (a
@@ -230,13 +232,46 @@ def resolve_dtype(args) -> None:
         args.nanochat_dtype = default_dtype()
 
 
-def best_flags(sweep_json: Path) -> str:
-    """The flags of the best configuration (lowest mean bits per character) a sweep recorded."""
-    try:
-        best = json.loads(Path(sweep_json).read_text())["best"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SystemExit(f"--best-from {sweep_json}: not a sweep result of nanochat_sweep.py ({exc})") from None
+def best_of(runs: list[dict]) -> dict:
+    """The configuration with the lowest mean bits per character over its seeds."""
+    by_label: dict[str, list[dict]] = {}
+    for r in runs:
+        by_label.setdefault(r["label"], []).append(r)
+    scored = [{"label": k, "flags": v[0]["flags"], "runs": len(v),
+               "mean_bits_per_char": round(sum(r["val_bits_per_char"] for r in v) / len(v), 4)}
+              for k, v in by_label.items()]
+    if not scored:
+        raise SystemExit("the sweep recorded no run")
+    return min(scored, key=lambda s: s["mean_bits_per_char"])
+
+
+def best_flags(sweep_jsons: Path | list[Path]) -> str:
+    """The flags of the best configuration (lowest mean bits per character) the sweeps recorded. Several
+    sweep files (a first grid, then a follow-up around its winner) are pooled: their runs are scored
+    together, so a configuration run in both counts every seed."""
+    paths = [sweep_jsons] if isinstance(sweep_jsons, (str, Path)) else list(sweep_jsons)
+    runs: list[dict] = []
+    bests: list[dict] = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+            bests.append(data["best"])
+            runs.extend(data.get("runs", []))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"--best-from {path}: not a sweep result of nanochat_sweep.py ({exc})") from None
+    best = best_of(runs) if runs else min(bests, key=lambda b: b["mean_bits_per_char"])
     return str(best["flags"])
+
+
+def parse_minutes(text: str) -> list[float]:
+    """``--minutes``: one budget or several (``4,8``), each compared on every seed in one invocation."""
+    try:
+        minutes = [float(m) for m in text.split(",") if m.strip()]
+    except ValueError:
+        raise SystemExit(f"--minutes: {text!r} is not a comma-separated list of numbers") from None
+    if not minutes or any(m <= 0 for m in minutes):
+        raise SystemExit(f"--minutes: needs one or more positive budgets (got {text!r})")
+    return minutes
 
 
 def run_pretrain(args, seed: int, out: Path) -> dict:
@@ -253,18 +288,53 @@ def run_pretrain(args, seed: int, out: Path) -> dict:
     return json.loads(lines[-1])
 
 
-def main(argv: list[str] | None = None) -> dict:
+def compare_budget(args, minutes: float, seeds: list[int], out: Path, base_dir: Path, val_sha: str) -> tuple[list, dict]:
+    """Both sides on every seed at one training budget; returns the records and their summary."""
+    args.minutes = minutes  # run_pretrain and run_nanochat read the budget from args
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    for seed in seeds:
+        sides = [s for s in (("pretrain", "nanochat") if seed % 2 == 0 or args.alternate is False
+                              else ("nanochat", "pretrain")) if args.only in ("both", s)]
+        for side in sides:  # odd seeds run nanochat first: both orders, so drift favours neither side
+            load, waited = settle(args.settle)
+            rec = (run_pretrain(args, seed, out) if side == "pretrain"
+                   else run_nanochat(args, base_dir, seed, val_sha, out, tag=f"{minutes:g}m-seed{seed}"))
+            rec.update(side=side, minutes=minutes, load_average_at_start=load, settle_s=waited)
+            print(json.dumps(rec), flush=True)
+            records.append(rec)
+    for r in records:
+        if r["val_sha256"] != val_sha:
+            raise SystemExit(f"{r['side']} scored text with sha256 {r['val_sha256']}, not the split's {val_sha}")
+    summary: dict = {"minutes": minutes, "seeds": seeds, "val_sha256": val_sha}
+    for side in ("pretrain", "nanochat"):
+        bpc = [r["val_bits_per_char"] for r in records if r["side"] == side]
+        if bpc:
+            summary[f"{side}_bits_per_char"] = round(sum(bpc) / len(bpc), 4)
+            summary[f"{side}_tokens_per_s"] = round(sum(r["tokens_per_s"] for r in records if r["side"] == side) / len(bpc))
+    if "pretrain_bits_per_char" in summary and "nanochat_bits_per_char" in summary:
+        summary["nanochat_minus_pretrain"] = round(summary["nanochat_bits_per_char"] - summary["pretrain_bits_per_char"], 4)
+        summary["tokens_per_s_ratio"] = round(summary["pretrain_tokens_per_s"] / summary["nanochat_tokens_per_s"], 3)
+    print(json.dumps(summary), flush=True)
+    (out / "summary.json").write_text(json.dumps({"records": records, "summary": summary}, indent=2))
+    return records, summary
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nanochat", type=Path, required=True, help=f"nanochat checkout at {NANOCHAT_COMMIT}")
     ap.add_argument("--nanochat-python", type=Path, required=True, help="Python of nanochat's virtual env")
-    ap.add_argument("--minutes", type=float, required=True, help="training wall time per side and seed")
+    ap.add_argument("--minutes", required=True,
+                    help="training wall time per side and seed; several budgets comma-separated (4,8) run one "
+                         "after the other in this invocation, each in its own folder <out>/<M>m")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     ap.add_argument("--out", type=Path, default=None, help="work directory (default runs/peers-nanochat-<M>m)")
     ap.add_argument("--chunk-chars", type=int, default=512, help="training text chunk size for nanochat")
     ap.add_argument("--nanochat-args", default="", help="extra scripts.base_train flags, e.g. '--depth=3'")
     ap.add_argument("--only", choices=["both", "pretrain", "nanochat"], default="both")
-    ap.add_argument("--best-from", type=Path, default=None,
-                    help="sweep.json of benchmarks/peers/nanochat_sweep.py: nanochat runs the sweep's best configuration")
+    ap.add_argument("--best-from", type=Path, action="append", default=None,
+                    help="sweep.json of benchmarks/peers/nanochat_sweep.py: nanochat runs the sweep's best "
+                         "configuration; repeat the flag to pool several sweeps' runs")
     add_dtype_flag(ap)
     ap.add_argument("--same-order", dest="alternate", action="store_false",
                     help="run pretrain first for every seed (default: odd seeds run nanochat first)")
@@ -273,8 +343,9 @@ def main(argv: list[str] | None = None) -> dict:
                          "(default 1.0; 0 = do not wait); the load at the start is recorded either way")
     ap.add_argument("overrides", nargs="*", help="pretrain config overrides (as for cpu_speedrun.py)")
     args = ap.parse_args(argv)
+    budgets = parse_minutes(args.minutes)
     resolve_dtype(args)
-    if args.best_from is not None:
+    if args.best_from:
         args.nanochat_args = " ".join([best_flags(args.best_from), args.nanochat_args]).strip()
     sys.path.insert(0, str(ROOT / "src"))
     from pretrain.speedrun import shakespeare_text, split_text, text_sha256
@@ -283,38 +354,25 @@ def main(argv: list[str] | None = None) -> dict:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         ap.error(f"--seeds must be comma-separated integers (got {args.seeds!r})")
-    out = (args.out or ROOT / "runs" / f"peers-nanochat-{args.minutes:g}m").resolve()
+    out = (args.out or ROOT / "runs" / f"peers-nanochat-{'-'.join(f'{m:g}' for m in budgets)}m").resolve()
     out.mkdir(parents=True, exist_ok=True)
     train_text, val_text = split_text(shakespeare_text())
     val_sha = text_sha256(val_text)
-    records: list[dict] = []
     base_dir = out / "nanochat-base"
     if args.only != "pretrain":
         info = prepare_nanochat(args, base_dir, out, train_text, val_text)
         warm_s = warm_compile_cache(args, base_dir, out)
-        print(json.dumps({**info, "compile_warmup_s": warm_s and round(warm_s, 1)}), flush=True)
-    for seed in seeds:
-        sides = [s for s in (("pretrain", "nanochat") if seed % 2 == 0 or args.alternate is False
-                              else ("nanochat", "pretrain")) if args.only in ("both", s)]
-        for side in sides:  # odd seeds run nanochat first: both orders, so drift favours neither side
-            load, waited = settle(args.settle)
-            rec = run_pretrain(args, seed, out) if side == "pretrain" else run_nanochat(args, base_dir, seed, val_sha, out)
-            rec.update(side=side, load_average_at_start=load, settle_s=waited)
-            print(json.dumps(rec), flush=True)
-            records.append(rec)
-    for r in records:
-        if r["val_sha256"] != val_sha:
-            raise SystemExit(f"{r['side']} scored text with sha256 {r['val_sha256']}, not the split's {val_sha}")
-    summary: dict = {"minutes": args.minutes, "seeds": seeds, "val_sha256": val_sha}
-    for side in ("pretrain", "nanochat"):
-        bpc = [r["val_bits_per_char"] for r in records if r["side"] == side]
-        if bpc:
-            summary[f"{side}_bits_per_char"] = round(sum(bpc) / len(bpc), 4)
-    if "pretrain_bits_per_char" in summary and "nanochat_bits_per_char" in summary:
-        summary["nanochat_minus_pretrain"] = round(summary["nanochat_bits_per_char"] - summary["pretrain_bits_per_char"], 4)
-    print(json.dumps(summary))
-    (out / "summary.json").write_text(json.dumps({"records": records, "summary": summary}, indent=2))
-    return summary
+        print(json.dumps({**info, "nanochat_args": args.nanochat_args,
+                          "compile_warmup_s": warm_s and round(warm_s, 1)}), flush=True)
+    summaries = []
+    for minutes in budgets:  # one data preparation and compile warm-up serve every budget
+        _, summary = compare_budget(args, minutes, seeds, out / f"{minutes:g}m" if len(budgets) > 1 else out,
+                                    base_dir, val_sha)
+        summaries.append(summary)
+    if len(budgets) > 1:
+        (out / "summary.json").write_text(json.dumps({"summaries": summaries}, indent=2))
+        print(json.dumps({"summaries": summaries}))
+    return summaries
 
 
 if __name__ == "__main__":

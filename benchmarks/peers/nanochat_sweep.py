@@ -56,17 +56,7 @@ def grid(contexts: list[str], depths: list[int], lr_mults: list[float]) -> list[
     return configs
 
 
-def best_of(runs: list[dict]) -> dict:
-    """The configuration with the lowest mean bits per character over its seeds."""
-    by_label: dict[str, list[dict]] = {}
-    for r in runs:
-        by_label.setdefault(r["label"], []).append(r)
-    scored = [{"label": k, "flags": v[0]["flags"], "runs": len(v),
-               "mean_bits_per_char": round(sum(r["val_bits_per_char"] for r in v) / len(v), 4)}
-              for k, v in by_label.items()]
-    if not scored:
-        raise SystemExit("the sweep recorded no run")
-    return min(scored, key=lambda s: s["mean_bits_per_char"])
+best_of = peer.best_of  # shared with the comparison, which pools several sweeps' runs
 
 
 def _positive_list(text: str, kind, flag: str) -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -126,7 +127,28 @@ def test_the_sweep_grid_and_its_best_configuration(tmp_path):
             {"label": "b", "flags": "--depth=3", "val_bits_per_char": 2.06}]
     best = sweep.best_of(runs)
     assert (best["label"], best["mean_bits_per_char"]) == ("b", 2.055)
-    (tmp_path / "sweep.json").write_text(__import__("json").dumps({"best": best}))
+    (tmp_path / "sweep.json").write_text(json.dumps({"best": best}))
     assert load("nanochat_speedrun").best_flags(tmp_path / "sweep.json") == "--depth=3"
     with pytest.raises(SystemExit, match="256y16"):
         sweep.grid(["256y16"], [2], [1.0])
+
+
+def test_the_comparison_pools_sweeps_and_takes_several_budgets(tmp_path):
+    """A follow-up sweep around the first grid's winner is pooled with it (a configuration in both counts
+    every seed), and one invocation can compare at 4 and 8 minutes; a bad budget is refused in one line."""
+    peer = load("nanochat_speedrun")
+    first = [{"label": "a", "flags": "--depth=2", "val_bits_per_char": 2.10},
+             {"label": "b", "flags": "--depth=3", "val_bits_per_char": 2.12}]
+    follow_up = [{"label": "b", "flags": "--depth=3", "val_bits_per_char": 2.06},
+                 {"label": "c", "flags": "--depth=4", "val_bits_per_char": 2.30}]
+    for name, runs in (("one.json", first), ("two.json", follow_up)):
+        (tmp_path / name).write_text(json.dumps({"runs": runs, "best": peer.best_of(runs)}))
+    # alone, the first sweep picks a; pooled, b's two seeds average 2.09 and win
+    assert peer.best_flags(tmp_path / "one.json") == "--depth=2"
+    assert peer.best_flags([tmp_path / "one.json", tmp_path / "two.json"]) == "--depth=3"
+    with pytest.raises(SystemExit, match="missing.json"):
+        peer.best_flags([tmp_path / "one.json", tmp_path / "missing.json"])
+    assert peer.parse_minutes("4,8") == [4.0, 8.0]
+    for bad in ("4,x", "0", ""):
+        with pytest.raises(SystemExit, match="--minutes"):
+            peer.parse_minutes(bad)
