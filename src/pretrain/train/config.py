@@ -197,6 +197,11 @@ class TrainConfig:
     """Gradient reduction dtype under FSDP (master weights and optimizer state stay fp32)."""
     fp32_modules: list[str] = field(default_factory=lambda: ["norm", "router"])
     """Precision map: modules whose name contains one of these run outside autocast, in fp32."""
+    residual_stream: Literal["auto", "compute", "fp32"] = "auto"
+    """dtype of the activations between the matmuls under autocast: compute = the autocast dtype (the
+    embeddings' output is cast once; the fp32-mapped norms compute in fp32 and return it), fp32 = fp32
+    embeddings and norm outputs, so the stream and its elementwise work stay fp32; auto = compute under
+    bf16, fp32 otherwise. Without autocast (precision fp32) the stream is fp32 either way."""
     activation_checkpointing: bool = False
     """Recompute each transformer block in the backward pass (less memory, ~30% more compute)."""
     compile: bool = False

@@ -102,6 +102,26 @@ def batched_update(grads: torch.Tensor, bufs: torch.Tensor, params: torch.Tensor
     params.sub_(update * (lr * scale))
 
 
+def stacked_update(grads: list[torch.Tensor], bufs: list[torch.Tensor], params: list[torch.Tensor],
+                   seconds: list[torch.Tensor] | None, tall: tuple[bool, ...], mom: torch.Tensor, lr: torch.Tensor,
+                   wd: torch.Tensor, scale: torch.Tensor, ns_steps: int, ns: str, beta2: float, cautious: bool) -> None:
+    """:func:`batched_update` of matrices of one shape given as lists (``tall[i]``: matrix i is stored
+    transposed to the stack's wide form): stacks them, updates the stack, and copies the results back.
+    Compiled, the stacking and the copies back fuse into the update's kernels instead of running as eager
+    ops (a stack per kind of tensor and a copy back per matrix and kind, each step)."""
+    def wide(ts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([t.mT if tall[i] else t for i, t in enumerate(ts)])
+
+    stack_g, stack_b, stack_p = wide(grads), wide(bufs), wide(params)
+    stack_s = wide(seconds) if seconds is not None else None
+    batched_update(stack_g, stack_b, stack_p, stack_s, mom, lr, wd, scale, ns_steps, ns, beta2, cautious)
+    for i, flip in enumerate(tall):
+        params[i].copy_(stack_p[i].mT if flip else stack_p[i])
+        bufs[i].copy_(stack_b[i].mT if flip else stack_b[i])
+        if seconds is not None:
+            seconds[i].copy_(stack_s[i].mT if flip else stack_s[i])
+
+
 class Muon(torch.optim.Optimizer):
     """Orthogonalised Nesterov momentum for 2-D weight matrices (see the module docstring).
 
@@ -163,25 +183,16 @@ class Muon(torch.optim.Optimizer):
     def _step_batch(self, ps: list[torch.Tensor], group: dict) -> None:
         beta2 = group["beta2"]
         states = [self._state(p, beta2) for p in ps]
-
-        def wide(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-            return t if p.size(0) <= p.size(1) else t.mT
-
-        stack = [torch.stack([wide(t, p) for t, p in zip(ts, ps, strict=True)]) for ts in (
-            [p.grad for p in ps], [s["momentum_buffer"] for s in states], ps)]
-        second = torch.stack([wide(s["second_moment"], p) for s, p in zip(states, ps, strict=True)]) if beta2 > 0 else None
+        tall = tuple(p.size(0) > p.size(1) for p in ps)
+        seconds = [s["second_moment"] for s in states] if beta2 > 0 else None
         dev = ps[0].device
         # Device scalars made by a fill, not copied from the host: torch.tensor(x, device="cuda") is a
         # blocking copy that waits for the queued backward (a host sync every step). Tensors rather than
         # floats so the compiled update does not recompile when the LR changes.
         scalars = [torch.full((), float(group[k]), device=dev) for k in ("momentum", "lr", "weight_decay")]
         scale = self._scale(ps, dev)
-        self._batched()(*stack, second, *scalars, scale, group["ns_steps"], group["ns"], beta2, group["cautious"])
-        for i, (p, s) in enumerate(zip(ps, states, strict=True)):
-            p.copy_(wide(stack[2][i], p))
-            s["momentum_buffer"].copy_(wide(stack[1][i], p))
-            if second is not None:
-                s["second_moment"].copy_(wide(second[i], p))
+        self._batched()([p.grad for p in ps], [s["momentum_buffer"] for s in states], ps, seconds, tall, *scalars,
+                        scale, group["ns_steps"], group["ns"], beta2, group["cautious"])
 
     def _scale(self, ps: list[torch.Tensor], dev: torch.device) -> torch.Tensor:
         """Per-matrix update scale sqrt(max(1, rows / cols)), [n, 1, 1]; made once per set of shapes."""
@@ -193,13 +204,13 @@ class Muon(torch.optim.Optimizer):
 
     def _batched(self):
         if self._update is None:
-            self._update = batched_update
+            self._update = stacked_update
             dev = self.param_groups[0]["params"][0].device
             if self.compile:
                 from pretrain.train.parallelize import usable_compile_scope
 
                 if usable_compile_scope("model", dev)[0] != "none":  # eager where inductor cannot build
-                    self._update = torch.compile(batched_update)
+                    self._update = torch.compile(stacked_update)
         return self._update
 
 

@@ -10,6 +10,15 @@ Training"; bf16 needs no loss scaling). fp16 uses a GradScaler.
 
 The precision map (``train.fp32_modules``) names modules that must run in fp32 even under autocast:
 RMSNorm and MoE routers by default (their reductions and softmax over experts are precision-sensitive).
+
+The residual stream (``train.residual_stream``): under autocast only the matmuls run in bf16, so with
+fp32 embeddings the stream between them stays fp32 and every block pays casts and fp32 elementwise work
+in both passes. ``"compute"`` keeps it in the autocast dtype instead, as nanochat does with its bf16
+embeddings: each embedding's output is cast once, and the fp32 norms hand their result back in their
+input's dtype (they still normalise in fp32). The weights, gradients, optimizer state and the loss
+(logits are cast to fp32 before the cross-entropy) are fp32 either way. ``"auto"`` picks it under bf16
+(measured on the quickstart model, docs/performance.md), fp32 otherwise (fp16's range is too narrow
+for an unscaled residual stream).
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ import torch
 from torch import nn
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+NORM_TYPES = (nn.RMSNorm, nn.LayerNorm, nn.Identity)
+"""Besides the model's own RMSNorm: modules whose fp32 result goes back to the stream's dtype under a
+``"compute"`` residual stream (an absent norm is an Identity and must not lift the stream to fp32)."""
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
@@ -59,21 +71,69 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
+def resolve_residual_stream(spec: str, precision: str) -> str:
+    """``train.residual_stream`` for this run: "compute" or "fp32" (always "fp32" without autocast)."""
+    if precision == "fp32":
+        return "fp32"
+    if spec == "auto":
+        return "compute" if precision == "bf16" else "fp32"
+    return spec
+
+
 def _fp32_forward(forward, *args, **kwargs):
     with torch.autocast(device_type="cuda" if torch.cuda.is_available() else "cpu", enabled=False):
         args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
         return forward(*args, **kwargs)
 
 
-def apply_precision_map(model: nn.Module, patterns: list[str], precision: str) -> list[str]:
-    """Make modules whose name contains one of ``patterns`` run outside autocast; returns their names."""
+def _fp32_forward_same_dtype(forward, x, *args, **kwargs):
+    """fp32 inside, the input's dtype outside: a norm of a bf16 stream returns bf16 (compiled, the casts
+    fuse into the norm's kernel, so the stream is read and written in bf16)."""
+    return _fp32_forward(forward, x, *args, **kwargs).to(x.dtype)
+
+
+def _is_norm(m: nn.Module) -> bool:
+    from pretrain.model.layers import RMSNorm
+
+    return isinstance(m, (RMSNorm, *NORM_TYPES))
+
+
+def apply_precision_map(model: nn.Module, patterns: list[str], precision: str,
+                        residual_stream: str = "fp32") -> list[str]:
+    """Make modules whose name contains one of ``patterns`` run outside autocast; returns their names.
+
+    With ``residual_stream == "compute"`` the norms among them return their input's dtype (the rest,
+    MoE routers, keep an fp32 result for their softmax)."""
     if precision == "fp32" or not patterns:
         return []
     hit = []
     for name, m in model.named_modules():
         leaf = name.rsplit(".", 1)[-1]
         if name and any(p in leaf for p in patterns):
-            m.forward = functools.partial(_fp32_forward, m.forward)  # instance attribute: state dict unchanged
+            wrapper = _fp32_forward_same_dtype if residual_stream == "compute" and _is_norm(m) else _fp32_forward
+            m.forward = functools.partial(wrapper, m.forward)  # instance attribute: state dict unchanged
+            hit.append(name)
+    return hit
+
+
+def _to_autocast_dtype(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+    device = output.device.type
+    # Read at run time (torch.compile folds it to a constant and guards on it): evaluation outside
+    # autocast keeps fp32 embeddings, which the fp32 weights of the layers after them need.
+    if output.is_floating_point() and torch.is_autocast_enabled(device):
+        return output.to(torch.get_autocast_dtype(device))
+    return output
+
+
+def apply_residual_stream(model: nn.Module, residual_stream: str) -> list[str]:
+    """Under ``"compute"``, cast every embedding's output to the autocast dtype (a forward hook: the
+    parameters and the state dict are unchanged); returns the embeddings' names."""
+    if residual_stream != "compute":
+        return []
+    hit = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Embedding):
+            m.register_forward_hook(_to_autocast_dtype)
             hit.append(name)
     return hit
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from pretrain.train.clipping import GradClipper
 from pretrain.train.precision import autocast
 from pretrain.train.watchdog import beat
 
@@ -79,11 +80,13 @@ class TrainStep:
     parallel plan (pretrain.train.parallel)."""
 
     def __init__(self, *, model, wrapped, forward, parallel, optimizer, scaler, precision: str, device: torch.device,
-                 dist, grad_clip: float, lr: float, control, fire: Fire):
+                 dist, grad_clip: float, lr: float, control, fire: Fire, compile_clip: bool = False):
         self.model, self.wrapped, self.forward, self.parallel = model, wrapped, forward, parallel
         self.optimizer, self.scaler, self.precision, self.device = optimizer, scaler, precision, device
         self.dist, self.grad_clip, self.lr, self.control, self.fire = dist, grad_clip, lr, control, fire
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        # Compiled with the model (eager where the plan's gradients are sharded): see pretrain.train.clipping.
+        self.clipper = GradClipper(parallel.clip_grad_norm, compiled=compile_clip)
         self.batches: list = []
         """This step's micro-batches: this rank's under per-rank data, else every rank's (for lineage)."""
 
@@ -183,7 +186,7 @@ class TrainStep:
         if self.scaler is not None:
             for o in self.optimizer.optimizers:
                 self.scaler.unscale_(o)
-        return self.parallel.clip_grad_norm(self.params, self.grad_clip if self.grad_clip > 0 else float("inf"))
+        return self.clipper(self.params, self.grad_clip if self.grad_clip > 0 else float("inf"))
 
     def _apply(self) -> None:
         if self.scaler is not None:

@@ -29,9 +29,11 @@ from pretrain.train.parallel import make_plan
 from pretrain.train.parallelize import apply_transforms, check_fp8, usable_compile_scope
 from pretrain.train.precision import (
     apply_precision_map,
+    apply_residual_stream,
     find_blocks,
     resolve_device,
     resolve_precision,
+    resolve_residual_stream,
 )
 from pretrain.train.safestate import from_safe
 from pretrain.train.schedule import base_global_batch, batch_at, check_batch_split, lr_batch_scale
@@ -85,8 +87,10 @@ class Trainer:
         self.raw = model.to(self.device)
         self.base_model_cfg = copy.deepcopy(getattr(model, "cfg", None))
         self.parallel = make_plan(self.dist, self.device, self.precision, self.t.reduce_dtype)
-        self.fp32_modules = apply_precision_map(self.raw, self.t.fp32_modules, self.precision) \
+        self.residual_stream = resolve_residual_stream(self.t.residual_stream, self.precision)
+        self.fp32_modules = apply_precision_map(self.raw, self.t.fp32_modules, self.precision, self.residual_stream) \
             if self.parallel.precision_map else []
+        apply_residual_stream(self.raw, self.residual_stream)
         scope, no_compile = usable_compile_scope(self.t.compile_scope if self.t.compile else "none", self.device)
         self.transforms = apply_transforms(self.raw, self.device, self.t.fp8, self.t.activation_checkpointing, scope)
         if no_compile:
@@ -100,7 +104,8 @@ class Trainer:
         self.stepper = TrainStep(model=self.raw, wrapped=self.model, forward=self.forward_model,
                                  parallel=self.parallel, optimizer=self.opt, scaler=self.scaler,
                                  precision=self.precision, device=self.device, dist=self.dist,
-                                 grad_clip=self.t.grad_clip, lr=self.t.lr, control=self.control, fire=self._fire)
+                                 grad_clip=self.t.grad_clip, lr=self.t.lr, control=self.control, fire=self._fire,
+                                 compile_clip=scope != "none")
         self.params = self.stepper.params
 
         # ---- run state: counters in self.state, the plan derived from it, the rest in the callbacks' state
@@ -330,7 +335,7 @@ class Trainer:
                    f"precision={self.precision} params={sum(p.numel() for p in self.raw.parameters()):,} "
                    f"total_steps={self.plan.total}",
                    peak_flops=self.peak, peak_source=self.peak_source, fp32_modules=len(self.fp32_modules),
-                   **self.transforms)
+                   residual_stream=self.residual_stream, **self.transforms)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self._clock = (time.perf_counter(), self.train_time)
