@@ -53,7 +53,7 @@ PINNED = {"nanochat/gpt.py": "8cdedc2e418b9d4d", "nanochat/optim.py": "7c9b714c6
 # pretrain's recipe; --nanochat-args "--max-seq-len=256 --device-batch-size=16" restores the issue's setting.
 NANOCHAT_RECIPE = ["--depth=2", "--head-dim=64", "--max-seq-len=128", "--device-batch-size=32",
                    "--total-batch-size=4096", "--window-pattern=L"]
-NANOCHAT_VOCAB = 1024  # the quickstart's vocabulary size
+NANOCHAT_VOCAB = 1024  # the quickstart's vocabulary size; a run that overrides pretrain's gives nanochat the same
 
 
 def check_checkout(path: Path) -> None:
@@ -180,10 +180,11 @@ def prepare_nanochat(args, base_dir: Path, out: Path, train_text: str, val_text:
     if base_dir.exists():
         shutil.rmtree(base_dir)
     info = write_nanochat_data(base_dir, train_text, val_text, args.chunk_chars)
-    tok_s = run_logged([str(args.nanochat_python), "-m", "scripts.tok_train", f"--vocab-size={NANOCHAT_VOCAB}"],
+    vocab = getattr(args, "vocab", NANOCHAT_VOCAB)
+    tok_s = run_logged([str(args.nanochat_python), "-m", "scripts.tok_train", f"--vocab-size={vocab}"],
                        args.nanochat, nanochat_env(base_dir), out / "nanochat-tokenizer.log")
     return {"nanochat": str(args.nanochat), "commit": NANOCHAT_COMMIT, "patch": patched,
-            "tokenizer_s": round(tok_s, 1), **info}
+            "tokenizer_s": round(tok_s, 1), "vocab_size": vocab, **info}
 
 
 def load_average() -> float:
@@ -261,6 +262,21 @@ def best_flags(sweep_jsons: Path | list[Path]) -> str:
             raise SystemExit(f"--best-from {path}: not a sweep result of nanochat_sweep.py ({exc})") from None
     best = best_of(runs) if runs else min(bests, key=lambda b: b["mean_bits_per_char"])
     return str(best["flags"])
+
+
+def shared_vocab(overrides: list[str]) -> int:
+    """The vocabulary both sides train: pretrain's ``tokenizer.vocab_size=`` override if the run gives one
+    (the last wins, as in the config), else the quickstart's. A vocabulary is part of the recipe being
+    compared, so nanochat's tokenizer gets the same size rather than staying at 1024."""
+    vocab = NANOCHAT_VOCAB
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() == "tokenizer.vocab_size":
+            try:
+                vocab = int(value)
+            except ValueError:
+                raise SystemExit(f"tokenizer.vocab_size={value!r}: not an integer") from None
+    return vocab
 
 
 def parse_minutes(text: str) -> list[float]:
@@ -344,6 +360,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("overrides", nargs="*", help="pretrain config overrides (as for cpu_speedrun.py)")
     args = ap.parse_args(argv)
     budgets = parse_minutes(args.minutes)
+    args.vocab = shared_vocab(args.overrides)
     resolve_dtype(args)
     if args.best_from:
         args.nanochat_args = " ".join([best_flags(args.best_from), args.nanochat_args]).strip()

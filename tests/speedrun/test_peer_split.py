@@ -152,3 +152,8 @@ def test_the_comparison_pools_sweeps_and_takes_several_budgets(tmp_path):
     for bad in ("4,x", "0", ""):
         with pytest.raises(SystemExit, match="--minutes"):
             peer.parse_minutes(bad)
+    # a vocabulary given to pretrain's side is given to nanochat's tokenizer too
+    assert peer.shared_vocab([]) == 1024
+    assert peer.shared_vocab(["model.dim=192", "tokenizer.vocab_size=2048"]) == 2048
+    with pytest.raises(SystemExit, match="tokenizer.vocab_size"):
+        peer.shared_vocab(["tokenizer.vocab_size=big"])
