@@ -7,7 +7,12 @@ Faults, drawn in turn from a seeded shuffle of ``--kinds``:
   kill  SIGKILL to one rank, chosen at random (a lost machine): torchrun restarts the group
   term  SIGTERM to the whole job (torchrun forwards it: a preemption), then the same command again
   hang  a rank, chosen at random, stops at its next step (InjectFault's trigger file); the watchdog
-        (``--watchdog`` seconds) ends it and torchrun restarts the group
+        (``--watchdog`` seconds: train.watchdog_timeout, which times ordinary steps; checkpoints and a
+        launch's first step get train.watchdog_slow_timeout, ``--watchdog-slow``) ends it and torchrun
+        restarts the group
+
+``--checkpoint-interval auto`` uses Young's interval (pretrain.train.cadence): sqrt(2 x a save's
+seconds x ``--every``), in steps of the calibration run's step time, both measured by the calibration.
 
 The job is the tiny preset's model on a synthetic corpus (its own tokenizer and shards, made once in
 ``--work``). First an uninterrupted run of the same steps (the reference: its wall time sets how many
@@ -60,7 +65,8 @@ def make_data(work: Path) -> tuple[Path, Path]:
 def command(args, tokens: Path, tok: Path, run: Path, steps: int, trigger: Path | None) -> list[str]:
     over = [f'data.tokens="{tokens}"', f'tokenizer.path="{tok}"', f"train.max_steps={steps}",
             f"train.checkpoint_interval={args.checkpoint_interval}", "train.log_interval=10", "eval.interval=0",
-            f"train.watchdog_timeout={args.watchdog}", "train.keep_last=2"]
+            f"train.watchdog_timeout={args.watchdog}", f"train.watchdog_slow_timeout={args.watchdog_slow}",
+            "train.keep_last=2"]
     if trigger is not None:
         over += [f'train.callbacks=["{FAULT}"]',
                  f'train.callback_args={{"{FAULT}" = {{kind = "hang", trigger = "{trigger}"}}}}']
@@ -163,16 +169,24 @@ def signal_latency(args, tokens: Path, tok: Path, preset: str, ranks: int) -> di
             "signal_to_checkpoint_s": saved, "step": ev["stop_step"]}
 
 
-def calibrate(args, tokens: Path, tok: Path, log) -> int:
-    """Steps that fill ``--minutes`` of the uninterrupted job, from a 200-step run's productive time."""
+def calibrate(args, tokens: Path, tok: Path, log) -> tuple[int, float, float]:
+    """Steps that fill ``--minutes`` of the uninterrupted job, from a 200-step run's productive time (a save
+    every 100 steps); also that run's seconds per step and per checkpoint save."""
+    from pretrain.train.cadence import checkpoint_interval_steps
+
     calib = args.work / "calibrate"
     shutil.rmtree(calib, ignore_errors=True)
+    interval, args.checkpoint_interval = args.checkpoint_interval, "100"
     subprocess.run(command(args, tokens, tok, calib, 200, None), env=dict(os.environ, OMP_NUM_THREADS="1"),
                    stdout=log, stderr=subprocess.STDOUT, check=True)
-    per_step = events(calib, "goodput")[-1]["productive_s"] / 200
+    args.checkpoint_interval = interval
+    good = events(calib, "goodput")[-1]
+    per_step, per_save = good["productive_s"] / 200, good["checkpoint_save_s"] / max(1, good["saves"])
     steps = max(200, int(args.minutes * 60 / per_step))
-    print(f"calibration: {per_step * 1000:.1f} ms/step -> {steps} steps", flush=True)
-    return steps
+    print(f"calibration: {per_step * 1000:.1f} ms/step -> {steps} steps; {per_save * 1000:.0f} ms a save "
+          f"({good['saves']} saves); Young's interval for a fault every {args.every:g}s: "
+          f"{checkpoint_interval_steps(per_save, args.every, per_step)} steps", flush=True)
+    return steps, per_step, per_save
 
 
 def main() -> None:
@@ -181,8 +195,11 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=60.0, help="seconds between faults")
     ap.add_argument("--kinds", default="kill,term,hang")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--checkpoint-interval", type=int, default=100)
-    ap.add_argument("--watchdog", type=float, default=5.0, help="train.watchdog_timeout of the job")
+    ap.add_argument("--checkpoint-interval", default="100", help="steps, or auto: Young's interval for a fault "
+                    "every --every seconds, from the calibration's save cost and step time")
+    ap.add_argument("--watchdog", type=float, default=5.0, help="train.watchdog_timeout of the job (ordinary steps)")
+    ap.add_argument("--watchdog-slow", type=float, default=-1.0, help="train.watchdog_slow_timeout of the job "
+                    "(checkpoints, a launch's first step; -1 = auto)")
     ap.add_argument("--work", type=Path, default=Path("runs/faults-bench"))
     ap.add_argument("--steps", type=int, default=0, help="skip the calibration; an existing reference run of "
                     "this many steps in --work is reused")
@@ -201,8 +218,21 @@ def main() -> None:
     log = open(args.work / "jobs.log", "w")  # noqa: SIM115 - every launch appends to it
     print(f"load at start: {os.getloadavg()}", flush=True)
 
-    steps = args.steps or calibrate(args, tokens, tok, log)
-    ref = args.work / "reference"
+    if args.checkpoint_interval != "auto" and not args.checkpoint_interval.isdigit():
+        raise SystemExit(f"error: --checkpoint-interval must be a number of steps or auto "
+                         f"(got {args.checkpoint_interval!r})")
+    if args.steps and args.checkpoint_interval != "auto":
+        steps = args.steps
+    else:
+        from pretrain.train.cadence import checkpoint_interval_steps
+
+        steps, per_step, per_save = calibrate(args, tokens, tok, log)
+        steps = args.steps or steps
+        if args.checkpoint_interval == "auto":
+            args.checkpoint_interval = str(checkpoint_interval_steps(per_save, args.every, per_step))
+    print(f"checkpoint interval: {args.checkpoint_interval} steps; watchdog: {args.watchdog:g}s for steps, "
+          f"{args.watchdog_slow:g}s for slow phases (-1 = auto)", flush=True)
+    ref = args.work / f"reference-ci{args.checkpoint_interval}"
     final = ref / "checkpoints" / "final" / "meta.json"
     if not (final.is_file() and json.loads(final.read_text())["step"] == steps):
         shutil.rmtree(ref, ignore_errors=True)
@@ -230,10 +260,12 @@ def main() -> None:
           f"last record to the next launch: {[r['lost_s'] for r in restarts]}")
     print(f"goodput {good['goodput']:.1%} over {good['launches']} launches; parts (s): "
           + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in good.items() if k.endswith("_s") and k != "wall_s"))
-    saves = steps // args.checkpoint_interval  # the step checkpoints of one pass (a restart writes a few again)
-    print(f"per launch: start-up {good['startup_s'] / good['launches']:.2f}s; per checkpoint about "
-          f"{good['checkpoint_save_s'] / max(1, saves) * 1000:.0f} ms (reference: start-up {ref_good['startup_s']:.2f}s, "
-          f"{ref_good['checkpoint_save_s'] / max(1, saves) * 1000:.0f} ms)")
+    print(f"per launch: start-up {good['startup_s'] / good['launches']:.2f}s; per checkpoint "
+          f"{good['checkpoint_save_s'] / max(1, good['saves']) * 1000:.0f} ms ({good['saves']} saves; reference: "
+          f"start-up {ref_good['startup_s']:.2f}s, {ref_good['checkpoint_save_s'] / max(1, ref_good['saves']) * 1000:.0f}"
+          f" ms, {ref_good['saves']} saves)")
+    print(f"Young's interval at the faulted run's own save cost, step time and failure rate (the goodput "
+          f"event): {good.get('young_interval_steps', 0)} steps")
     print(f"final weights equal the uninterrupted run's: {exact}")
     print(f"load at end: {os.getloadavg()}")
     print(json.dumps({"steps": steps, "faults": faults, "steps_lost": lost, "goodput": good, "bit_exact": exact,

@@ -98,6 +98,8 @@ def test_goodput_parts_add_up_to_the_wall_time(tiny_data, tmp_path):
     assert event["wall_s"] == pytest.approx(wall, rel=0.02)
     assert parts["productive_s"] > 0 and parts["checkpoint_save_s"] > 0 and parts["evaluation_s"] > 0
     assert parts["recomputed_s"] == 0 and parts["lost_s"] == 0
+    # what Young's checkpoint interval needs (pretrain.train.cadence): saves at 4, 8, 12 and final/
+    assert event["steps"] == 12 and event["saves"] == 4
     assert event["goodput"] == pytest.approx(parts["productive_s"] / event["wall_s"], abs=0.01)  # parts are rounded
     logged = [r["goodput"] for r in _rows(tmp_path / "run", "train")]
     assert len(logged) == 12 and all(0 < g <= 1 for g in logged)
@@ -153,6 +155,7 @@ def test_a_restart_without_a_valid_checkpoint_starts_over_and_says_why(tmp_path,
 @pytest.mark.parametrize("override, field", [('train.preempt_signals=["SIGKILL"]', "train.preempt_signals"),
                                              ('train.preempt_signals=["SIGNOPE"]', "train.preempt_signals"),
                                              ("train.watchdog_timeout=-5", "train.watchdog_timeout"),
+                                             ("train.watchdog_slow_timeout=-2", "train.watchdog_slow_timeout"),
                                              ('train.on_save_error="maybe"', "train.on_save_error")])
 def test_bad_unattended_settings_name_their_field(override, field):
     from pretrain.configlib import ConfigError

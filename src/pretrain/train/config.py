@@ -254,8 +254,13 @@ class TrainConfig:
     instead of a random initialisation; the model shape must match. Ignored when the run resumes."""
     watchdog_timeout: float = -1.0
     """Seconds without progress after which a rank dumps its stacks to RUN/watchdog/, logs a `hang` event and
-    exits (status 76) so torchrun restarts the job; 0 = off, -1 = auto (600 on GPU, 1800 on CPU). The
-    process group's collective timeout is set a minute longer."""
+    exits (status 76) so torchrun restarts the job; 0 = off, -1 = auto (600 on GPU, 1800 on CPU). It times
+    the ordinary steps (what a hang costs); the long phases get watchdog_slow_timeout."""
+    watchdog_slow_timeout: float = -1.0
+    """The watchdog's seconds for the phases that are legitimately long: a checkpoint save or load, an
+    evaluation, and the first step of a launch or a stage (torch.compile's compilation, DDP's buckets).
+    -1 = auto (600 on GPU, 1800 on CPU), 0 = watchdog_timeout; never below watchdog_timeout. The process
+    group's collective timeout is set a minute longer than the longer of the two."""
     preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
     """Signals that mean "save and stop": every rank finishes the step in flight, a checkpoint of it is
     written, a `preempted` event is logged and the process exits with status 75. [] = default handling."""
@@ -316,6 +321,9 @@ class TrainConfig:
         check(len(set(self.trackers)) == len(self.trackers), "trackers", "lists a tracker twice")
         check(math.isfinite(self.watchdog_timeout) and (self.watchdog_timeout >= 0 or self.watchdog_timeout == -1),
               "watchdog_timeout", f"must be >= 0 seconds (0 = off) or -1 (auto) (got {self.watchdog_timeout})")
+        check(math.isfinite(self.watchdog_slow_timeout)
+              and (self.watchdog_slow_timeout >= 0 or self.watchdog_slow_timeout == -1), "watchdog_slow_timeout",
+              f"must be >= 0 seconds or -1 (auto) (got {self.watchdog_slow_timeout})")
         import signal
 
         for name in self.preempt_signals:

@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pretrain.train.cadence import checkpoint_interval_steps
+
 PARTS = ("productive", "recomputed", "checkpoint_save", "checkpoint_load", "evaluation", "startup", "lost", "other")
 
 _START: float | None = None
@@ -69,6 +71,8 @@ class Ledger:
     """Processes (rank 0) that have trained this run: 1 + restarts + relaunches."""
     ended: str = ""
     """How the latest launch ended: "" (it did not say: killed, hung, crashed), done, time_limit, preempted."""
+    saves: int = 0
+    """Checkpoints written (every launch): checkpoint_save over saves is a save's cost (pretrain.train.cadence)."""
 
     @property
     def total(self) -> float:
@@ -78,8 +82,19 @@ class Ledger:
     def goodput(self) -> float:
         return self.parts["productive"] / self.total if self.total > 0 else 0.0
 
+    def young_interval_steps(self) -> int:
+        """Young's checkpoint interval (pretrain.train.cadence) at this run's own save cost, step time and
+        failure rate (the wall time over the launches after the first); 0 until the run has been
+        interrupted, has saved and has trained."""
+        save_s, productive = self.parts["checkpoint_save"], self.parts["productive"]
+        if self.launches < 2 or self.saves == 0 or self.max_step == 0 or save_s <= 0 or productive <= 0:
+            return 0
+        return checkpoint_interval_steps(save_s / self.saves, self.total / (self.launches - 1),
+                                         productive / self.max_step)
+
     def summary(self) -> dict:
         return {"goodput": round(self.goodput, 4), "wall_s": round(self.total, 3), "launches": self.launches,
+                "saves": self.saves, "steps": self.max_step, "young_interval_steps": self.young_interval_steps(),
                 **{f"{k}_s": round(v, 3) for k, v in self.parts.items()}}
 
     @classmethod
@@ -90,7 +105,8 @@ class Ledger:
             return None
         parts = dict.fromkeys(PARTS, 0.0) | {k: float(v) for k, v in raw.get("parts", {}).items() if k in PARTS}
         return cls(parts, float(raw.get("first_start", 0.0)), float(raw.get("last_seen", 0.0)),
-                   int(raw.get("max_step", 0)), int(raw.get("launches", 0)), str(raw.get("ended", "")))
+                   int(raw.get("max_step", 0)), int(raw.get("launches", 0)), str(raw.get("ended", "")),
+                   int(raw.get("saves", 0)))
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")

@@ -207,6 +207,7 @@ def wait_pending(p: CheckpointParts) -> None:
 def load(p: CheckpointParts, path: Path) -> None:
     """Restore model, optimizer, loader, RNG, counters and callbacks from ``path``; refuses (CheckpointError)
     a checkpoint whose files fail their checksums or whose weights are not finite."""
+    beat("checkpoint")  # a rewind loads inside the loop: the watchdog's slow phase
     ckpt.verify(path)
     check_same_model(p, path)
     state = ckpt.load_trainer_state(path / "trainer_state.pt")

@@ -41,7 +41,7 @@ from pretrain.train.snapshot import CheckpointParts, RunRecord
 from pretrain.train.stages import Plan, Stage, apply_stage_context
 from pretrain.train.state import TrainResult, TrainState
 from pretrain.train.step import StepInputs, StepResult, TrainStep
-from pretrain.train.watchdog import beat, process_group_timeout, resolve_timeout
+from pretrain.train.watchdog import beat, process_group_timeout, resolve_slow_timeout, resolve_timeout
 
 # (stage) -> object with next_batch(), state_dict(), load_state_dict() and optionally set_progress().
 LoaderFactory = Callable[[Stage], Any]
@@ -71,7 +71,8 @@ class Trainer:
         # ---- devices, processes, precision
         self.device = resolve_device(self.t.device)  # refuses a missing device before any process group
         self.watchdog_s = resolve_timeout(self.t.watchdog_timeout, self.device.type)
-        self.dist = distlib.init(self.t.distributed, self.device.type, process_group_timeout(self.watchdog_s))
+        self.watchdog_slow_s = resolve_slow_timeout(self.t.watchdog_slow_timeout, self.watchdog_s, self.device.type)
+        self.dist = distlib.init(self.t.distributed, self.device.type, process_group_timeout(self.watchdog_slow_s))
         self.device = resolve_device(self.t.device, self.dist.local_rank)
         self.precision = resolve_precision(self.t.precision, self.device)
         check_fp8(self.t.fp8, self.device)  # before anything is written
@@ -117,7 +118,8 @@ class Trainer:
         self.last_loss: Any = float("nan")
         self.final_checkpoint: Path | None = None
         self.final_losses: dict = {}
-        self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks, self.watchdog_s)
+        self.callbacks = build_callbacks(self.t, eval_interval, self.control, callbacks, self.watchdog_s,
+                                         self.watchdog_slow_s)
         self.history: list[float] = []  # train loss of every step run (floats, read on logged steps)
         self.unread_losses: list = []  # ... and the device scalars of the steps since the last logged one
         self._clock = (time.perf_counter(), 0.0)

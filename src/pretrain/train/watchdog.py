@@ -10,6 +10,13 @@ the next collective. The process group's timeout follows the watchdog's (``proce
 a rank blocked in a collective behind a hung peer reaches its own watchdog first, never the 30-minute
 gloo default.
 
+The timeout depends on the phase. Ordinary steps (data, forward/backward, collective, optimizer,
+callbacks) get ``train.watchdog_timeout``; the phases that are legitimately long get
+``train.watchdog_slow_timeout``: a checkpoint (save or load), an evaluation, and the first step of a
+launch or of a stage (torch.compile compiles there, DDP builds its buckets, a new stage's loader fills).
+So a step timeout can sit a little above the slowest ordinary step, which is what a hang costs, without
+ending a run during its first compile or a long save.
+
 Beats are module state (one loop per process) so the step code reports a phase without holding the
 watchdog: a beat is two assignments and a clock read.
 """
@@ -30,7 +37,11 @@ HANG_EXIT = 76
 
 DEFAULT_TIMEOUT_S = {"cuda": 600.0, "cpu": 1800.0}
 """``train.watchdog_timeout = -1`` (auto): GPU steps take seconds, a first step with torch.compile a few
-minutes; CPU steps, evaluations and checkpoints of larger models can take many minutes."""
+minutes; CPU steps, evaluations and checkpoints of larger models can take many minutes. Also the floor
+of ``train.watchdog_slow_timeout = -1``."""
+
+SLOW_PHASES = frozenset({"startup", "checkpoint", "evaluation"})
+"""Phases timed by the slow timeout (besides a launch's or stage's first step)."""
 
 
 @dataclass
@@ -38,6 +49,8 @@ class _Heart:
     phase: str = "startup"
     step: int = 0
     at: float = field(default_factory=time.monotonic)
+    slow_until: int = 0
+    """Steps up to this one are a launch's or a stage's first: timed by the slow timeout."""
 
 
 _HEART = _Heart()
@@ -50,6 +63,11 @@ def beat(phase: str, step: int | None = None) -> None:
         _HEART.step = step
 
 
+def slow_step(step: int) -> None:
+    """Steps up to ``step`` are a first step (of a launch or a stage): the slow timeout times them."""
+    _HEART.slow_until = step
+
+
 def resolve_timeout(setting: float, device_type: str) -> float:
     """Seconds for ``train.watchdog_timeout`` (-1 = the device's default, 0 = off)."""
     if setting < 0:
@@ -57,17 +75,30 @@ def resolve_timeout(setting: float, device_type: str) -> float:
     return float(setting)
 
 
+def resolve_slow_timeout(setting: float, step_s: float, device_type: str) -> float:
+    """Seconds for ``train.watchdog_slow_timeout``: -1 = the device's default, never below the step
+    timeout (a slow phase is never timed shorter than a step); 0 = the step timeout."""
+    if step_s <= 0:
+        return 0.0
+    if setting < 0:
+        return max(step_s, DEFAULT_TIMEOUT_S.get(device_type, DEFAULT_TIMEOUT_S["cuda"]))
+    return max(step_s, float(setting))
+
+
 def process_group_timeout(watchdog_s: float) -> float:
-    """A collective's timeout under a watchdog: a minute longer, so the watchdog (which writes the stack
-    dump) fires first on every rank; 0 (the backend's default) without one."""
+    """A collective's timeout under a watchdog (its longest, the slow timeout): a minute longer, so the
+    watchdog (which writes the stack dump) fires first on every rank; 0 (the backend's default) without one."""
     return watchdog_s + 60.0 if watchdog_s > 0 else 0.0
 
 
 class Watchdog:
-    """``start()`` / ``stop()``; fires at most once."""
+    """``start()`` / ``stop()``; fires at most once. ``slow_timeout_s`` (default: ``timeout_s``) times the
+    slow phases and first steps."""
 
-    def __init__(self, timeout_s: float, run_root: Path, rank: int = 0, attempt: int = 0):
+    def __init__(self, timeout_s: float, run_root: Path, rank: int = 0, attempt: int = 0,
+                 slow_timeout_s: float = 0.0):
         self.timeout_s, self.run_root, self.rank, self.attempt = timeout_s, Path(run_root), rank, attempt
+        self.slow_timeout_s = max(timeout_s, slow_timeout_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -88,23 +119,30 @@ class Watchdog:
             self._thread.join(timeout=5)
             self._thread = None
 
+    def limit(self) -> float:
+        """The timeout of the phase the loop is in now."""
+        slow = _HEART.phase in SLOW_PHASES or _HEART.step <= _HEART.slow_until
+        return self.slow_timeout_s if slow else self.timeout_s
+
     def _run(self) -> None:
-        # A hang is noticed at most a twentieth of the timeout late (a wake-up costs nothing measurable).
+        # A hang is noticed at most a twentieth of the step timeout late (a wake-up costs nothing measurable).
         poll = min(1.0, self.timeout_s / 20)
         while not self._stop.wait(poll):
-            idle = time.monotonic() - _HEART.at
-            if idle > self.timeout_s:
-                self.fire(idle)
+            idle, limit = time.monotonic() - _HEART.at, self.limit()
+            if idle > limit:
+                self.fire(idle, limit)
 
-    def fire(self, idle: float) -> None:
+    def fire(self, idle: float, limit: float | None = None) -> None:
         """Dump the stacks, record the hang and end the process (never returns)."""
+        limit = self.timeout_s if limit is None else limit
         phase, step = _HEART.phase, _HEART.step
         path = self.dump_path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "w") as fh:
                 fh.write(f"rank {self.rank}, attempt {self.attempt}: no progress for {idle:.1f}s "
-                         f"(train.watchdog_timeout={self.timeout_s:g}) in phase {phase!r} at step {step}\n\n")
+                         f"(timeout {limit:g}s: train.watchdog_timeout={self.timeout_s:g}, "
+                         f"slow phases {self.slow_timeout_s:g}) in phase {phase!r} at step {step}\n\n")
                 fh.flush()
                 faulthandler.dump_traceback(fh, all_threads=True)
             self._record(phase, step, idle, path)
@@ -126,4 +164,5 @@ class Watchdog:
             os.close(fd)
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "HANG_EXIT", "Watchdog", "beat", "process_group_timeout", "resolve_timeout"]
+__all__ = ["DEFAULT_TIMEOUT_S", "HANG_EXIT", "SLOW_PHASES", "Watchdog", "beat", "process_group_timeout",
+           "resolve_slow_timeout", "resolve_timeout", "slow_step"]

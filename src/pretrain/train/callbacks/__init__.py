@@ -40,13 +40,14 @@ from pretrain.train.callbacks.trackers import build_trackers
 from pretrain.train.callbacks.watchdog import HangWatchdog
 
 
-def builtin_callbacks(tcfg, eval_interval: int, watchdog_s: float = 0.0) -> list[Callback]:
+def builtin_callbacks(tcfg, eval_interval: int, watchdog_s: float = 0.0,
+                      watchdog_slow_s: float = 0.0) -> list[Callback]:
     out: list[Callback] = [SpikeGuard(tcfg.spike), FinalModel(tcfg.averaging), MetricsWriter(),
                            Evaluation(eval_interval), LongContextGate(), Checkpointing(tcfg), GoodputMeter()]
     if tcfg.preempt_signals:
         out.append(Preemption(list(tcfg.preempt_signals)))
     if watchdog_s > 0:
-        out.append(HangWatchdog(watchdog_s))
+        out.append(HangWatchdog(watchdog_s, watchdog_slow_s))
     out += [StepLineage(), TrainManifest()]  # the step log (pretrain trace), the manifest (pretrain verify)
     if tcfg.time_limit_s > 0:
         out.append(TimeBudget(tcfg.time_limit_s, tcfg.max_steps, tcfg.warmup_steps))
@@ -58,13 +59,14 @@ def builtin_callbacks(tcfg, eval_interval: int, watchdog_s: float = 0.0) -> list
 
 
 def build_callbacks(tcfg, eval_interval: int, control: Control, extra: list[Callback] | None = None,
-                    watchdog_s: float = 0.0) -> CallbackList:
+                    watchdog_s: float = 0.0, watchdog_slow_s: float = 0.0) -> CallbackList:
     """Built-ins, then those named in train.callbacks (with train.callback_args), then ``extra``."""
     user = [load_callback(spec, tcfg.callback_args.get(spec)) for spec in tcfg.callbacks]
     unknown = sorted(set(tcfg.callback_args) - set(tcfg.callbacks))
     if unknown:
         raise ConfigError("train.callback_args", f"{unknown[0]!r} is not listed in train.callbacks")
-    return CallbackList(builtin_callbacks(tcfg, eval_interval, watchdog_s) + user + list(extra or []), control)
+    builtin = builtin_callbacks(tcfg, eval_interval, watchdog_s, watchdog_slow_s)
+    return CallbackList(builtin + user + list(extra or []), control)
 
 
 __all__ = ["Callback", "CallbackList", "Control", "build_callbacks", "load_callback"]

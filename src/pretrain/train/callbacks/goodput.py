@@ -4,7 +4,9 @@ On rank 0: at the first step of a launch it opens the run's ledger (counting the
 launch's last record as lost when that launch did not finish), logs a ``restart`` event when this launch
 continues an interrupted one (its torchrun attempt number, the step it resumed from, the steps it will
 recompute), then marks every step as productive or recomputed, every evaluation and checkpoint as such,
-puts ``goodput`` into each logged train row and ends with a ``goodput`` event holding the parts.
+puts ``goodput`` into each logged train row and ends with a ``goodput`` event holding the parts (and,
+after an interrupted run, Young's checkpoint interval at its measured save cost, step time and failure
+rate: ``young_interval_steps``).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class GoodputMeter(Callback):
     def on_save(self, ctx, path) -> None:
         if self.clock is not None:
             self.clock.mark("checkpoint_save")
+            self.ledger.saves += 1  # type: ignore[union-attr]
             self.ledger.save(ctx.run_dir.root / "goodput.json")  # type: ignore[union-attr]
 
     def on_train_end(self, ctx) -> None:
@@ -72,6 +75,9 @@ class GoodputMeter(Callback):
         self.clock.mark("other")
         self.ledger.ended = ctx.control.stop or "done"
         summary = self.ledger.summary()
+        young = summary["young_interval_steps"]
         ctx.event("goodput", f"{summary['goodput']:.1%} of {summary['wall_s']:.1f}s over "
-                  f"{self.ledger.launches} launch(es) trained the model", **summary)
+                  f"{self.ledger.launches} launch(es) trained the model"
+                  + (f"; at this run's failure rate a checkpoint every {young} steps would lose least "
+                     f"(train.checkpoint_interval; Young's interval)" if young else ""), **summary)
         self.ledger.save(ctx.run_dir.root / "goodput.json")
