@@ -68,19 +68,20 @@ def test_a_trained_run_ends_at_the_final_lr_fraction(tmp_path):
     assert lrs[-1] == pytest.approx(0.01 * 0.05) and max(lrs) == pytest.approx(0.01)
 
 
-def test_compile_without_a_cpp_compiler_runs_eager_and_says_so(tmp_path, monkeypatch):
+def test_compile_without_a_cpp_compiler_runs_eager_and_says_so(tmp_path):
     from torch._inductor import config as inductor_config
 
     from pretrain.train.parallelize import usable_compile_scope
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("sh",))  # any program on PATH stands in for g++
-    assert usable_compile_scope("model", cpu) == ("model", "")
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-cxx-compiler",))
-    scope, why = usable_compile_scope("model", cpu)
-    assert scope == "none" and "no-such-cxx-compiler" in why and "train.compile" in why
-    assert usable_compile_scope("none", cpu) == ("none", "")
-    make_trainer(toy_cfg("train.compile=true", "train.max_steps=2"), tmp_path).fit()
+    # torch's own patch(), not monkeypatch: monkeypatch's undo leaves the option hidden from later readers
+    with inductor_config.patch({"cpp.cxx": ("sh",)}):  # any program on PATH stands in for g++
+        assert usable_compile_scope("model", cpu) == ("model", "")
+    with inductor_config.patch({"cpp.cxx": ("no-such-cxx-compiler",)}):
+        scope, why = usable_compile_scope("model", cpu)
+        assert scope == "none" and "no-such-cxx-compiler" in why and "train.compile" in why
+        assert usable_compile_scope("none", cpu) == ("none", "")
+        make_trainer(toy_cfg("train.compile=true", "train.max_steps=2"), tmp_path).fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     start = next(r for r in rows if r.get("event") == "start")
     assert "no C++ compiler" in start["compile"]

@@ -102,7 +102,7 @@ def usable_compile_scope(scope: str, device: torch.device) -> tuple[str, str]:
 
     from torch._inductor import config as inductor_config
 
-    names = [n for n in inductor_config.cpp.cxx if n] or ["g++"]
+    names = [n for n in (getattr(inductor_config.cpp, "cxx", None) or ()) if n] or ["g++"]
     if any(shutil.which(n) for n in names):
         return scope, ""
     return "none", f"train.compile ignored: no C++ compiler ({', '.join(names)}) on PATH for inductor; eager"
