@@ -279,15 +279,20 @@ def shared_vocab(overrides: list[str]) -> int:
     return vocab
 
 
+def positive_list(text: str, kind, flag: str) -> list:
+    """A comma-separated list of positive numbers for ``flag``; one line naming the flag otherwise."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag}: {text!r} is not a comma-separated list of numbers") from None
+    if not values or any(v <= 0 for v in values):
+        raise SystemExit(f"{flag}: needs one or more positive values (got {text!r})")
+    return values
+
+
 def parse_minutes(text: str) -> list[float]:
     """``--minutes``: one budget or several (``4,8``), each compared on every seed in one invocation."""
-    try:
-        minutes = [float(m) for m in text.split(",") if m.strip()]
-    except ValueError:
-        raise SystemExit(f"--minutes: {text!r} is not a comma-separated list of numbers") from None
-    if not minutes or any(m <= 0 for m in minutes):
-        raise SystemExit(f"--minutes: needs one or more positive budgets (got {text!r})")
-    return minutes
+    return positive_list(text, float, "--minutes")
 
 
 def run_pretrain(args, seed: int, out: Path) -> dict:

@@ -59,14 +59,7 @@ def grid(contexts: list[str], depths: list[int], lr_mults: list[float]) -> list[
 best_of = peer.best_of  # shared with the comparison, which pools several sweeps' runs
 
 
-def _positive_list(text: str, kind, flag: str) -> list:
-    try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"{flag}: {text!r} is not a comma-separated list of numbers") from None
-    if not values or any(v <= 0 for v in values):
-        raise SystemExit(f"{flag}: needs one or more positive values (got {text!r})")
-    return values
+_positive_list = peer.positive_list
 
 
 def main(argv: list[str] | None = None) -> dict:
